@@ -1,0 +1,181 @@
+//! The broker's shared state and the glue between its subsystems: the
+//! metadata quorum and controller, the log manager, metrics, and the
+//! publisher that keeps local partition logs in step with the metadata image.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::config::log_config::ConfigLayers;
+use crate::config::{BrokerConfig, LogConfig};
+use crate::error::{ApiError, ResponseError};
+use crate::log::{LogManager, Partition, TopicPartition};
+use crate::metadata::controller::{Controller, NewTopic};
+use crate::metadata::{MetadataImage, MetadataQuorum, TopicImage};
+use crate::ops::metrics::Metrics;
+
+pub struct Broker {
+    pub config: Arc<BrokerConfig>,
+    pub cluster_id: String,
+    pub quorum: Arc<MetadataQuorum>,
+    pub controller: Controller,
+    pub logs: Arc<LogManager>,
+    pub metrics: Arc<Metrics>,
+    /// The producer-id block this broker hands out from: (next, end).
+    producer_ids: AsyncMutex<(i64, i64)>,
+    /// Serializes reconciliations of local logs with the image.
+    sync_lock: AsyncMutex<()>,
+    ready: AtomicBool,
+}
+
+impl Broker {
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        cluster_id: String,
+        quorum: Arc<MetadataQuorum>,
+        logs: Arc<LogManager>,
+        metrics: Arc<Metrics>,
+    ) -> Broker {
+        Broker {
+            controller: Controller::new(quorum.clone(), config.clone()),
+            config,
+            cluster_id,
+            quorum,
+            logs,
+            metrics,
+            producer_ids: AsyncMutex::new((0, 0)),
+            sync_lock: AsyncMutex::new(()),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.quorum.image()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// The effective log config of a topic on this broker.
+    pub fn log_config(&self, image: &MetadataImage, topic: &TopicImage) -> LogConfig {
+        self.config_layers(image, Some(topic)).log_config()
+    }
+
+    pub fn config_layers<'a>(&'a self, image: &'a MetadataImage, topic: Option<&'a TopicImage>) -> ConfigLayers<'a> {
+        ConfigLayers {
+            topic: topic.map(|t| &t.configs),
+            broker_dynamic: image.broker_configs.get(&self.node_id()),
+            cluster_dynamic: Some(&image.cluster_configs),
+            static_config: &self.config,
+        }
+    }
+
+    /// The local partition, if this broker hosts it.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.logs.get(&TopicPartition::new(topic, partition))
+    }
+
+    /// Opens logs for partitions the image assigns to this broker, applies
+    /// config changes to open logs, and deletes logs of deleted topics.
+    pub async fn sync_logs(&self) {
+        let _guard = self.sync_lock.lock().await;
+        let image = self.image();
+        let me = self.node_id();
+        tokio::task::block_in_place(|| {
+            for topic in image.topics.values() {
+                let config = self.log_config(&image, topic);
+                for (index, partition) in topic.partitions.iter().enumerate() {
+                    if !partition.replicas.contains(&me) {
+                        continue;
+                    }
+                    let tp = TopicPartition::new(topic.name.clone(), index as i32);
+                    match self.logs.get(&tp) {
+                        Some(existing) if existing.topic_id == topic.topic_id => {
+                            let mut log = existing.log.lock();
+                            if *log.config() != config {
+                                log.set_config(config.clone());
+                            }
+                        }
+                        _ => {
+                            if let Err(e) = self.logs.open_partition(&tp, topic.topic_id, config.clone()) {
+                                tracing::error!(partition = %tp, error = %e, "cannot open partition log");
+                            }
+                        }
+                    }
+                }
+            }
+            let known = |tp: &TopicPartition| {
+                image
+                    .topics
+                    .get(&tp.topic)
+                    .and_then(|t| t.partitions.get(tp.partition as usize))
+                    .is_some_and(|p| p.replicas.contains(&me))
+            };
+            for partition in self.logs.all() {
+                let current = image.topics.get(&partition.tp.topic).map(|t| t.topic_id);
+                if !known(&partition.tp) || current != Some(partition.topic_id) {
+                    tracing::info!(partition = %partition.tp, "deleting the log of a removed partition");
+                    if let Err(e) = self.logs.remove_partition(&partition.tp) {
+                        tracing::error!(partition = %partition.tp, error = %e, "cannot delete partition log");
+                    }
+                }
+            }
+            match self.logs.stray_dirs(&known) {
+                Ok(dirs) => {
+                    for dir in dirs {
+                        tracing::info!(dir = %dir.display(), "removing a partition directory the metadata does not know");
+                        if let Err(e) = std::fs::remove_dir_all(&dir) {
+                            tracing::error!(dir = %dir.display(), error = %e, "cannot remove directory");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot list the log directory"),
+            }
+        });
+        self.metrics.partitions.set(self.logs.all().len() as i64);
+    }
+
+    /// Creates a topic with the broker defaults, for Metadata and Produce
+    /// requests naming a missing topic when `auto.create.topics.enable` is on.
+    pub async fn auto_create_topic(&self, name: &str) -> Result<(), ApiError> {
+        let request = NewTopic {
+            name: name.to_string(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: Vec::new(),
+            configs: Default::default(),
+        };
+        match self.controller.create_topic(request, false).await {
+            Ok(_) => {
+                tracing::info!(topic = name, "auto-created topic");
+                self.sync_logs().await;
+                Ok(())
+            }
+            Err(e) if e.kind == ResponseError::TopicAlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Hands out a new producer id, taking a new block from the controller
+    /// when the current one is used up.
+    pub async fn next_producer_id(&self) -> Result<i64, ApiError> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            let (start, len) = self.controller.allocate_producer_ids().await?;
+            *block = (start, start + len);
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+}

@@ -1,0 +1,338 @@
+//! The table of every configuration key the broker understands.
+//!
+//! Names, types, defaults and meanings are Apache Kafka's, so a properties
+//! file written for Kafka reads the same here. Two tables: broker keys (read
+//! at start-up from file, environment and flags; some may also be changed at
+//! run time through AlterConfigs) and topic keys (per-topic overrides whose
+//! defaults come from a broker key, Kafka's "synonyms").
+
+/// The type of a configuration value, as DescribeConfigs reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean,
+    String,
+    Int,
+    Long,
+    Double,
+    List,
+}
+
+impl ConfigType {
+    /// The numeric code DescribeConfigs v3+ uses (`ConfigType` in Kafka's clients).
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Long => 5,
+            ConfigType::Double => 6,
+            ConfigType::List => 7,
+        }
+    }
+}
+
+/// What values a key accepts beyond parsing as its type.
+#[derive(Debug, Clone, Copy)]
+pub enum Validator {
+    None,
+    /// Inclusive numeric range.
+    Range(f64, f64),
+    /// The value (or, for lists, each element) must be one of these.
+    OneOf(&'static [&'static str]),
+}
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub kind: ConfigType,
+    /// `None` means "no default" (Kafka's `null`).
+    pub default: Option<&'static str>,
+    pub validator: Validator,
+    /// For broker keys: whether AlterConfigs may change it while running.
+    pub dynamic: bool,
+    pub doc: &'static str,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+const I32_MAX: f64 = i32::MAX as f64;
+const I64_MAX: f64 = i64::MAX as f64;
+
+macro_rules! def {
+    ($name:expr, $kind:ident, $default:expr, $validator:expr, $dynamic:expr, $doc:expr) => {
+        ConfigDef {
+            name: $name,
+            kind: ConfigType::$kind,
+            default: $default,
+            validator: $validator,
+            dynamic: $dynamic,
+            doc: $doc,
+        }
+    };
+}
+
+/// Keys of the broker's own configuration.
+pub const BROKER_CONFIGS: &[ConfigDef] = &[
+    def!("node.id", Int, Some("1"), Validator::Range(0.0, I32_MAX), false,
+        "The node id of this server in the cluster."),
+    def!("broker.id", Int, None, Validator::Range(0.0, I32_MAX), false,
+        "Legacy alias of node.id; must equal node.id when both are set."),
+    def!("process.roles", List, Some("broker,controller"), Validator::OneOf(&["broker", "controller"]), false,
+        "The roles this process plays: broker, controller, or both (a single node runs both and is its own one-voter metadata quorum)."),
+    def!("cluster.id", String, None, Validator::None, false,
+        "The cluster id. When unset, a new id is generated on first start and kept in meta.properties."),
+    def!("listeners", List, Some("PLAINTEXT://127.0.0.1:9092"), Validator::None, false,
+        "Comma-separated listener URIs the broker binds, NAME://host:port."),
+    def!("advertised.listeners", List, None, Validator::None, false,
+        "Listeners published to clients in Metadata responses; defaults to listeners."),
+    def!("broker.rack", String, None, Validator::None, false,
+        "Rack of this broker, used for rack-aware replica placement."),
+    def!("log.dirs", List, None, Validator::None, false,
+        "Directory where log data is kept (one directory is supported). Overrides log.dir."),
+    def!("log.dir", String, Some("./data"), Validator::None, false,
+        "Directory where log data is kept when log.dirs is not set."),
+    def!("http.listener", String, Some("127.0.0.1:9644"), Validator::None, false,
+        "host:port of the HTTP server for /metrics, /healthz and /readyz."),
+    def!("num.partitions", Int, Some("1"), Validator::Range(1.0, I32_MAX), true,
+        "Default number of partitions of an auto-created topic or a CreateTopics request with -1 partitions."),
+    def!("default.replication.factor", Int, Some("1"), Validator::Range(1.0, I32_MAX), false,
+        "Default replication factor of auto-created topics and of CreateTopics requests with -1."),
+    def!("auto.create.topics.enable", Boolean, Some("true"), Validator::None, false,
+        "Create a topic when a client asks for its metadata or produces to it and it does not exist."),
+    def!("delete.topic.enable", Boolean, Some("true"), Validator::None, false,
+        "Allow DeleteTopics."),
+    def!("socket.request.max.bytes", Int, Some("104857600"), Validator::Range(1.0, I32_MAX), false,
+        "Largest request frame accepted; a larger size prefix closes the connection before the body is read."),
+    def!("log.retention.check.interval.ms", Long, Some("300000"), Validator::Range(1.0, I64_MAX), false,
+        "How often the retention task looks for segments to delete."),
+    def!("log.flush.scheduler.interval.ms", Long, Some(LONG_MAX), Validator::Range(0.0, I64_MAX), false,
+        "How often the flusher checks whether a log must be flushed for flush.ms; capped at one second."),
+    def!("log.flush.offset.checkpoint.interval.ms", Int, Some("60000"), Validator::Range(0.0, I32_MAX), false,
+        "How often the recovery point (the offset below which data is known to be on disk) is checkpointed."),
+    def!("log.flush.start.offset.checkpoint.interval.ms", Int, Some("60000"), Validator::Range(0.0, I32_MAX), false,
+        "How often the log start offsets are checkpointed."),
+    // Topic defaults: each has a topic-level synonym below and may be changed
+    // cluster-wide or per broker at run time, as in Kafka.
+    def!("log.segment.bytes", Int, Some("1073741824"), Validator::Range(14.0, I32_MAX), true,
+        "Default segment.bytes: the largest size of a single log segment file."),
+    def!("log.roll.ms", Long, None, Validator::Range(1.0, I64_MAX), true,
+        "Default segment.ms; when unset log.roll.hours is used."),
+    def!("log.roll.hours", Int, Some("168"), Validator::Range(1.0, I32_MAX), true,
+        "Default segment.ms in hours, used when log.roll.ms is not set."),
+    def!("log.retention.ms", Long, None, Validator::Range(-1.0, I64_MAX), true,
+        "Default retention.ms; when unset log.retention.minutes, then log.retention.hours is used. -1 keeps data forever."),
+    def!("log.retention.minutes", Int, None, Validator::Range(-1.0, I32_MAX), true,
+        "Default retention in minutes, used when log.retention.ms is not set."),
+    def!("log.retention.hours", Int, Some("168"), Validator::Range(-1.0, I32_MAX), true,
+        "Default retention in hours, used when neither log.retention.ms nor log.retention.minutes is set."),
+    def!("log.retention.bytes", Long, Some("-1"), Validator::Range(-1.0, I64_MAX), true,
+        "Default retention.bytes: the largest size of a partition before old segments are deleted; -1 is unlimited."),
+    def!("message.max.bytes", Int, Some("1048588"), Validator::Range(0.0, I32_MAX), true,
+        "Default max.message.bytes: the largest record batch accepted."),
+    def!("log.message.timestamp.type", String, Some("CreateTime"), Validator::OneOf(&["CreateTime", "LogAppendTime"]), true,
+        "Default message.timestamp.type."),
+    def!("log.message.timestamp.before.max.ms", Long, Some(LONG_MAX), Validator::Range(0.0, I64_MAX), true,
+        "Default message.timestamp.before.max.ms."),
+    def!("log.message.timestamp.after.max.ms", Long, Some(LONG_MAX), Validator::Range(0.0, I64_MAX), true,
+        "Default message.timestamp.after.max.ms."),
+    def!("log.flush.interval.messages", Long, Some(LONG_MAX), Validator::Range(1.0, I64_MAX), true,
+        "Default flush.messages: fsync after this many messages; 1 fsyncs every batch before it is acknowledged."),
+    def!("log.flush.interval.ms", Long, None, Validator::Range(0.0, I64_MAX), true,
+        "Default flush.ms: the longest time data may stay unflushed; unset means never forced by time."),
+    def!("log.cleanup.policy", List, Some("delete"), Validator::OneOf(&["delete", "compact"]), true,
+        "Default cleanup.policy."),
+    def!("log.index.interval.bytes", Int, Some("4096"), Validator::Range(0.0, I32_MAX), true,
+        "Default index.interval.bytes: bytes between two offset index entries."),
+    def!("log.index.size.max.bytes", Int, Some("10485760"), Validator::Range(4.0, I32_MAX), true,
+        "Default segment.index.bytes: a segment rolls when its offset index reaches this size."),
+    def!("log.segment.delete.delay.ms", Long, Some("60000"), Validator::Range(0.0, I64_MAX), true,
+        "Default file.delete.delay.ms."),
+    def!("log.cleaner.delete.retention.ms", Long, Some("86400000"), Validator::Range(0.0, I64_MAX), true,
+        "Default delete.retention.ms."),
+    def!("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), Validator::Range(0.0, 1.0), true,
+        "Default min.cleanable.dirty.ratio."),
+    def!("log.cleaner.min.compaction.lag.ms", Long, Some("0"), Validator::Range(0.0, I64_MAX), true,
+        "Default min.compaction.lag.ms."),
+    def!("log.cleaner.max.compaction.lag.ms", Long, Some(LONG_MAX), Validator::Range(1.0, I64_MAX), true,
+        "Default max.compaction.lag.ms."),
+    def!("min.insync.replicas", Int, Some("1"), Validator::Range(1.0, I32_MAX), true,
+        "Default min.insync.replicas."),
+    def!("unclean.leader.election.enable", Boolean, Some("false"), Validator::None, true,
+        "Default unclean.leader.election.enable."),
+    def!("compression.type", String, Some("producer"), Validator::OneOf(&["producer"]), true,
+        "Default compression.type; only 'producer' (keep what the producer sent) is supported."),
+];
+
+/// A topic-level key and the broker keys its default comes from, in order of precedence.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicConfigDef {
+    pub name: &'static str,
+    pub synonyms: &'static [&'static str],
+    /// The value used when the topic sets nothing and no synonym has a value.
+    pub default: Option<&'static str>,
+    pub kind: ConfigType,
+    pub validator: Validator,
+    pub doc: &'static str,
+}
+
+macro_rules! topic {
+    ($name:expr, [$($syn:expr),*], $default:expr, $kind:ident, $validator:expr, $doc:expr) => {
+        TopicConfigDef {
+            name: $name,
+            synonyms: &[$($syn),*],
+            default: $default,
+            kind: ConfigType::$kind,
+            validator: $validator,
+            doc: $doc,
+        }
+    };
+}
+
+pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    topic!("cleanup.policy", ["log.cleanup.policy"], Some("delete"), List,
+        Validator::OneOf(&["delete", "compact"]),
+        "'delete' removes old segments by retention; 'compact' keeps the latest record per key."),
+    topic!("compression.type", ["compression.type"], Some("producer"), String,
+        Validator::OneOf(&["producer"]),
+        "'producer' keeps batches compressed as the producer sent them."),
+    topic!("delete.retention.ms", ["log.cleaner.delete.retention.ms"], Some("86400000"), Long,
+        Validator::Range(0.0, I64_MAX), "How long tombstones are kept in compacted topics."),
+    topic!("file.delete.delay.ms", ["log.segment.delete.delay.ms"], Some("60000"), Long,
+        Validator::Range(0.0, I64_MAX), "Time to wait before deleting a file from the filesystem."),
+    topic!("flush.messages", ["log.flush.interval.messages"], Some(LONG_MAX), Long,
+        Validator::Range(1.0, I64_MAX),
+        "fsync after this many messages; 1 fsyncs every batch before acknowledging it. The default leaves durability to replication and the OS, as Kafka does."),
+    topic!("flush.ms", ["log.flush.interval.ms"], Some(LONG_MAX), Long,
+        Validator::Range(0.0, I64_MAX), "fsync when data has been unflushed this long."),
+    topic!("index.interval.bytes", ["log.index.interval.bytes"], Some("4096"), Int,
+        Validator::Range(0.0, I32_MAX), "Bytes between two offset index entries."),
+    topic!("max.compaction.lag.ms", ["log.cleaner.max.compaction.lag.ms"], Some(LONG_MAX), Long,
+        Validator::Range(1.0, I64_MAX), "Longest time a record may stay uncompacted."),
+    topic!("max.message.bytes", ["message.max.bytes"], Some("1048588"), Int,
+        Validator::Range(0.0, I32_MAX), "Largest record batch size allowed."),
+    topic!("message.timestamp.after.max.ms", ["log.message.timestamp.after.max.ms"], Some(LONG_MAX), Long,
+        Validator::Range(0.0, I64_MAX), "Largest allowed amount a CreateTime timestamp may be ahead of the broker's clock."),
+    topic!("message.timestamp.before.max.ms", ["log.message.timestamp.before.max.ms"], Some(LONG_MAX), Long,
+        Validator::Range(0.0, I64_MAX), "Largest allowed amount a CreateTime timestamp may be behind the broker's clock."),
+    topic!("message.timestamp.type", ["log.message.timestamp.type"], Some("CreateTime"), String,
+        Validator::OneOf(&["CreateTime", "LogAppendTime"]),
+        "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's clock."),
+    topic!("min.cleanable.dirty.ratio", ["log.cleaner.min.cleanable.ratio"], Some("0.5"), Double,
+        Validator::Range(0.0, 1.0), "Dirty ratio above which the cleaner compacts the log."),
+    topic!("min.compaction.lag.ms", ["log.cleaner.min.compaction.lag.ms"], Some("0"), Long,
+        Validator::Range(0.0, I64_MAX), "Shortest time a record stays uncompacted."),
+    topic!("min.insync.replicas", ["min.insync.replicas"], Some("1"), Int,
+        Validator::Range(1.0, I32_MAX), "Fewest in-sync replicas for an acks=all produce to succeed."),
+    topic!("retention.bytes", ["log.retention.bytes"], Some("-1"), Long,
+        Validator::Range(-1.0, I64_MAX), "Largest partition size before old segments are deleted; -1 is unlimited."),
+    topic!("retention.ms", ["log.retention.ms", "log.retention.minutes", "log.retention.hours"], Some("604800000"), Long,
+        Validator::Range(-1.0, I64_MAX), "How long a segment is kept after its newest record; -1 keeps data forever."),
+    topic!("segment.bytes", ["log.segment.bytes"], Some("1073741824"), Int,
+        Validator::Range(14.0, I32_MAX), "Largest size of one segment file."),
+    topic!("segment.index.bytes", ["log.index.size.max.bytes"], Some("10485760"), Int,
+        Validator::Range(4.0, I32_MAX), "Largest size of a segment's offset index; the segment rolls when it is full."),
+    topic!("segment.ms", ["log.roll.ms", "log.roll.hours"], Some("604800000"), Long,
+        Validator::Range(1.0, I64_MAX), "Time after which a segment rolls even if it is not full."),
+    topic!("unclean.leader.election.enable", ["unclean.leader.election.enable"], Some("false"), Boolean,
+        Validator::None, "Allow an out-of-sync replica to become leader, at the cost of data loss."),
+];
+
+pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
+    BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
+
+pub fn topic_def(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Multiplier that turns a synonym's unit into the topic key's unit
+/// (`log.retention.hours` → milliseconds, ...).
+pub fn synonym_scale(synonym: &str) -> i64 {
+    if synonym.ends_with(".hours") {
+        3_600_000
+    } else if synonym.ends_with(".minutes") {
+        60_000
+    } else {
+        1
+    }
+}
+
+/// Checks one value against its type and validator; the error says why.
+pub fn validate_value(
+    name: &str,
+    kind: ConfigType,
+    validator: Validator,
+    value: &str,
+) -> Result<(), String> {
+    let value = value.trim();
+    let number = match kind {
+        ConfigType::Boolean => {
+            return match value.to_ascii_lowercase().as_str() {
+                "true" | "false" => Ok(()),
+                _ => Err(format!("{name}: '{value}' is not a boolean (true or false)")),
+            }
+        }
+        ConfigType::Int => value
+            .parse::<i32>()
+            .map(f64::from)
+            .map_err(|_| format!("{name}: '{value}' is not a 32-bit integer"))?,
+        ConfigType::Long => value
+            .parse::<i64>()
+            .map(|v| v as f64)
+            .map_err(|_| format!("{name}: '{value}' is not a 64-bit integer"))?,
+        ConfigType::Double => value
+            .parse::<f64>()
+            .map_err(|_| format!("{name}: '{value}' is not a number"))?,
+        ConfigType::String | ConfigType::List => {
+            if let Validator::OneOf(allowed) = validator {
+                let items: Vec<&str> = if kind == ConfigType::List {
+                    value.split(',').map(str::trim).collect()
+                } else {
+                    vec![value]
+                };
+                for item in items {
+                    if !allowed.contains(&item) {
+                        return Err(format!(
+                            "{name}: '{item}' is not one of {}",
+                            allowed.join(", ")
+                        ));
+                    }
+                }
+            }
+            return Ok(());
+        }
+    };
+    if let Validator::Range(min, max) = validator {
+        if number < min || number > max {
+            return Err(format!(
+                "{name}: {value} is outside the allowed range [{min}, {max}]"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_topic_synonym_is_a_broker_key() {
+        for def in TOPIC_CONFIGS {
+            for synonym in def.synonyms {
+                assert!(broker_def(synonym).is_some(), "{} -> {synonym}", def.name);
+            }
+        }
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let def = topic_def("retention.ms").unwrap();
+        assert!(validate_value(def.name, def.kind, def.validator, "1000").is_ok());
+        let err = validate_value(def.name, def.kind, def.validator, "abc").unwrap_err();
+        assert!(err.contains("retention.ms"));
+        let def = topic_def("cleanup.policy").unwrap();
+        assert!(validate_value(def.name, def.kind, def.validator, "compact,delete").is_ok());
+        assert!(validate_value(def.name, def.kind, def.validator, "shred").is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! Tideline broker: a Kafka-compatible streaming server.
+//!
+//! Layout: `config` (Kafka property names and topic configs), `log` (the
+//! segmented log on disk), `metadata` (the Raft-replicated metadata log and
+//! the controller), `server` (connections and framing), `handlers` (one
+//! module per Kafka API family), `ops` (metrics and HTTP), `broker` (the
+//! shared state tying them together) and `startup` (bringing it all up and
+//! down in order).
+
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod log;
+pub mod metadata;
+pub mod ops;
+pub mod server;
+pub mod startup;
+pub mod util;

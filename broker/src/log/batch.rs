@@ -1,0 +1,344 @@
+//! Kafka record batches (magic v2) as stored on disk and sent on the wire.
+//!
+//! Layout of the 61-byte header (big endian):
+//!
+//! ```text
+//! 0  baseOffset i64        8  batchLength i32 (bytes after this field)
+//! 12 partitionLeaderEpoch  16 magic i8 (= 2)   17 crc u32 (CRC-32C of bytes 21..end)
+//! 21 attributes i16        23 lastOffsetDelta i32
+//! 27 baseTimestamp i64     35 maxTimestamp i64
+//! 43 producerId i64        51 producerEpoch i16  53 baseSequence i32
+//! 57 recordsCount i32      61 records...
+//! ```
+//!
+//! The broker keeps batches as the producer sent them; it only rewrites the
+//! base offset and leader epoch (outside the CRC) and, for LogAppendTime
+//! topics, the timestamp fields (then the CRC is recomputed).
+
+use bytes::Buf;
+
+pub const HEADER_SIZE: usize = 61;
+/// Bytes of a batch before `batchLength` counts: baseOffset + batchLength.
+pub const LOG_OVERHEAD: usize = 12;
+const CRC_START: usize = 21;
+
+const ATTR_COMPRESSION_MASK: i16 = 0x07;
+const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+const ATTR_CONTROL: i16 = 0x20;
+
+pub const NO_PRODUCER_ID: i64 = -1;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("record batch is truncated ({0} bytes left)")]
+    Truncated(usize),
+    #[error("record batch has invalid length {0}")]
+    BadLength(i32),
+    #[error("unsupported record batch magic {0} (only v2 is accepted)")]
+    BadMagic(i8),
+    #[error("record batch CRC mismatch (stored {stored:#x}, computed {computed:#x})")]
+    BadCrc { stored: u32, computed: u32 },
+    #[error("record batch has {0} records")]
+    BadCount(i32),
+    #[error("record batch lastOffsetDelta {delta} does not match {count} records")]
+    BadOffsetDelta { delta: i32, count: i32 },
+    #[error("record batch uses unknown compression codec {0}")]
+    BadCompression(i16),
+    #[error("records inside the batch are malformed: {0}")]
+    BadRecords(&'static str),
+    #[error("control batches may not be produced by clients")]
+    ControlBatch,
+}
+
+/// The fields of a batch header the broker reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+impl BatchHeader {
+    /// Parses the header at the start of `bytes` (which must hold at least
+    /// [`HEADER_SIZE`] bytes); checks nothing beyond the length.
+    pub fn parse(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+        if bytes.len() < HEADER_SIZE {
+            return Err(BatchError::Truncated(bytes.len()));
+        }
+        let mut b = &bytes[..HEADER_SIZE];
+        Ok(BatchHeader {
+            base_offset: b.get_i64(),
+            batch_length: b.get_i32(),
+            partition_leader_epoch: b.get_i32(),
+            magic: b.get_i8(),
+            crc: b.get_u32(),
+            attributes: b.get_i16(),
+            last_offset_delta: b.get_i32(),
+            base_timestamp: b.get_i64(),
+            max_timestamp: b.get_i64(),
+            producer_id: b.get_i64(),
+            producer_epoch: b.get_i16(),
+            base_sequence: b.get_i32(),
+            records_count: b.get_i32(),
+        })
+    }
+
+    /// Size of the whole batch including offset and length fields.
+    pub fn total_size(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    pub fn compression(&self) -> i16 {
+        self.attributes & ATTR_COMPRESSION_MASK
+    }
+
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & ATTR_TIMESTAMP_TYPE != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id != NO_PRODUCER_ID
+    }
+
+    /// Sequence number of the last record (sequences wrap at i32::MAX).
+    pub fn last_sequence(&self) -> i32 {
+        if self.base_sequence < 0 {
+            return self.base_sequence;
+        }
+        let last = self.base_sequence as i64 + self.last_offset_delta as i64;
+        (last % (i32::MAX as i64 + 1)) as i32
+    }
+}
+
+/// Reads the `batchLength` field of a batch starting at `bytes[0]`, if
+/// enough bytes are present, and checks it is plausible.
+pub fn batch_size_at(bytes: &[u8]) -> Result<usize, BatchError> {
+    if bytes.len() < LOG_OVERHEAD {
+        return Err(BatchError::Truncated(bytes.len()));
+    }
+    let length = i32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+        return Err(BatchError::BadLength(length));
+    }
+    Ok(LOG_OVERHEAD + length as usize)
+}
+
+/// Fully validates one stored or produced batch occupying all of `bytes`:
+/// magic, CRC-32C, record count and offset delta, codec.
+pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(bytes)?;
+    if header.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+        return Err(BatchError::BadLength(header.batch_length));
+    }
+    if header.total_size() != bytes.len() {
+        return Err(BatchError::Truncated(bytes.len()));
+    }
+    if header.magic != 2 {
+        return Err(BatchError::BadMagic(header.magic));
+    }
+    let computed = crc32c::crc32c(&bytes[CRC_START..]);
+    if computed != header.crc {
+        return Err(BatchError::BadCrc {
+            stored: header.crc,
+            computed,
+        });
+    }
+    if header.records_count < 0 {
+        return Err(BatchError::BadCount(header.records_count));
+    }
+    if header.compression() > 4 {
+        return Err(BatchError::BadCompression(header.compression()));
+    }
+    Ok(header)
+}
+
+/// Extra checks for a batch a client produced: it must hold records whose
+/// offsets are consecutive and, when uncompressed, whose framing adds up.
+pub fn validate_produced(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = validate(bytes)?;
+    if header.is_control() {
+        return Err(BatchError::ControlBatch);
+    }
+    if header.records_count < 1 {
+        return Err(BatchError::BadCount(header.records_count));
+    }
+    if header.last_offset_delta != header.records_count - 1 {
+        return Err(BatchError::BadOffsetDelta {
+            delta: header.last_offset_delta,
+            count: header.records_count,
+        });
+    }
+    if header.compression() == 0 {
+        check_uncompressed_records(&bytes[HEADER_SIZE..], header.records_count)?;
+    }
+    Ok(header)
+}
+
+/// Walks the records of an uncompressed batch: each is a varint length
+/// followed by that many bytes, and the offset deltas run 0, 1, 2, ...
+fn check_uncompressed_records(mut records: &[u8], count: i32) -> Result<(), BatchError> {
+    for expected_delta in 0..count {
+        let length = read_varint(&mut records).ok_or(BatchError::BadRecords("record length"))?;
+        if length < 0 || length as usize > records.len() {
+            return Err(BatchError::BadRecords("record length exceeds the batch"));
+        }
+        let mut record = &records[..length as usize];
+        records = &records[length as usize..];
+        if record.is_empty() {
+            return Err(BatchError::BadRecords("empty record"));
+        }
+        record = &record[1..]; // attributes
+        read_varint(&mut record).ok_or(BatchError::BadRecords("timestamp delta"))?;
+        let delta = read_varint(&mut record).ok_or(BatchError::BadRecords("offset delta"))?;
+        if delta != expected_delta as i64 {
+            return Err(BatchError::BadRecords("offset deltas are not consecutive"));
+        }
+    }
+    if !records.is_empty() {
+        return Err(BatchError::BadRecords("bytes left after the last record"));
+    }
+    Ok(())
+}
+
+/// Zig-zag varint (Kafka's record encoding); `None` if truncated or too long.
+fn read_varint(buf: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = buf.split_first()?;
+        *buf = rest;
+        value |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// Rewrites the broker-assigned fields of a validated batch in place.
+pub fn assign(bytes: &mut [u8], base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) {
+    bytes[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    bytes[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+    if let Some(now) = log_append_time {
+        let attributes = i16::from_be_bytes([bytes[21], bytes[22]]) | ATTR_TIMESTAMP_TYPE;
+        bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+        bytes[35..43].copy_from_slice(&now.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[CRC_START..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+pub mod test_support {
+    //! Builds small uncompressed batches for unit tests.
+    use bytes::BufMut;
+
+    fn put_varint(buf: &mut Vec<u8>, value: i64) {
+        let mut v = ((value << 1) ^ (value >> 63)) as u64;
+        loop {
+            if v < 0x80 {
+                buf.put_u8(v as u8);
+                return;
+            }
+            buf.put_u8((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+    }
+
+    /// A batch of `values` with the given producer fields.
+    pub fn batch(values: &[&[u8]], timestamp: i64, producer: (i64, i16, i32)) -> Vec<u8> {
+        let mut records = Vec::new();
+        for (i, value) in values.iter().enumerate() {
+            let mut record = Vec::new();
+            record.put_u8(0);
+            put_varint(&mut record, 0);
+            put_varint(&mut record, i as i64);
+            put_varint(&mut record, -1);
+            put_varint(&mut record, value.len() as i64);
+            record.extend_from_slice(value);
+            put_varint(&mut record, 0);
+            put_varint(&mut records, record.len() as i64);
+            records.extend_from_slice(&record);
+        }
+        let mut out = Vec::new();
+        out.put_i64(0);
+        out.put_i32((49 + records.len()) as i32);
+        out.put_i32(-1);
+        out.put_i8(2);
+        out.put_u32(0);
+        out.put_i16(0);
+        out.put_i32(values.len() as i32 - 1);
+        out.put_i64(timestamp);
+        out.put_i64(timestamp);
+        out.put_i64(producer.0);
+        out.put_i16(producer.1);
+        out.put_i32(producer.2);
+        out.put_i32(values.len() as i32);
+        out.extend_from_slice(&records);
+        let crc = crc32c::crc32c(&out[21..]);
+        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::batch;
+    use super::*;
+
+    #[test]
+    fn a_well_formed_batch_validates_and_offsets_can_be_assigned() {
+        let mut bytes = batch(&[b"a", b"bb", b"ccc"], 1000, (-1, -1, -1));
+        let header = validate_produced(&bytes).unwrap();
+        assert_eq!(header.records_count, 3);
+        assert_eq!(header.last_offset_delta, 2);
+        assign(&mut bytes, 42, 3, Some(5000));
+        let header = validate(&bytes).unwrap();
+        assert_eq!(header.base_offset, 42);
+        assert_eq!(header.last_offset(), 44);
+        assert_eq!(header.partition_leader_epoch, 3);
+        assert_eq!(header.max_timestamp, 5000);
+        assert!(header.is_log_append_time());
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let mut bytes = batch(&[b"hello"], 1, (-1, -1, -1));
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0xff;
+        assert!(matches!(validate(&bytes), Err(BatchError::BadCrc { .. })));
+        let bytes = batch(&[b"hello"], 1, (-1, -1, -1));
+        assert!(matches!(validate(&bytes[..bytes.len() - 1]), Err(BatchError::Truncated(_))));
+    }
+
+    #[test]
+    fn sequences_wrap() {
+        let mut bytes = batch(&[b"a", b"b"], 1, (7, 0, i32::MAX));
+        let crc = crc32c::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        let header = validate(&bytes).unwrap();
+        assert_eq!(header.last_sequence(), 0);
+    }
+}

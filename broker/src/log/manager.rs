@@ -1,0 +1,360 @@
+//! The log directory: every partition log in it, the checkpoint files that
+//! make restarts fast and safe, and the background work (retention, flushes,
+//! checkpoints) that keeps logs within their configs.
+//!
+//! Files at the top of the directory, in Kafka's formats:
+//! * `meta.properties` — cluster id and node id this directory belongs to.
+//! * `recovery-point-offset-checkpoint` — per partition, the offset below
+//!   which data was fsynced; recovery after a crash starts there.
+//! * `log-start-offset-checkpoint` — per partition, the log start offset.
+//! * `.tideline_clean_shutdown` — present only after a clean stop; lets the
+//!   next start skip validating segment contents.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::partition_log::{PartitionLog, RecoveryReport};
+use crate::config::LogConfig;
+use crate::util::{now_ms, write_atomically};
+
+const CLEAN_SHUTDOWN_FILE: &str = ".tideline_clean_shutdown";
+const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
+const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+
+    /// Parses `<topic>-<partition>` (topic names may contain '-').
+    pub fn from_dir_name(name: &str) -> Option<TopicPartition> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        Some(TopicPartition::new(topic, partition.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// A partition hosted by this broker: its log plus a signal that fires when
+/// the log end offset moves, which waiting fetches listen to.
+pub struct Partition {
+    pub tp: TopicPartition,
+    pub topic_id: Uuid,
+    pub log: Mutex<PartitionLog>,
+    end_offset: watch::Sender<i64>,
+}
+
+impl Partition {
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.end_offset.subscribe()
+    }
+
+    /// Tells waiting fetches that new data (or a new log start) is there.
+    pub fn notify(&self, end_offset: i64) {
+        self.end_offset.send_replace(end_offset);
+    }
+}
+
+pub struct LogManager {
+    dir: PathBuf,
+    /// Whether the previous run stopped cleanly (read once at start-up).
+    was_clean: bool,
+    recovery_points: HashMap<TopicPartition, i64>,
+    log_starts: HashMap<TopicPartition, i64>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+}
+
+impl LogManager {
+    /// Takes ownership of the log directory (creating it if needed) and
+    /// reads the checkpoints; logs are opened as the metadata names them.
+    pub fn open(dir: &Path) -> io::Result<LogManager> {
+        std::fs::create_dir_all(dir)?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let was_clean = marker.exists();
+        if was_clean {
+            std::fs::remove_file(&marker)?;
+            sync_dir(dir);
+        }
+        Ok(LogManager {
+            dir: dir.to_path_buf(),
+            was_clean,
+            recovery_points: read_checkpoint(&dir.join(RECOVERY_POINT_FILE)),
+            log_starts: read_checkpoint(&dir.join(LOG_START_FILE)),
+            partitions: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn was_clean_shutdown(&self) -> bool {
+        self.was_clean
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.partitions.read().get(tp).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// Opens the partition's log (recovering it if the last stop was not
+    /// clean), or creates it. A directory left by an earlier topic of the
+    /// same name (another topic id) is deleted first.
+    pub fn open_partition(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Uuid,
+        config: LogConfig,
+    ) -> io::Result<(Arc<Partition>, RecoveryReport)> {
+        if let Some(existing) = self.get(tp) {
+            if existing.topic_id == topic_id {
+                return Ok((existing, RecoveryReport::default()));
+            }
+            self.remove_partition(tp)?;
+        }
+        let dir = self.dir.join(tp.dir_name());
+        match read_partition_metadata(&dir) {
+            Some(id) if id != topic_id => {
+                tracing::info!(partition = %tp, "removing the log of a deleted topic with the same name");
+                std::fs::remove_dir_all(&dir)?;
+            }
+            _ => {}
+        }
+        let existed = dir.exists();
+        let recovery_point = self.recovery_points.get(tp).copied().unwrap_or(0);
+        let log_start = self.log_starts.get(tp).copied().unwrap_or(0);
+        let clean = self.was_clean || !existed;
+        let (log, report) =
+            PartitionLog::open(&dir, config, clean, recovery_point, log_start, now_ms())?;
+        if report.truncated_bytes > 0 {
+            tracing::warn!(
+                partition = %tp,
+                truncated_bytes = report.truncated_bytes,
+                log_end_offset = log.log_end_offset(),
+                "recovery truncated a torn or corrupt log tail"
+            );
+        }
+        write_partition_metadata(&dir, topic_id)?;
+        let (end_offset, _) = watch::channel(log.log_end_offset());
+        let partition = Arc::new(Partition {
+            tp: tp.clone(),
+            topic_id,
+            log: Mutex::new(log),
+            end_offset,
+        });
+        self.partitions.write().insert(tp.clone(), partition.clone());
+        Ok((partition, report))
+    }
+
+    /// Deletes a partition's log (its topic was deleted). Its directory is
+    /// renamed first so a crash mid-delete cannot resurrect it.
+    pub fn remove_partition(&self, tp: &TopicPartition) -> io::Result<()> {
+        let removed = self.partitions.write().remove(tp);
+        let dir = self.dir.join(tp.dir_name());
+        if removed.is_some() || dir.exists() {
+            let doomed = self
+                .dir
+                .join(format!("{}.{}-delete", tp.dir_name(), Uuid::new_v4().simple()));
+            if dir.exists() {
+                std::fs::rename(&dir, &doomed)?;
+                sync_dir(&self.dir);
+                std::fs::remove_dir_all(&doomed)?;
+            }
+            if let Some(partition) = removed {
+                // Wake fetches parked on it so they notice it is gone.
+                partition.notify(-1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Partition directories on disk that the metadata no longer knows, and
+    /// leftovers of interrupted deletes.
+    pub fn stray_dirs(&self, known: &dyn Fn(&TopicPartition) -> bool) -> io::Result<Vec<PathBuf>> {
+        let mut stray = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with("__cluster_metadata") {
+                continue;
+            }
+            if name.ends_with("-delete") {
+                stray.push(entry.path());
+                continue;
+            }
+            if let Some(tp) = TopicPartition::from_dir_name(&name) {
+                if !known(&tp) {
+                    stray.push(entry.path());
+                }
+            }
+        }
+        Ok(stray)
+    }
+
+    /// Applies retention to every log; returns deleted segment count.
+    pub fn apply_retention(&self) -> usize {
+        let mut deleted = 0;
+        for partition in self.all() {
+            let mut log = partition.log.lock();
+            let before = log.log_start_offset();
+            match log.apply_retention(now_ms()) {
+                Ok(n) => deleted += n,
+                Err(e) => tracing::error!(partition = %partition.tp, error = %e, "retention failed"),
+            }
+            let after = log.log_start_offset();
+            if after != before {
+                tracing::info!(partition = %partition.tp, log_start_offset = after, "retention advanced the log start offset");
+                let end = log.log_end_offset();
+                drop(log);
+                partition.notify(end);
+            }
+        }
+        deleted
+    }
+
+    /// Flushes logs whose `flush.ms` has elapsed.
+    pub fn flush_due(&self) {
+        let now = now_ms();
+        for partition in self.all() {
+            let mut log = partition.log.lock();
+            if log.flush_due(now) {
+                if let Err(e) = log.flush(now) {
+                    tracing::error!(partition = %partition.tp, error = %e, "flush failed");
+                }
+            }
+        }
+    }
+
+    /// Writes the recovery-point and log-start checkpoints.
+    pub fn write_checkpoints(&self) -> io::Result<()> {
+        let mut recovery = Vec::new();
+        let mut starts = Vec::new();
+        for partition in self.all() {
+            let log = partition.log.lock();
+            recovery.push((partition.tp.clone(), log.recovery_point()));
+            starts.push((partition.tp.clone(), log.log_start_offset()));
+        }
+        write_checkpoint(&self.dir.join(RECOVERY_POINT_FILE), &recovery)?;
+        write_checkpoint(&self.dir.join(LOG_START_FILE), &starts)
+    }
+
+    /// Flushes and closes every log, then leaves the clean-shutdown marker.
+    pub fn shutdown(&self) -> io::Result<()> {
+        let now = now_ms();
+        for partition in self.all() {
+            partition.log.lock().close(now)?;
+        }
+        self.write_checkpoints()?;
+        write_atomically(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Kafka's checkpoint format: version line, count line, then `topic partition offset`.
+fn write_checkpoint(path: &Path, entries: &[(TopicPartition, i64)]) -> io::Result<()> {
+    let mut text = format!("0\n{}\n", entries.len());
+    for (tp, offset) in entries {
+        text.push_str(&format!("{} {} {}\n", tp.topic, tp.partition, offset));
+    }
+    write_atomically(path, text.as_bytes())
+}
+
+fn read_checkpoint(path: &Path) -> HashMap<TopicPartition, i64> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    text.lines()
+        .skip(2)
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let topic = parts.next()?;
+            let partition = parts.next()?.parse().ok()?;
+            let offset = parts.next()?.parse().ok()?;
+            Some((TopicPartition::new(topic, partition), offset))
+        })
+        .collect()
+}
+
+fn write_partition_metadata(dir: &Path, topic_id: Uuid) -> io::Result<()> {
+    let path = dir.join(PARTITION_METADATA_FILE);
+    if read_partition_metadata(dir) == Some(topic_id) {
+        return Ok(());
+    }
+    write_atomically(&path, format!("version: 0\ntopic_id: {topic_id}\n").as_bytes())
+}
+
+fn read_partition_metadata(dir: &Path) -> Option<Uuid> {
+    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA_FILE)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("topic_id:"))
+        .and_then(|id| id.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_and_topic_names_with_dashes_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp");
+        write_checkpoint(&path, &[(TopicPartition::new("a-b", 3), 42)]).unwrap();
+        let read = read_checkpoint(&path);
+        assert_eq!(read.get(&TopicPartition::new("a-b", 3)), Some(&42));
+        assert_eq!(
+            TopicPartition::from_dir_name("my-topic-12"),
+            Some(TopicPartition::new("my-topic", 12))
+        );
+    }
+
+    #[test]
+    fn a_recreated_topic_does_not_inherit_old_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = LogManager::open(dir.path()).unwrap();
+        let tp = TopicPartition::new("t", 0);
+        let (partition, _) = manager.open_partition(&tp, Uuid::new_v4(), LogConfig::default()).unwrap();
+        partition
+            .log
+            .lock()
+            .append(&crate::log::batch::test_support::batch(&[b"x"], 0, (-1, -1, -1)), 0, 0)
+            .unwrap();
+        let (partition, _) = manager.open_partition(&tp, Uuid::new_v4(), LogConfig::default()).unwrap();
+        assert_eq!(partition.log.lock().log_end_offset(), 0);
+    }
+}

@@ -1,0 +1,16 @@
+//! Storage: the partition logs and their on-disk formats.
+//!
+//! `batch` (the record-batch format), `index` (offset and time indexes),
+//! `segment` (one `.log` file and its indexes), `producer_state`
+//! (idempotence), `partition_log` (one partition), `manager` (the log
+//! directory, checkpoints and background upkeep).
+
+pub mod batch;
+pub mod index;
+pub mod manager;
+pub mod partition_log;
+pub mod producer_state;
+pub mod segment;
+
+pub use manager::{LogManager, Partition, TopicPartition};
+pub use partition_log::{AppendError, AppendInfo, PartitionLog, ReadError};

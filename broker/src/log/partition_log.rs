@@ -1,0 +1,638 @@
+//! The log of one partition: an ordered set of segments in the directory
+//! `<log.dir>/<topic>-<partition>/`, the log start offset, and the producer
+//! state that makes appends idempotent.
+//!
+//! Appends validate every batch, assign offsets, roll segments by size, age
+//! and index fullness, and fsync per `flush.messages`. Reads return the file
+//! region holding the batches from an offset on, so the caller copies the
+//! bytes outside any lock. Retention deletes whole segments.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::batch::{self, BatchError, BatchHeader};
+use super::producer_state::{BatchMetadata, ProducerState, SequenceCheck};
+use super::segment::{Segment, BatchPosition};
+use crate::config::log_config::{LogConfig, TimestampType};
+
+pub const PRODUCER_SNAPSHOT: &str = "producer-state.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("corrupt record batch: {0}")]
+    Corrupt(#[from] BatchError),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("out of order sequence number: expected {expected}, got {got}")]
+    OutOfOrderSequence { expected: i32, got: i32 },
+    #[error("producer epoch is stale (current {current})")]
+    InvalidProducerEpoch { current: i16 },
+    #[error("timestamp {timestamp} is out of the allowed range")]
+    InvalidTimestamp { timestamp: i64 },
+    #[error("transactional batches are not supported")]
+    Transactional,
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's timestamp when the topic uses LogAppendTime, else -1.
+    pub log_append_time: i64,
+    pub records: i64,
+    pub bytes: u64,
+    /// The batch was a retry of one already written; nothing was appended.
+    pub duplicate: bool,
+}
+
+/// A region of a segment file to send to a consumer.
+pub struct ReadSlice {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: usize,
+}
+
+impl ReadSlice {
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; self.len];
+        self.file.read_exact_at(&mut buf, self.position)?;
+        Ok(buf)
+    }
+}
+
+/// What start-up found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub recovered_segments: usize,
+    pub truncated_bytes: u64,
+}
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    producers: ProducerState,
+    /// Everything below this offset is known to be fsynced.
+    recovery_point: i64,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`. After an unclean shutdown
+    /// (`clean == false`) every segment from the one holding
+    /// `recovery_point` on is validated batch by batch and a bad tail is
+    /// truncated; later segments after a truncation are removed.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        clean: bool,
+        recovery_point: i64,
+        log_start_checkpoint: i64,
+        now_ms: i64,
+    ) -> io::Result<(PartitionLog, RecoveryReport)> {
+        std::fs::create_dir_all(dir)?;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name().to_string_lossy().to_string();
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(base) = stem.parse::<i64>() {
+                    bases.push(base);
+                }
+            } else if name.ends_with(".tmp") || name.ends_with(".cleaned") || name.ends_with(".swap") {
+                std::fs::remove_file(dir.join(&name))?;
+            }
+        }
+        bases.sort_unstable();
+        let mut report = RecoveryReport::default();
+        let mut segments = BTreeMap::new();
+        // The segment holding the recovery point and all after it are suspect.
+        let first_suspect = bases
+            .iter()
+            .rev()
+            .find(|&&b| b <= recovery_point)
+            .copied()
+            .unwrap_or(i64::MIN);
+        let mut cut = false;
+        for base in bases {
+            if cut {
+                // A tear in an earlier segment means these were never acknowledged as a whole.
+                let (segment, _) = Segment::open(dir, base, false, config.index_interval_bytes)?;
+                segment.delete_files()?;
+                continue;
+            }
+            let recover = !clean && base >= first_suspect;
+            let (segment, outcome) = Segment::open(dir, base, recover, config.index_interval_bytes)?;
+            report.segments += 1;
+            if recover {
+                report.recovered_segments += 1;
+            }
+            if outcome.truncated_bytes > 0 {
+                report.truncated_bytes += outcome.truncated_bytes;
+                cut = true;
+            }
+            if segment.is_empty() && !segments.is_empty() {
+                segment.delete_files()?;
+                continue;
+            }
+            segments.insert(base, segment);
+        }
+        let producer_path = dir.join(PRODUCER_SNAPSHOT);
+        let snapshot = if clean { ProducerState::load(&producer_path) } else { None };
+        let _ = std::fs::remove_file(&producer_path);
+        let mut log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: 0,
+            producers: ProducerState::default(),
+            recovery_point: 0,
+            unflushed_messages: 0,
+            last_flush_ms: now_ms,
+        };
+        if log.segments.is_empty() {
+            let base = log_start_checkpoint.max(0);
+            log.segments.insert(base, Segment::create(dir, base)?);
+        }
+        let first_base = *log.segments.keys().next().expect("one segment");
+        log.log_start_offset = log_start_checkpoint.max(first_base).min(log.log_end_offset());
+        log.producers = match snapshot {
+            Some(state) => state,
+            None => log.rebuild_producer_state()?,
+        };
+        log.recovery_point = log.log_end_offset();
+        Ok((log, report))
+    }
+
+    fn rebuild_producer_state(&self) -> io::Result<ProducerState> {
+        let mut state = ProducerState::default();
+        for segment in self.segments.values() {
+            segment.for_each_batch(|b| state.record(&b.header))?;
+        }
+        Ok(state)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log always has a segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has a segment")
+    }
+
+    /// Validates and appends the batches in `records` (a produce request's
+    /// record set for this partition).
+    pub fn append(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        // Split and validate every batch before touching the log.
+        let mut spans = Vec::new();
+        let mut pos = 0;
+        while pos < records.len() {
+            let size = batch::batch_size_at(&records[pos..])?;
+            if pos + size > records.len() {
+                return Err(BatchError::Truncated(records.len() - pos).into());
+            }
+            if size > self.config.max_message_bytes {
+                return Err(AppendError::TooLarge {
+                    size,
+                    max: self.config.max_message_bytes,
+                });
+            }
+            let header = batch::validate_produced(&records[pos..pos + size])?;
+            if header.is_transactional() {
+                return Err(AppendError::Transactional);
+            }
+            if self.config.timestamp_type == TimestampType::CreateTime {
+                self.check_timestamps(&header, now_ms)?;
+            }
+            spans.push((pos, size, header));
+            pos += size;
+        }
+        if spans.is_empty() {
+            return Err(BatchError::BadCount(0).into());
+        }
+        for (_, _, header) in &spans {
+            match self.producers.check(header) {
+                SequenceCheck::Accept => {}
+                SequenceCheck::Duplicate(meta) if spans.len() == 1 => {
+                    return Ok(self.duplicate_info(meta, header));
+                }
+                SequenceCheck::Duplicate(meta) => {
+                    return Err(AppendError::OutOfOrderSequence {
+                        expected: meta.last_seq + 1,
+                        got: header.base_sequence,
+                    })
+                }
+                SequenceCheck::OutOfOrder { expected, got } => {
+                    return Err(AppendError::OutOfOrderSequence { expected, got })
+                }
+                SequenceCheck::StaleEpoch { current } => {
+                    return Err(AppendError::InvalidProducerEpoch { current })
+                }
+            }
+        }
+
+        self.maybe_roll(records.len() as u64, now_ms)?;
+        let log_append_time = match self.config.timestamp_type {
+            TimestampType::LogAppendTime => Some(now_ms),
+            TimestampType::CreateTime => None,
+        };
+        let mut bytes = records.to_vec();
+        let mut next = self.log_end_offset();
+        let base_offset = next;
+        let mut headers = Vec::with_capacity(spans.len());
+        let mut count = 0i64;
+        for (pos, size, header) in &spans {
+            batch::assign(&mut bytes[*pos..pos + size], next, leader_epoch, log_append_time);
+            let mut assigned = *header;
+            assigned.base_offset = next;
+            if let Some(ts) = log_append_time {
+                assigned.max_timestamp = ts;
+            }
+            next += header.records_count as i64;
+            count += header.records_count as i64;
+            headers.push(assigned);
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(&bytes, &headers, interval, now_ms)?;
+        for header in &headers {
+            self.producers.record(header);
+        }
+        self.unflushed_messages += count;
+        if self.unflushed_messages >= self.config.flush_messages {
+            self.flush(now_ms)?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time: log_append_time.unwrap_or(-1),
+            records: count,
+            bytes: bytes.len() as u64,
+            duplicate: false,
+        })
+    }
+
+    fn duplicate_info(&self, meta: BatchMetadata, header: &BatchHeader) -> AppendInfo {
+        AppendInfo {
+            base_offset: meta.first_offset,
+            last_offset: meta.last_offset,
+            log_append_time: -1,
+            records: header.records_count as i64,
+            bytes: 0,
+            duplicate: true,
+        }
+    }
+
+    fn check_timestamps(&self, header: &BatchHeader, now_ms: i64) -> Result<(), AppendError> {
+        let before = self.config.timestamp_before_max_ms;
+        let after = self.config.timestamp_after_max_ms;
+        if before < i64::MAX && now_ms.saturating_sub(header.base_timestamp) > before {
+            return Err(AppendError::InvalidTimestamp {
+                timestamp: header.base_timestamp,
+            });
+        }
+        if after < i64::MAX && header.max_timestamp.saturating_sub(now_ms) > after {
+            return Err(AppendError::InvalidTimestamp {
+                timestamp: header.max_timestamp,
+            });
+        }
+        Ok(())
+    }
+
+    fn maybe_roll(&mut self, incoming: u64, now_ms: i64) -> io::Result<()> {
+        let config = &self.config;
+        let active = self.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let too_big = active.size() + incoming > config.segment_bytes;
+        let too_old = active
+            .first_append_ms
+            .is_some_and(|first| now_ms - first >= config.segment_ms);
+        let index_full = active.index_full(config.segment_index_bytes);
+        let offsets_overflow = active.next_offset - active.base_offset > i32::MAX as i64 - 1_000_000;
+        if too_big || too_old || index_full || offsets_overflow {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new active segment at the log end offset, flushing the old one.
+    pub fn roll(&mut self, now_ms: i64) -> io::Result<()> {
+        let next = self.log_end_offset();
+        if self.active().base_offset == next {
+            return Ok(());
+        }
+        self.flush(now_ms)?;
+        let segment = Segment::create(&self.dir, next)?;
+        self.segments.insert(next, segment);
+        Ok(())
+    }
+
+    /// fsyncs unflushed data and advances the recovery point.
+    pub fn flush(&mut self, now_ms: i64) -> io::Result<()> {
+        for segment in self.segments.values_mut() {
+            if segment.base_offset >= self.recovery_point || segment.next_offset > self.recovery_point {
+                segment.flush()?;
+            }
+        }
+        self.recovery_point = self.log_end_offset();
+        self.unflushed_messages = 0;
+        self.last_flush_ms = now_ms;
+        Ok(())
+    }
+
+    /// Whether `flush.ms` says unflushed data has waited long enough.
+    pub fn flush_due(&self, now_ms: i64) -> bool {
+        self.unflushed_messages > 0
+            && self.config.flush_ms < i64::MAX
+            && now_ms - self.last_flush_ms >= self.config.flush_ms
+    }
+
+    pub fn has_unflushed(&self) -> bool {
+        self.unflushed_messages > 0
+    }
+
+    /// The file region holding batches from `offset` on, at most `max_bytes`
+    /// (but always the whole first batch when `min_one`), stopping before
+    /// `upper_bound` (the high watermark for consumers).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        upper_bound: i64,
+    ) -> Result<Option<ReadSlice>, ReadError> {
+        let end = self.log_end_offset();
+        if offset < self.log_start_offset || offset > end {
+            return Err(ReadError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end,
+            });
+        }
+        if offset >= upper_bound.min(end) {
+            return Ok(None);
+        }
+        let from = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(b, _)| *b)
+            .unwrap_or(offset);
+        for segment in self.segments.range(from..).map(|(_, s)| s) {
+            let Some(found) = segment.find_batch(offset)? else {
+                continue;
+            };
+            if found.header.base_offset >= upper_bound {
+                return Ok(None);
+            }
+            let mut limit = segment.size();
+            if upper_bound < segment.next_offset {
+                limit = self.position_of(segment, upper_bound)?;
+            }
+            let available = (limit - found.position) as usize;
+            let first = found.header.total_size().min(available);
+            let len = if min_one {
+                available.min(max_bytes.max(first))
+            } else {
+                available.min(max_bytes)
+            };
+            if len == 0 {
+                return Ok(None);
+            }
+            return Ok(Some(ReadSlice {
+                file: segment.file(),
+                position: found.position,
+                len,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// File position of the first batch at or after `offset` in `segment`.
+    fn position_of(&self, segment: &Segment, offset: i64) -> io::Result<u64> {
+        Ok(match segment.find_batch(offset)? {
+            Some(b) if b.header.base_offset >= offset => b.position,
+            Some(b) => b.position + b.header.total_size() as u64,
+            None => segment.size(),
+        })
+    }
+
+    /// The batch holding the first record with a timestamp `>= timestamp`.
+    pub fn find_by_timestamp(&self, timestamp: i64) -> io::Result<Option<(BatchPosition, Vec<u8>)>> {
+        for segment in self.segments.values() {
+            if let Some(found) = segment.find_batch_by_time(timestamp)? {
+                if found.header.last_offset() < self.log_start_offset {
+                    continue;
+                }
+                let bytes = segment.read_at(found.position, found.header.total_size())?;
+                return Ok(Some((found, bytes)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The batch holding the record with the largest timestamp.
+    pub fn find_max_timestamp(&self) -> io::Result<Option<(BatchPosition, Vec<u8>)>> {
+        let Some(segment) = self.segments.values().max_by_key(|s| s.max_timestamp) else {
+            return Ok(None);
+        };
+        if segment.max_timestamp < 0 && segment.is_empty() {
+            return Ok(None);
+        }
+        let Some(found) = segment.find_batch_by_time(segment.max_timestamp)? else {
+            return Ok(None);
+        };
+        let bytes = segment.read_at(found.position, found.header.total_size())?;
+        Ok(Some((found, bytes)))
+    }
+
+    /// Applies `retention.ms` and `retention.bytes` (for `cleanup.policy`
+    /// containing `delete`), deleting whole segments from the oldest on.
+    /// Returns how many segments were deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> io::Result<usize> {
+        if !self.config.cleanup_delete {
+            return self.delete_segments_below_start(now_ms);
+        }
+        let mut doomed = 0;
+        let count = self.segments.len();
+        let mut remaining = self.size_bytes() as i64;
+        for (i, segment) in self.segments.values().enumerate() {
+            let is_active = i + 1 == count;
+            let expired = self.config.retention_ms >= 0
+                && segment.max_timestamp >= 0
+                && now_ms - segment.max_timestamp > self.config.retention_ms;
+            let over_size = !is_active
+                && self.config.retention_bytes >= 0
+                && remaining - segment.size() as i64 >= self.config.retention_bytes;
+            let below_start = !is_active && segment.next_offset <= self.log_start_offset;
+            if !(expired || over_size || below_start) || segment.is_empty() {
+                break;
+            }
+            remaining -= segment.size() as i64;
+            doomed += 1;
+        }
+        if doomed == 0 {
+            return Ok(0);
+        }
+        if doomed == count {
+            // Kafka rolls so that the log keeps an (empty) active segment.
+            self.roll(now_ms)?;
+        }
+        self.delete_oldest(doomed)
+    }
+
+    fn delete_segments_below_start(&mut self, _now_ms: i64) -> io::Result<usize> {
+        let count = self.segments.len();
+        let doomed = self
+            .segments
+            .values()
+            .take(count - 1)
+            .take_while(|s| s.next_offset <= self.log_start_offset)
+            .count();
+        self.delete_oldest(doomed)
+    }
+
+    fn delete_oldest(&mut self, n: usize) -> io::Result<usize> {
+        for _ in 0..n {
+            let Some((_, segment)) = self.segments.pop_first() else {
+                break;
+            };
+            segment.delete_files()?;
+        }
+        let first = *self.segments.keys().next().expect("active segment kept");
+        self.log_start_offset = self.log_start_offset.max(first);
+        Ok(n)
+    }
+
+    /// Closes the log after a final flush, writing the producer snapshot so
+    /// the next start can skip rebuilding it.
+    pub fn close(&mut self, now_ms: i64) -> io::Result<()> {
+        self.flush(now_ms)?;
+        self.producers.save(&self.dir.join(PRODUCER_SNAPSHOT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::test_support::batch;
+
+    fn config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 300,
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        }
+    }
+
+    #[test]
+    fn append_read_roll_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = PartitionLog::open(dir.path(), config(), true, 0, 0, 0).unwrap();
+        for i in 0..10 {
+            let info = log.append(&batch(&[b"abcdefghij", b"k"], i, (-1, -1, -1)), 0, 1000).unwrap();
+            assert_eq!(info.base_offset, i * 2);
+        }
+        assert_eq!(log.log_end_offset(), 20);
+        assert!(log.segment_count() > 1, "rolled by segment.bytes");
+        let slice = log.read(7, 1, true, i64::MAX).unwrap().unwrap();
+        let bytes = slice.read().unwrap();
+        let header = BatchHeader::parse(&bytes).unwrap();
+        assert_eq!(header.base_offset, 6);
+        assert!(log.read(21, 100, true, i64::MAX).is_err());
+        assert!(log.read(20, 100, true, i64::MAX).unwrap().is_none());
+        log.close(1000).unwrap();
+        drop(log);
+        let (log, report) = PartitionLog::open(dir.path(), config(), true, 20, 0, 0).unwrap();
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(log.log_end_offset(), 20);
+    }
+
+    #[test]
+    fn retention_deletes_old_segments_and_advances_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config();
+        cfg.retention_ms = 1000;
+        let (mut log, _) = PartitionLog::open(dir.path(), cfg, true, 0, 0, 0).unwrap();
+        for i in 0..10 {
+            log.append(&batch(&[b"0123456789012345678901234567890123456789"], i, (-1, -1, -1)), 0, 0)
+                .unwrap();
+        }
+        let deleted = log.apply_retention(10_000).unwrap();
+        assert!(deleted > 0);
+        assert_eq!(log.log_start_offset(), log.log_end_offset());
+        assert!(matches!(log.read(0, 10, true, i64::MAX), Err(ReadError::OffsetOutOfRange { .. })));
+    }
+
+    #[test]
+    fn idempotent_retries_return_the_original_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = PartitionLog::open(dir.path(), config(), true, 0, 0, 0).unwrap();
+        let first = batch(&[b"a", b"b"], 0, (5, 0, 0));
+        assert_eq!(log.append(&first, 0, 0).unwrap().base_offset, 0);
+        let again = log.append(&first, 0, 0).unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.base_offset, 0);
+        assert_eq!(log.log_end_offset(), 2);
+        let gap = batch(&[b"c"], 0, (5, 0, 7));
+        assert!(matches!(log.append(&gap, 0, 0), Err(AppendError::OutOfOrderSequence { .. })));
+    }
+}

@@ -1,0 +1,59 @@
+//! The `tideline-broker` binary: parse the command line, set up logging,
+//! load the configuration and run the broker until SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use tideline_broker::config::BrokerConfig;
+use tideline_broker::startup;
+
+/// A Kafka-compatible streaming broker. With no settings it runs a single
+/// node on 127.0.0.1:9092 with data under ./data.
+#[derive(Parser, Debug)]
+#[command(name = "tideline-broker", version)]
+struct Args {
+    /// A Kafka-style properties file (key=value per line).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A setting that wins over the file and TIDELINE_<KEY> environment
+    /// variables; may be repeated.
+    #[arg(long = "override", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let config = match BrokerConfig::load(args.config.as_deref(), std::env::vars(), &args.overrides) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("tideline-broker: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tideline")
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = runtime.block_on(startup::run(config)) {
+        tracing::error!(error = %format!("{e:#}"), "broker stopped with an error");
+        eprintln!("tideline-broker: {e:#}");
+        std::process::exit(1);
+    }
+}

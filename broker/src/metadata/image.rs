@@ -1,0 +1,157 @@
+//! The metadata image: the state obtained by applying the metadata log.
+//! Brokers answer Metadata, DescribeConfigs and friends from it, and the
+//! log manager opens and deletes partition logs to match it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::records::{ApplyOutcome, ConfigResource, MetadataRecord, PartitionRecord, RecordBatch};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicImage {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: Vec<PartitionRecord>,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetadataImage {
+    pub topics: BTreeMap<String, TopicImage>,
+    pub topic_names: HashMap<Uuid, String>,
+    pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    pub cluster_configs: BTreeMap<String, String>,
+    pub next_producer_id: i64,
+}
+
+impl MetadataImage {
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
+        self.topic_names.get(id).and_then(|n| self.topics.get(n))
+    }
+
+    pub fn configs_of(&self, resource: &ConfigResource) -> Option<&BTreeMap<String, String>> {
+        match resource {
+            ConfigResource::Topic(name) => self.topics.get(name).map(|t| &t.configs),
+            ConfigResource::Broker(id) => self.broker_configs.get(id),
+            ConfigResource::BrokerDefault => Some(&self.cluster_configs),
+        }
+    }
+
+    /// Applies a batch atomically: either every record applies or, if one
+    /// conflicts with the current state (a race between two requests), none.
+    pub fn apply(&mut self, batch: &RecordBatch) -> ApplyOutcome {
+        let mut next = self.clone();
+        let mut outcome = ApplyOutcome::default();
+        for record in &batch.0 {
+            if let Err(error) = next.apply_one(record, &mut outcome) {
+                return ApplyOutcome {
+                    error: Some(error),
+                    producer_id_start: None,
+                };
+            }
+        }
+        *self = next;
+        outcome
+    }
+
+    fn apply_one(&mut self, record: &MetadataRecord, outcome: &mut ApplyOutcome) -> Result<(), String> {
+        match record {
+            MetadataRecord::CreateTopic {
+                name,
+                topic_id,
+                partitions,
+                configs,
+            } => {
+                if self.topics.contains_key(name) {
+                    return Err(format!("topic '{name}' already exists"));
+                }
+                self.topic_names.insert(*topic_id, name.clone());
+                self.topics.insert(
+                    name.clone(),
+                    TopicImage {
+                        name: name.clone(),
+                        topic_id: *topic_id,
+                        partitions: partitions.clone(),
+                        configs: configs.clone(),
+                    },
+                );
+            }
+            MetadataRecord::DeleteTopic { topic_id } => {
+                let name = self
+                    .topic_names
+                    .remove(topic_id)
+                    .ok_or_else(|| format!("topic id {topic_id} does not exist"))?;
+                self.topics.remove(&name);
+            }
+            MetadataRecord::CreatePartitions {
+                topic_id,
+                partitions,
+            } => {
+                let name = self
+                    .topic_names
+                    .get(topic_id)
+                    .ok_or_else(|| format!("topic id {topic_id} does not exist"))?;
+                let topic = self.topics.get_mut(name).expect("names and topics agree");
+                topic.partitions.extend(partitions.iter().cloned());
+            }
+            MetadataRecord::AlterConfigs { resource, changes } => {
+                let target = match resource {
+                    ConfigResource::Topic(name) => {
+                        &mut self
+                            .topics
+                            .get_mut(name)
+                            .ok_or_else(|| format!("topic '{name}' does not exist"))?
+                            .configs
+                    }
+                    ConfigResource::Broker(id) => self.broker_configs.entry(*id).or_default(),
+                    ConfigResource::BrokerDefault => &mut self.cluster_configs,
+                };
+                for (key, value) in changes {
+                    match value {
+                        Some(v) => target.insert(key.clone(), v.clone()),
+                        None => target.remove(key),
+                    };
+                }
+            }
+            MetadataRecord::AllocateProducerIds { count, .. } => {
+                outcome.producer_id_start = Some(self.next_producer_id);
+                self.next_producer_id += count;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conflicting_batch_changes_nothing() {
+        let mut image = MetadataImage::default();
+        let id = Uuid::new_v4();
+        let create = MetadataRecord::CreateTopic {
+            name: "t".into(),
+            topic_id: id,
+            partitions: vec![PartitionRecord::new(vec![1])],
+            configs: BTreeMap::new(),
+        };
+        assert!(image.apply(&RecordBatch(vec![create.clone()])).error.is_none());
+        let outcome = image.apply(&RecordBatch(vec![
+            MetadataRecord::AllocateProducerIds { broker_id: 1, count: 10 },
+            create,
+        ]));
+        assert!(outcome.error.is_some());
+        assert_eq!(image.next_producer_id, 0);
+        let outcome = image.apply(&RecordBatch(vec![MetadataRecord::AllocateProducerIds {
+            broker_id: 1,
+            count: 10,
+        }]));
+        assert_eq!(outcome.producer_id_start, Some(0));
+        assert_eq!(image.next_producer_id, 10);
+        image.apply(&RecordBatch(vec![MetadataRecord::DeleteTopic { topic_id: id }]));
+        assert!(image.topics.is_empty());
+    }
+}

@@ -1,0 +1,88 @@
+//! The records of the metadata log. Every change to cluster metadata —
+//! topics, partitions, configs, producer-id blocks — is one of these,
+//! replicated through the Raft quorum and applied in order to the
+//! [`MetadataImage`](super::image::MetadataImage) on every node.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Placement and leadership of one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+impl PartitionRecord {
+    pub fn new(replicas: Vec<i32>) -> Self {
+        PartitionRecord {
+            leader: replicas.first().copied().unwrap_or(-1),
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+}
+
+/// What a config change applies to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Topic(String),
+    /// One broker's dynamic config.
+    Broker(i32),
+    /// The cluster-wide dynamic broker default (Kafka's empty broker name).
+    BrokerDefault,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    CreateTopic {
+        name: String,
+        topic_id: Uuid,
+        partitions: Vec<PartitionRecord>,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        topic_id: Uuid,
+    },
+    /// Appends partitions to an existing topic.
+    CreatePartitions {
+        topic_id: Uuid,
+        partitions: Vec<PartitionRecord>,
+    },
+    /// Sets (`Some`) or removes (`None`) config keys of a resource.
+    AlterConfigs {
+        resource: ConfigResource,
+        changes: Vec<(String, Option<String>)>,
+    },
+    /// Grants a block of producer ids to a broker.
+    AllocateProducerIds {
+        broker_id: i32,
+        count: i64,
+    },
+}
+
+/// A group of records applied atomically (one Raft entry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordBatch(pub Vec<MetadataRecord>);
+
+impl std::fmt::Display for RecordBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} metadata record(s)", self.0.len())
+    }
+}
+
+/// What applying a batch produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApplyOutcome {
+    /// A rejected batch changes nothing; the message says why.
+    pub error: Option<String>,
+    /// First id of a producer-id block granted by `AllocateProducerIds`.
+    pub producer_id_start: Option<i64>,
+}

@@ -1,0 +1,209 @@
+//! Start-up and shutdown in order.
+//!
+//! Start: claim the log directory (`meta.properties`), start the metadata
+//! quorum and wait for it, open and recover the partition logs it names,
+//! then bind the Kafka listener and report ready. Stop (SIGTERM/SIGINT):
+//! report not ready, stop accepting, let in-flight requests finish, stop the
+//! quorum, flush every log and leave the clean-shutdown marker.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::log::LogManager;
+use crate::metadata::MetadataQuorum;
+use crate::ops::metrics::Metrics;
+use crate::util::write_atomically;
+
+const METADATA_DIR: &str = "__cluster_metadata-0";
+
+pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let config = Arc::new(config);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let log_dir = config.log_dir.clone();
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("cannot create log.dirs {}", log_dir.display()))?;
+    let cluster_id = claim_log_dir(&log_dir, config.node_id, config.get("cluster.id"))?;
+    let logs = Arc::new(LogManager::open(&log_dir).context("cannot open the log directory")?);
+    tracing::info!(
+        node_id = config.node_id,
+        %cluster_id,
+        log_dir = %log_dir.display(),
+        clean_shutdown = logs.was_clean_shutdown(),
+        "starting broker"
+    );
+
+    // The HTTP port comes up first so /healthz and /readyz answer during recovery.
+    let metrics = Arc::new(Metrics::new());
+    let http_listener = TcpListener::bind(config.http_listener)
+        .await
+        .with_context(|| format!("cannot bind http.listener {}", config.http_listener))?;
+
+    let listener = &config.advertised_listeners[0];
+    let quorum = Arc::new(
+        MetadataQuorum::start(
+            &log_dir.join(METADATA_DIR),
+            config.node_id as u64,
+            format!("{}:{}", listener.host, listener.port),
+        )
+        .await
+        .context("cannot start the metadata quorum")?,
+    );
+    let broker = Arc::new(Broker::new(config.clone(), cluster_id, quorum.clone(), logs.clone(), metrics));
+    let http_task = tokio::spawn(crate::ops::http::serve(http_listener, broker.clone(), shutdown_rx.clone()));
+
+    quorum
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .context("the metadata quorum did not elect a leader")?;
+    broker.sync_logs().await;
+    tracing::info!(partitions = logs.all().len(), "logs loaded");
+
+    let mut kafka_listeners = Vec::new();
+    for l in &config.listeners {
+        let bound = TcpListener::bind(l.bind_addr())
+            .await
+            .with_context(|| format!("cannot bind listener {}://{}", l.name, l.bind_addr()))?;
+        kafka_listeners.push(tokio::spawn(crate::server::run_listener(bound, broker.clone(), shutdown_rx.clone())));
+    }
+    let background = spawn_background_tasks(broker.clone(), shutdown_rx.clone());
+    broker.set_ready(true);
+    tracing::info!(
+        listeners = ?config.listeners.iter().map(|l| l.bind_addr()).collect::<Vec<_>>(),
+        http = %config.http_listener,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "broker ready"
+    );
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    broker.set_ready(false);
+    let _ = shutdown_tx.send(true);
+    for task in kafka_listeners {
+        let _ = task.await;
+    }
+    for task in background {
+        let _ = task.await;
+    }
+    // Connections see the shutdown signal between requests; give in-flight
+    // ones a moment to answer.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    quorum.shutdown().await;
+    let logs_for_close = logs.clone();
+    tokio::task::spawn_blocking(move || logs_for_close.shutdown())
+        .await
+        .context("log shutdown task failed")?
+        .context("cannot flush logs at shutdown")?;
+    let _ = http_task.await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Retention, time-based flushes and checkpoints, each on its own interval.
+fn spawn_background_tasks(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    let retention_ms = broker.config.get_i64("log.retention.check.interval.ms").max(1) as u64;
+    let checkpoint_ms = broker.config.get_i64("log.flush.offset.checkpoint.interval.ms").max(100) as u64;
+    let flush_ms = broker.config.get_i64("log.flush.scheduler.interval.ms").clamp(10, 1000) as u64;
+    let mut tasks = Vec::new();
+    let b = broker.clone();
+    tasks.push(every(Duration::from_millis(retention_ms), shutdown.clone(), move || {
+        let deleted = b.logs.apply_retention();
+        if deleted > 0 {
+            tracing::info!(segments = deleted, "retention deleted segments");
+        }
+    }));
+    let b = broker.clone();
+    tasks.push(every(Duration::from_millis(flush_ms), shutdown.clone(), move || b.logs.flush_due()));
+    let b = broker.clone();
+    tasks.push(every(Duration::from_millis(checkpoint_ms), shutdown.clone(), move || {
+        if let Err(e) = b.logs.write_checkpoints() {
+            tracing::error!(error = %e, "cannot write checkpoints");
+        }
+    }));
+    // Keep local logs in step with metadata changes made elsewhere.
+    let b = broker.clone();
+    let mut images = broker.quorum.subscribe();
+    let mut stop = shutdown;
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = images.changed() => {
+                    if changed.is_err() { break; }
+                    b.sync_logs().await;
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    }));
+    tasks
+}
+
+/// Runs blocking `work` every `period` until shutdown.
+fn every(
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    work: impl Fn() + Send + Sync + Clone + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let work = work.clone();
+                    let _ = tokio::task::spawn_blocking(work).await;
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Reads or writes `meta.properties`, Kafka's record of which cluster and
+/// node a log directory belongs to; refuses a directory of another node.
+fn claim_log_dir(dir: &Path, node_id: i32, configured_cluster: Option<&str>) -> anyhow::Result<String> {
+    let path = dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let props = crate::config::parse_properties(&text, "meta.properties")?;
+        let get = |k: &str| props.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let stored_node = get("node.id").and_then(|v| v.parse::<i32>().ok());
+        if stored_node != Some(node_id) {
+            bail!(
+                "log directory {} belongs to node {:?}, but node.id is {node_id}",
+                dir.display(),
+                stored_node
+            );
+        }
+        let cluster = get("cluster.id").unwrap_or_default();
+        if let Some(configured) = configured_cluster {
+            if configured != cluster {
+                bail!("log directory {} belongs to cluster {cluster}, but cluster.id is {configured}", dir.display());
+            }
+        }
+        return Ok(cluster);
+    }
+    let cluster = configured_cluster
+        .map(String::from)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let text = format!("version=1\ncluster.id={cluster}\nnode.id={node_id}\n");
+    write_atomically(&path, text.as_bytes())?;
+    Ok(cluster)
+}
