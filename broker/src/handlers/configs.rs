@@ -57,9 +57,9 @@ pub fn describe(broker: &Broker, request: DescribeConfigsRequest, version: i16) 
         let mut result = DescribeConfigsResult::default();
         result.resource_type = r.resource_type;
         result.resource_name = r.resource_name.clone();
+        // null lists every key; a list (even an empty one) only those named.
         let keys: Option<Vec<String>> = r
             .configuration_keys
-            .filter(|k| !k.is_empty())
             .map(|k| k.iter().map(|s| s.to_string()).collect());
         let entries = match resource(broker, r.resource_type, r.resource_name.as_str()) {
             Err(e) => Err(e),
