@@ -71,7 +71,11 @@ impl Broker {
         self.config_layers(image, Some(topic)).log_config()
     }
 
-    pub fn config_layers<'a>(&'a self, image: &'a MetadataImage, topic: Option<&'a TopicImage>) -> ConfigLayers<'a> {
+    pub fn config_layers<'a>(
+        &'a self,
+        image: &'a MetadataImage,
+        topic: Option<&'a TopicImage>,
+    ) -> ConfigLayers<'a> {
         ConfigLayers {
             topic: topic.map(|t| &t.configs),
             broker_dynamic: image.broker_configs.get(&self.node_id()),
@@ -107,7 +111,10 @@ impl Broker {
                             }
                         }
                         _ => {
-                            if let Err(e) = self.logs.open_partition(&tp, topic.topic_id, config.clone()) {
+                            if let Err(e) =
+                                self.logs
+                                    .open_partition(&tp, topic.topic_id, config.clone())
+                            {
                                 tracing::error!(partition = %tp, error = %e, "cannot open partition log");
                             }
                         }

@@ -34,12 +34,15 @@ fn main() {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    let config = match BrokerConfig::load(args.config.as_deref(), std::env::vars(), &args.overrides) {
+    let config = match BrokerConfig::load(args.config.as_deref(), std::env::vars(), &args.overrides)
+    {
         Ok(config) => config,
         Err(e) => {
             eprintln!("tideline-broker: {e}");

@@ -29,7 +29,8 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let log_dir = config.log_dir.clone();
-    std::fs::create_dir_all(&log_dir).with_context(|| format!("cannot create log.dirs {}", log_dir.display()))?;
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("cannot create log.dirs {}", log_dir.display()))?;
     let cluster_id = claim_log_dir(&log_dir, config.node_id, config.get("cluster.id"))?;
     let logs = Arc::new(LogManager::open(&log_dir).context("cannot open the log directory")?);
     tracing::info!(
@@ -56,8 +57,18 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .await
         .context("cannot start the metadata quorum")?,
     );
-    let broker = Arc::new(Broker::new(config.clone(), cluster_id, quorum.clone(), logs.clone(), metrics));
-    let http_task = tokio::spawn(crate::ops::http::serve(http_listener, broker.clone(), shutdown_rx.clone()));
+    let broker = Arc::new(Broker::new(
+        config.clone(),
+        cluster_id,
+        quorum.clone(),
+        logs.clone(),
+        metrics,
+    ));
+    let http_task = tokio::spawn(crate::ops::http::serve(
+        http_listener,
+        broker.clone(),
+        shutdown_rx.clone(),
+    ));
 
     quorum
         .wait_ready(Duration::from_secs(60))
@@ -71,7 +82,11 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         let bound = TcpListener::bind(l.bind_addr())
             .await
             .with_context(|| format!("cannot bind listener {}://{}", l.name, l.bind_addr()))?;
-        kafka_listeners.push(tokio::spawn(crate::server::run_listener(bound, broker.clone(), shutdown_rx.clone())));
+        kafka_listeners.push(tokio::spawn(crate::server::run_listener(
+            bound,
+            broker.clone(),
+            shutdown_rx.clone(),
+        )));
     }
     let background = spawn_background_tasks(broker.clone(), shutdown_rx.clone());
     broker.set_ready(true);
@@ -107,26 +122,50 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
 }
 
 /// Retention, time-based flushes and checkpoints, each on its own interval.
-fn spawn_background_tasks(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-    let retention_ms = broker.config.get_i64("log.retention.check.interval.ms").max(1) as u64;
-    let checkpoint_ms = broker.config.get_i64("log.flush.offset.checkpoint.interval.ms").max(100) as u64;
-    let flush_ms = broker.config.get_i64("log.flush.scheduler.interval.ms").clamp(10, 1000) as u64;
+fn spawn_background_tasks(
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let retention_ms = broker
+        .config
+        .get_i64("log.retention.check.interval.ms")
+        .max(1) as u64;
+    let checkpoint_ms = broker
+        .config
+        .get_i64("log.flush.offset.checkpoint.interval.ms")
+        .max(100) as u64;
+    let flush_ms = broker
+        .config
+        .get_i64("log.flush.scheduler.interval.ms")
+        .clamp(10, 1000) as u64;
     let mut tasks = Vec::new();
     let b = broker.clone();
-    tasks.push(every(Duration::from_millis(retention_ms), shutdown.clone(), move || {
-        let deleted = b.logs.apply_retention();
-        if deleted > 0 {
-            tracing::info!(segments = deleted, "retention deleted segments");
-        }
-    }));
+    tasks.push(every(
+        Duration::from_millis(retention_ms),
+        shutdown.clone(),
+        move || {
+            let deleted = b.logs.apply_retention();
+            if deleted > 0 {
+                tracing::info!(segments = deleted, "retention deleted segments");
+            }
+        },
+    ));
     let b = broker.clone();
-    tasks.push(every(Duration::from_millis(flush_ms), shutdown.clone(), move || b.logs.flush_due()));
+    tasks.push(every(
+        Duration::from_millis(flush_ms),
+        shutdown.clone(),
+        move || b.logs.flush_due(),
+    ));
     let b = broker.clone();
-    tasks.push(every(Duration::from_millis(checkpoint_ms), shutdown.clone(), move || {
-        if let Err(e) = b.logs.write_checkpoints() {
-            tracing::error!(error = %e, "cannot write checkpoints");
-        }
-    }));
+    tasks.push(every(
+        Duration::from_millis(checkpoint_ms),
+        shutdown.clone(),
+        move || {
+            if let Err(e) = b.logs.write_checkpoints() {
+                tracing::error!(error = %e, "cannot write checkpoints");
+            }
+        },
+    ));
     // Keep local logs in step with metadata changes made elsewhere.
     let b = broker.clone();
     let mut images = broker.quorum.subscribe();
@@ -179,11 +218,20 @@ async fn wait_for_signal() {
 
 /// Reads or writes `meta.properties`, Kafka's record of which cluster and
 /// node a log directory belongs to; refuses a directory of another node.
-fn claim_log_dir(dir: &Path, node_id: i32, configured_cluster: Option<&str>) -> anyhow::Result<String> {
+fn claim_log_dir(
+    dir: &Path,
+    node_id: i32,
+    configured_cluster: Option<&str>,
+) -> anyhow::Result<String> {
     let path = dir.join("meta.properties");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let props = crate::config::parse_properties(&text, "meta.properties")?;
-        let get = |k: &str| props.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            props
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
         let stored_node = get("node.id").and_then(|v| v.parse::<i32>().ok());
         if stored_node != Some(node_id) {
             bail!(
@@ -195,7 +243,10 @@ fn claim_log_dir(dir: &Path, node_id: i32, configured_cluster: Option<&str>) -> 
         let cluster = get("cluster.id").unwrap_or_default();
         if let Some(configured) = configured_cluster {
             if configured != cluster {
-                bail!("log directory {} belongs to cluster {cluster}, but cluster.id is {configured}", dir.display());
+                bail!(
+                    "log directory {} belongs to cluster {cluster}, but cluster.id is {configured}",
+                    dir.display()
+                );
             }
         }
         return Ok(cluster);

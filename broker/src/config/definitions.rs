@@ -269,7 +269,9 @@ pub fn validate_value(
         ConfigType::Boolean => {
             return match value.to_ascii_lowercase().as_str() {
                 "true" | "false" => Ok(()),
-                _ => Err(format!("{name}: '{value}' is not a boolean (true or false)")),
+                _ => Err(format!(
+                    "{name}: '{value}' is not a boolean (true or false)"
+                )),
             }
         }
         ConfigType::Int => value

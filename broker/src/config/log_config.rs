@@ -141,7 +141,11 @@ impl LogConfig {
             values
                 .get(key)
                 .and_then(|v| v.trim().parse().ok())
-                .or_else(|| topic_def(key).and_then(|d| d.default).and_then(|d| d.parse().ok()))
+                .or_else(|| {
+                    topic_def(key)
+                        .and_then(|d| d.default)
+                        .and_then(|d| d.parse().ok())
+                })
                 .unwrap_or(0)
         };
         let text = |key: &str| values.get(key).cloned().unwrap_or_default();
@@ -180,7 +184,10 @@ mod tests {
         let static_config = BrokerConfig::load(
             None,
             Vec::new(),
-            &["log.retention.hours=1".to_string(), "log.segment.bytes=2000".to_string()],
+            &[
+                "log.retention.hours=1".to_string(),
+                "log.segment.bytes=2000".to_string(),
+            ],
         )
         .unwrap();
         let cluster: BTreeMap<String, String> =

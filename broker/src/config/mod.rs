@@ -52,7 +52,10 @@ impl Listener {
         let (name, rest) = text.split_once("://").ok_or_else(invalid)?;
         let (host, port) = rest.rsplit_once(':').ok_or_else(invalid)?;
         let port = port.parse().map_err(|_| invalid())?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         Ok(Listener {
             name: name.to_string(),
             host,
@@ -165,7 +168,9 @@ impl BrokerConfig {
             .map(|l| Listener::parse("listeners", l))
             .collect::<Result<_, _>>()?;
         if config.listeners.is_empty() {
-            return Err(ConfigError::Invalid("listeners: at least one listener is required".into()));
+            return Err(ConfigError::Invalid(
+                "listeners: at least one listener is required".into(),
+            ));
         }
         config.advertised_listeners = match config.get("advertised.listeners") {
             Some(_) => config
@@ -192,8 +197,9 @@ impl BrokerConfig {
             }
         };
         let http = config.get("http.listener").unwrap_or("127.0.0.1:9644");
-        config.http_listener = resolve_addr(http)
-            .ok_or_else(|| ConfigError::Invalid(format!("http.listener: '{http}' is not host:port")))?;
+        config.http_listener = resolve_addr(http).ok_or_else(|| {
+            ConfigError::Invalid(format!("http.listener: '{http}' is not host:port"))
+        })?;
         config.socket_request_max_bytes = config.get_i64("socket.request.max.bytes") as usize;
         Ok(config)
     }
@@ -213,7 +219,9 @@ impl BrokerConfig {
 
     /// Keys set explicitly, for topic-default resolution.
     pub fn explicit_values(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.explicit.iter().map(|(k, (v, _))| (k.as_str(), v.as_str()))
+        self.explicit
+            .iter()
+            .map(|(k, (v, _))| (k.as_str(), v.as_str()))
     }
 
     pub fn get_i64(&self, key: &str) -> i64 {
@@ -223,7 +231,9 @@ impl BrokerConfig {
     }
 
     pub fn get_bool(&self, key: &str) -> bool {
-        self.get(key).map(|v| v.eq_ignore_ascii_case("true")).unwrap_or(false)
+        self.get(key)
+            .map(|v| v.eq_ignore_ascii_case("true"))
+            .unwrap_or(false)
     }
 
     pub fn get_list(&self, key: &str) -> Vec<String> {
@@ -250,7 +260,10 @@ fn resolve_addr(text: &str) -> Option<SocketAddr> {
 
 /// `log.retention.ms` → `TIDELINE_LOG_RETENTION_MS`.
 pub fn env_var_name(key: &str) -> String {
-    format!("TIDELINE_{}", key.replace(['.', '-'], "_").to_ascii_uppercase())
+    format!(
+        "TIDELINE_{}",
+        key.replace(['.', '-'], "_").to_ascii_uppercase()
+    )
 }
 
 fn check_key(origin: &str, key: &str) -> Result<(), ConfigError> {
@@ -270,7 +283,8 @@ pub fn parse_properties(text: &str, origin: &str) -> Result<Vec<(String, String)
     let mut pending = String::new();
     for raw in text.lines() {
         let line = raw.trim();
-        if pending.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!')) {
+        if pending.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!'))
+        {
             continue;
         }
         if let Some(stripped) = line.strip_suffix('\\') {
@@ -279,10 +293,12 @@ pub fn parse_properties(text: &str, origin: &str) -> Result<Vec<(String, String)
         }
         pending.push_str(line);
         let full = std::mem::take(&mut pending);
-        let split = full.find(['=', ':']).ok_or_else(|| ConfigError::Malformed {
-            origin: origin.to_string(),
-            line: full.clone(),
-        })?;
+        let split = full
+            .find(['=', ':'])
+            .ok_or_else(|| ConfigError::Malformed {
+                origin: origin.to_string(),
+                line: full.clone(),
+            })?;
         let (key, value) = full.split_at(split);
         pairs.push((key.trim().to_string(), value[1..].trim().to_string()));
     }
@@ -331,9 +347,13 @@ mod tests {
     fn unknown_and_invalid_settings_are_named() {
         let err = load("num.partitons=2\n", &[], &[]).unwrap_err().to_string();
         assert!(err.contains("num.partitons"), "{err}");
-        let err = load("", &[], &["num.partitions=zero"]).unwrap_err().to_string();
+        let err = load("", &[], &["num.partitions=zero"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("num.partitions"), "{err}");
-        let err = load("", &[], &["listeners=nonsense"]).unwrap_err().to_string();
+        let err = load("", &[], &["listeners=nonsense"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listeners"), "{err}");
     }
 }

@@ -36,7 +36,10 @@ pub fn controller_id(broker: &Broker) -> i32 {
         .unwrap_or(-1)
 }
 
-pub fn describe_cluster(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn describe_cluster(
+    broker: &Broker,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
     // endpoint_type 1 = brokers, 2 = controllers (KIP-919); we are both.
     if request.endpoint_type != 1 && request.endpoint_type != 2 {

@@ -5,9 +5,9 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{
-    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -50,7 +50,11 @@ fn resource(broker: &Broker, resource_type: i8, name: &str) -> Result<ConfigReso
     }
 }
 
-pub fn describe(broker: &Broker, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+pub fn describe(
+    broker: &Broker,
+    request: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
     let image = broker.image();
     let mut response = DescribeConfigsResponse::default();
     for r in request.resources {
@@ -64,19 +68,34 @@ pub fn describe(broker: &Broker, request: DescribeConfigsRequest, version: i16) 
         let entries = match resource(broker, r.resource_type, r.resource_name.as_str()) {
             Err(e) => Err(e),
             Ok(ConfigResource::Topic(name)) => match image.topics.get(&name) {
-                Some(topic) => Ok(topic_entries(broker, &image, topic, request.include_synonyms, request.include_documentation && version >= 3)),
+                Some(topic) => Ok(topic_entries(
+                    broker,
+                    &image,
+                    topic,
+                    request.include_synonyms,
+                    request.include_documentation && version >= 3,
+                )),
                 None => Err(ApiError::new(
                     ResponseError::UnknownTopicOrPartition,
                     format!("topic '{name}' does not exist"),
                 )),
             },
-            Ok(other) => Ok(broker_entries(broker, &image, &other, request.include_synonyms, request.include_documentation && version >= 3)),
+            Ok(other) => Ok(broker_entries(
+                broker,
+                &image,
+                &other,
+                request.include_synonyms,
+                request.include_documentation && version >= 3,
+            )),
         };
         match entries {
             Ok(entries) => {
                 result.configs = entries
                     .into_iter()
-                    .filter(|e| keys.as_ref().is_none_or(|k| k.iter().any(|k| k == e.name.as_str())))
+                    .filter(|e| {
+                        keys.as_ref()
+                            .is_none_or(|k| k.iter().any(|k| k == e.name.as_str()))
+                    })
                     .collect();
             }
             Err(e) => {
@@ -129,17 +148,29 @@ pub fn topic_entries(
         .iter()
         .map(|def| {
             let resolved = layers.resolve(def);
-            let mut e = entry(def.name, resolved.value, resolved.source, false, def.kind, include_docs.then_some(def.doc));
+            let mut e = entry(
+                def.name,
+                resolved.value,
+                resolved.source,
+                false,
+                def.kind,
+                include_docs.then_some(def.doc),
+            );
             if include_synonyms {
                 if let Some(v) = topic.configs.get(def.name) {
-                    e.synonyms.push(synonym(def.name, Some(v.clone()), ValueSource::TopicConfig));
+                    e.synonyms
+                        .push(synonym(def.name, Some(v.clone()), ValueSource::TopicConfig));
                 }
                 for key in def.synonyms {
                     if let Some((value, source)) = layers.broker_value(key) {
                         e.synonyms.push(synonym(key, Some(value), source));
                     }
                 }
-                e.synonyms.push(synonym(def.synonyms.first().copied().unwrap_or(def.name), def.default.map(String::from), ValueSource::Default));
+                e.synonyms.push(synonym(
+                    def.synonyms.first().copied().unwrap_or(def.name),
+                    def.default.map(String::from),
+                    ValueSource::Default,
+                ));
             }
             e
         })
@@ -168,7 +199,14 @@ fn broker_entries(
                     None => (def.default.map(String::from), ValueSource::Default),
                 },
             };
-            let mut e = entry(def.name, value.clone(), source, !def.dynamic, def.kind, include_docs.then_some(def.doc));
+            let mut e = entry(
+                def.name,
+                value.clone(),
+                source,
+                !def.dynamic,
+                def.kind,
+                include_docs.then_some(def.doc),
+            );
             if include_synonyms {
                 e.synonyms.push(synonym(def.name, value, source));
             }
@@ -190,7 +228,10 @@ pub async fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfig
                     None => changes.push(ConfigChange::Delete(c.name.to_string())),
                 }
             }
-            broker.controller.alter_configs(target, changes, true, request.validate_only).await
+            broker
+                .controller
+                .alter_configs(target, changes, true, request.validate_only)
+                .await
         }
         .await;
         let mut out = alter_configs_response::AlterConfigsResourceResponse::default();
@@ -206,7 +247,10 @@ pub async fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfig
     response
 }
 
-pub async fn incremental_alter(broker: &Broker, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn incremental_alter(
+    broker: &Broker,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let mut response = IncrementalAlterConfigsResponse::default();
     for r in request.resources {
         let result = async {
@@ -245,7 +289,10 @@ pub async fn incremental_alter(broker: &Broker, request: IncrementalAlterConfigs
                 };
                 changes.push(change);
             }
-            broker.controller.alter_configs(target, changes, false, request.validate_only).await
+            broker
+                .controller
+                .alter_configs(target, changes, false, request.validate_only)
+                .await
         }
         .await;
         let mut out = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
@@ -262,20 +309,31 @@ pub async fn incremental_alter(broker: &Broker, request: IncrementalAlterConfigs
 }
 
 fn value_of(value: &Option<StrBytes>, name: &StrBytes) -> Result<String, ApiError> {
-    value
-        .as_ref()
-        .map(|v| v.to_string())
-        .ok_or_else(|| ApiError::new(ResponseError::InvalidConfig, format!("config '{}' needs a value", name.as_str())))
+    value.as_ref().map(|v| v.to_string()).ok_or_else(|| {
+        ApiError::new(
+            ResponseError::InvalidConfig,
+            format!("config '{}' needs a value", name.as_str()),
+        )
+    })
 }
 
 /// The current value of a list-typed key, for APPEND and SUBTRACT.
-fn current_list(broker: &Broker, target: &ConfigResource, name: &str) -> Result<Vec<String>, ApiError> {
+fn current_list(
+    broker: &Broker,
+    target: &ConfigResource,
+    name: &str,
+) -> Result<Vec<String>, ApiError> {
     let image = broker.image();
     let value = match target {
         ConfigResource::Topic(topic) => {
-            let def = topic_def(name).filter(|d| d.kind == ConfigType::List).ok_or_else(|| {
-                ApiError::new(ResponseError::InvalidConfig, format!("'{name}' is not a list config"))
-            })?;
+            let def = topic_def(name)
+                .filter(|d| d.kind == ConfigType::List)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ResponseError::InvalidConfig,
+                        format!("'{name}' is not a list config"),
+                    )
+                })?;
             let topic = image.topics.get(topic);
             broker.config_layers(&image, topic).resolve(def).value
         }

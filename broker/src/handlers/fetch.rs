@@ -72,12 +72,16 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                 max_bytes: p.partition_max_bytes.max(0) as usize,
             };
             match found.and_then(|t| t.partitions.get(p.partition as usize).map(|a| (t, a))) {
-                None if found.is_none() && version >= 13 => target.error = Some(ResponseError::UnknownTopicId),
+                None if found.is_none() && version >= 13 => {
+                    target.error = Some(ResponseError::UnknownTopicId)
+                }
                 None => target.error = Some(ResponseError::UnknownTopicOrPartition),
                 Some((t, assignment)) => {
                     if assignment.leader != broker.node_id() {
                         target.error = Some(ResponseError::NotLeaderOrFollower);
-                    } else if p.current_leader_epoch >= 0 && p.current_leader_epoch < assignment.leader_epoch {
+                    } else if p.current_leader_epoch >= 0
+                        && p.current_leader_epoch < assignment.leader_epoch
+                    {
                         target.error = Some(ResponseError::FencedLeaderEpoch);
                     } else if p.current_leader_epoch > assignment.leader_epoch {
                         target.error = Some(ResponseError::UnknownLeaderEpoch);
@@ -97,7 +101,11 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
+    let max_bytes = if request.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        request.max_bytes as usize
+    };
     loop {
         // Subscribe before reading so an append between the read and the
         // wait still wakes us.
@@ -106,7 +114,11 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             .filter_map(|t| t.partition.as_ref().map(|p| p.subscribe()))
             .collect();
         let (total, any_error) = collect(broker, &mut response, &targets, max_bytes);
-        if total >= min_bytes.max(1) || any_error || Instant::now() >= deadline || watchers.is_empty() {
+        if total >= min_bytes.max(1)
+            || any_error
+            || Instant::now() >= deadline
+            || watchers.is_empty()
+        {
             return response;
         }
         let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
@@ -119,7 +131,12 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
 
 /// Reads every target into the response; returns bytes read and whether
 /// any partition reported an error (which ends the wait, as in Kafka).
-fn collect(broker: &Broker, response: &mut FetchResponse, targets: &[Target], max_bytes: usize) -> (usize, bool) {
+fn collect(
+    broker: &Broker,
+    response: &mut FetchResponse,
+    targets: &[Target],
+    max_bytes: usize,
+) -> (usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
     for target in targets {
@@ -129,7 +146,10 @@ fn collect(broker: &Broker, response: &mut FetchResponse, targets: &[Target], ma
             any_error = true;
             continue;
         }
-        let partition = target.partition.as_ref().expect("no error means a partition");
+        let partition = target
+            .partition
+            .as_ref()
+            .expect("no error means a partition");
         let remaining = max_bytes.saturating_sub(total);
         let limit = target.max_bytes.min(remaining);
         let (slice, hw, start) = {
@@ -147,7 +167,9 @@ fn collect(broker: &Broker, response: &mut FetchResponse, targets: &[Target], ma
             Ok(Some(slice)) => match slice.read() {
                 Ok(bytes) => {
                     total += bytes.len();
-                    broker.metrics.record_fetch(&partition.tp.topic, bytes.len() as u64);
+                    broker
+                        .metrics
+                        .record_fetch(&partition.tp.topic, bytes.len() as u64);
                     data.records = Some(Bytes::from(bytes));
                 }
                 Err(e) => {

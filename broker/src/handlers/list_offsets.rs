@@ -1,7 +1,9 @@
 //! ListOffsets: earliest, latest, max-timestamp and by-timestamp lookups.
 
 use bytes::Bytes;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 
@@ -36,7 +38,9 @@ pub async fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsets
                 (Some(a), _) if a.leader != broker.node_id() => {
                     out.error_code = ResponseError::NotLeaderOrFollower.code()
                 }
-                (Some(a), _) if p.current_leader_epoch >= 0 && p.current_leader_epoch < a.leader_epoch => {
+                (Some(a), _)
+                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < a.leader_epoch =>
+                {
                     out.error_code = ResponseError::FencedLeaderEpoch.code()
                 }
                 (Some(a), _) if p.current_leader_epoch > a.leader_epoch => {
@@ -78,12 +82,19 @@ fn lookup(log: &PartitionLog, timestamp: i64) -> std::io::Result<Option<(i64, i6
         MAX_TIMESTAMP => match log.find_max_timestamp()? {
             Some((found, bytes)) => {
                 let target = found.header.max_timestamp;
-                Ok(find_record(&found.header, bytes, target, log.log_start_offset()))
+                Ok(find_record(
+                    &found.header,
+                    bytes,
+                    target,
+                    log.log_start_offset(),
+                ))
             }
             None => Ok(None),
         },
         t if t >= 0 => match log.find_by_timestamp(t)? {
-            Some((found, bytes)) => Ok(find_record(&found.header, bytes, t, log.log_start_offset())),
+            Some((found, bytes)) => {
+                Ok(find_record(&found.header, bytes, t, log.log_start_offset()))
+            }
             None => Ok(None),
         },
         _ => Ok(None),
@@ -92,7 +103,12 @@ fn lookup(log: &PartitionLog, timestamp: i64) -> std::io::Result<Option<(i64, i6
 
 /// The first record in the batch with a timestamp `>= target` and an offset
 /// at or above the log start.
-fn find_record(header: &BatchHeader, bytes: Vec<u8>, target: i64, log_start: i64) -> Option<(i64, i64, Option<i32>)> {
+fn find_record(
+    header: &BatchHeader,
+    bytes: Vec<u8>,
+    target: i64,
+    log_start: i64,
+) -> Option<(i64, i64, Option<i32>)> {
     let epoch = Some(header.partition_leader_epoch);
     if header.is_log_append_time() {
         let offset = header.base_offset.max(log_start);
@@ -107,7 +123,11 @@ fn find_record(header: &BatchHeader, bytes: Vec<u8>, target: i64, log_start: i64
             .map(|r| (r.offset, r.timestamp, epoch)),
         Err(e) => {
             tracing::warn!(error = %e, "cannot decode a stored batch for a timestamp lookup");
-            Some((header.base_offset.max(log_start), header.max_timestamp, epoch))
+            Some((
+                header.base_offset.max(log_start),
+                header.max_timestamp,
+                epoch,
+            ))
         }
     }
 }

@@ -41,12 +41,18 @@ pub fn is_supported(api_key: ApiKey, version: i16) -> bool {
 }
 
 /// Handles one request; `None` when no response is due (acks=0 produce).
-pub async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKind) -> Option<ResponseKind> {
+pub async fn handle(
+    broker: &Broker,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Option<ResponseKind> {
     let version = header.request_api_version;
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => api_versions::handle().into(),
         RequestKind::Metadata(r) => metadata::handle(broker, r, version).await.into(),
-        RequestKind::Produce(r) => return produce::handle(broker, r, version).await.map(Into::into),
+        RequestKind::Produce(r) => {
+            return produce::handle(broker, r, version).await.map(Into::into)
+        }
         RequestKind::Fetch(r) => fetch::handle(broker, r, version).await.into(),
         RequestKind::ListOffsets(r) => list_offsets::handle(broker, r).await.into(),
         RequestKind::CreateTopics(r) => topics::create_topics(broker, r, version).await.into(),
@@ -54,7 +60,9 @@ pub async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKin
         RequestKind::CreatePartitions(r) => topics::create_partitions(broker, r).await.into(),
         RequestKind::DescribeConfigs(r) => configs::describe(broker, r, version).into(),
         RequestKind::AlterConfigs(r) => configs::alter(broker, r).await.into(),
-        RequestKind::IncrementalAlterConfigs(r) => configs::incremental_alter(broker, r).await.into(),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            configs::incremental_alter(broker, r).await.into()
+        }
         RequestKind::DescribeCluster(r) => cluster::describe_cluster(broker, r).into(),
         RequestKind::InitProducerId(r) => producer_ids::init_producer_id(broker, r).await.into(),
         other => {

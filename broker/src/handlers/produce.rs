@@ -10,7 +10,11 @@ use crate::error::ResponseError;
 use crate::log::{AppendError, AppendInfo};
 use crate::util::now_ms;
 
-pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     let image = broker.image();
     let mut response = ProduceResponse::default();
@@ -31,9 +35,18 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> O
             p.log_append_time_ms = -1;
             p.log_start_offset = -1;
             let result = match (topic, &partition_data.records) {
-                _ if !matches!(acks, -1..=1) => Err((ResponseError::InvalidRequiredAcks, format!("acks={acks} is not 0, 1 or -1"))),
-                (None, _) if version >= 13 => Err((ResponseError::UnknownTopicId, "unknown topic id".to_string())),
-                (None, _) => Err((ResponseError::UnknownTopicOrPartition, "unknown topic".to_string())),
+                _ if !matches!(acks, -1..=1) => Err((
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks={acks} is not 0, 1 or -1"),
+                )),
+                (None, _) if version >= 13 => Err((
+                    ResponseError::UnknownTopicId,
+                    "unknown topic id".to_string(),
+                )),
+                (None, _) => Err((
+                    ResponseError::UnknownTopicOrPartition,
+                    "unknown topic".to_string(),
+                )),
                 (_, None) => Err((ResponseError::CorruptMessage, "no records".to_string())),
                 (Some(topic), Some(records)) => {
                     append(broker, topic, partition_data.index, records, acks, version)
@@ -73,13 +86,22 @@ fn append(
     version: i16,
 ) -> Result<(AppendInfo, i64), (ResponseError, String)> {
     let Some(assignment) = topic.partitions.get(index as usize) else {
-        return Err((ResponseError::UnknownTopicOrPartition, format!("partition {index} does not exist")));
+        return Err((
+            ResponseError::UnknownTopicOrPartition,
+            format!("partition {index} does not exist"),
+        ));
     };
     if assignment.leader != broker.node_id() {
-        return Err((ResponseError::NotLeaderOrFollower, "this broker is not the leader".into()));
+        return Err((
+            ResponseError::NotLeaderOrFollower,
+            "this broker is not the leader".into(),
+        ));
     }
     let Some(partition) = broker.partition(&topic.name, index) else {
-        return Err((ResponseError::NotLeaderOrFollower, "the partition log is not open yet".into()));
+        return Err((
+            ResponseError::NotLeaderOrFollower,
+            "the partition log is not open yet".into(),
+        ));
     };
     let mut log = partition.log.lock();
     if acks == -1 && (assignment.isr.len() as i32) < log.config().min_insync_replicas {
@@ -105,7 +127,9 @@ fn append(
         Ok(info) => {
             if !info.duplicate {
                 partition.notify(end);
-                broker.metrics.record_produce(&topic.name, info.bytes, info.records);
+                broker
+                    .metrics
+                    .record_produce(&topic.name, info.bytes, info.records);
             }
             Ok((info, log_start))
         }
@@ -113,7 +137,9 @@ fn append(
             let code = match &e {
                 AppendError::Corrupt(crate::log::batch::BatchError::BadCrc { .. })
                 | AppendError::Corrupt(crate::log::batch::BatchError::Truncated(_))
-                | AppendError::Corrupt(crate::log::batch::BatchError::BadLength(_)) => ResponseError::CorruptMessage,
+                | AppendError::Corrupt(crate::log::batch::BatchError::BadLength(_)) => {
+                    ResponseError::CorruptMessage
+                }
                 AppendError::Corrupt(_) if version >= 8 => ResponseError::InvalidRecord,
                 AppendError::Corrupt(_) => ResponseError::CorruptMessage,
                 AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,

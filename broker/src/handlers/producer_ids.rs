@@ -7,7 +7,10 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use crate::broker::Broker;
 use crate::error::ResponseError;
 
-pub async fn init_producer_id(broker: &Broker, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn init_producer_id(
+    broker: &Broker,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;

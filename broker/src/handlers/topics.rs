@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
@@ -18,7 +20,11 @@ use crate::broker::Broker;
 use crate::error::{ApiError, ResponseError};
 use crate::metadata::controller::NewTopic;
 
-pub async fn create_topics(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn create_topics(
+    broker: &Broker,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut response = CreateTopicsResponse::default();
     let mut counts: HashMap<String, usize> = HashMap::new();
     for topic in &request.topics {
@@ -33,7 +39,9 @@ pub async fn create_topics(broker: &Broker, request: CreateTopicsRequest, versio
         result.replication_factor = -1;
         if counts[&name] > 1 {
             result.error_code = ResponseError::InvalidRequest.code();
-            result.error_message = Some(str_bytes(format!("topic '{name}' appears more than once in the request")));
+            result.error_message = Some(str_bytes(format!(
+                "topic '{name}' appears more than once in the request"
+            )));
             response.topics.push(result);
             continue;
         }
@@ -63,14 +71,27 @@ pub async fn create_topics(broker: &Broker, request: CreateTopicsRequest, versio
                 ResponseError::InvalidConfig,
                 format!("config '{key}' has a null value"),
             )),
-            None => broker.controller.create_topic(new_topic, request.validate_only).await,
+            None => {
+                broker
+                    .controller
+                    .create_topic(new_topic, request.validate_only)
+                    .await
+            }
         };
         match outcome {
             Ok(created) => {
                 created_any |= !request.validate_only;
-                result.topic_id = if request.validate_only { Uuid::nil() } else { created.topic_id };
+                result.topic_id = if request.validate_only {
+                    Uuid::nil()
+                } else {
+                    created.topic_id
+                };
                 result.num_partitions = created.partitions.len() as i32;
-                result.replication_factor = created.partitions.first().map(|p| p.replicas.len()).unwrap_or(0) as i16;
+                result.replication_factor = created
+                    .partitions
+                    .first()
+                    .map(|p| p.replicas.len())
+                    .unwrap_or(0) as i16;
                 if version >= 5 {
                     let image = broker.image();
                     result.configs = Some(
@@ -111,7 +132,12 @@ pub async fn delete_topics(broker: &Broker, request: DeleteTopicsRequest) -> Del
         .iter()
         .map(|n| (Some(n.0.to_string()), Uuid::nil()))
         .collect();
-    wanted.extend(request.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)));
+    wanted.extend(
+        request
+            .topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)),
+    );
     let mut deleted_any = false;
     for (name, id) in wanted {
         let image = broker.image();
@@ -155,7 +181,10 @@ pub async fn delete_topics(broker: &Broker, request: DeleteTopicsRequest) -> Del
     response
 }
 
-pub async fn create_partitions(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(
+    broker: &Broker,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut response = CreatePartitionsResponse::default();
     let mut changed = false;
     for topic in request.topics {
@@ -169,7 +198,12 @@ pub async fn create_partitions(broker: &Broker, request: CreatePartitionsRequest
             .collect();
         match broker
             .controller
-            .create_partitions(topic.name.0.as_str(), topic.count, assignments, request.validate_only)
+            .create_partitions(
+                topic.name.0.as_str(),
+                topic.count,
+                assignments,
+                request.validate_only,
+            )
             .await
         {
             Ok(()) => changed |= !request.validate_only,

@@ -330,7 +330,10 @@ mod tests {
         bytes[last] ^= 0xff;
         assert!(matches!(validate(&bytes), Err(BatchError::BadCrc { .. })));
         let bytes = batch(&[b"hello"], 1, (-1, -1, -1));
-        assert!(matches!(validate(&bytes[..bytes.len() - 1]), Err(BatchError::Truncated(_))));
+        assert!(matches!(
+            validate(&bytes[..bytes.len() - 1]),
+            Err(BatchError::Truncated(_))
+        ));
     }
 
     #[test]

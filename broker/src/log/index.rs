@@ -47,7 +47,10 @@ impl<K: Copy + Ord, V: Copy> SparseIndex<K, V> {
         for entry in &self.entries[self.persisted..] {
             encode(entry, &mut bytes);
         }
-        let mut file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         file.write_all(&bytes)?;
         file.sync_data()?;
         self.persisted = self.entries.len();
@@ -142,7 +145,10 @@ impl OffsetIndex {
             return 0;
         }
         let rel = (offset - self.base_offset).min(u32::MAX as i64) as u32;
-        self.inner.floor(rel).map(|(_, pos)| pos as u64).unwrap_or(0)
+        self.inner
+            .floor(rel)
+            .map(|(_, pos)| pos as u64)
+            .unwrap_or(0)
     }
 
     pub fn len_bytes(&self) -> u64 {
@@ -151,7 +157,9 @@ impl OffsetIndex {
 
     /// Drops entries at or past `position` (after the log was truncated there).
     pub fn truncate_to_position(&mut self, position: u64) -> io::Result<()> {
-        self.inner.entries.retain(|&(_, pos)| (pos as u64) < position);
+        self.inner
+            .entries
+            .retain(|&(_, pos)| (pos as u64) < position);
         self.inner.rewrite(encode_offset_entry)
     }
 
@@ -228,7 +236,10 @@ impl TimeIndex {
     /// The offset from which to scan for the first record with a timestamp
     /// `>= timestamp`: the entry just before the first one that reaches it.
     pub fn lookup(&self, timestamp: i64) -> i64 {
-        let idx = self.inner.entries.partition_point(|(ts, _)| *ts < timestamp);
+        let idx = self
+            .inner
+            .entries
+            .partition_point(|(ts, _)| *ts < timestamp);
         match idx.checked_sub(1) {
             Some(i) => self.base_offset + self.inner.entries[i].1 as i64,
             None => self.base_offset,
@@ -244,7 +255,9 @@ impl TimeIndex {
 
     pub fn truncate_to_offset(&mut self, offset: i64) -> io::Result<()> {
         let base = self.base_offset;
-        self.inner.entries.retain(|&(_, rel)| base + (rel as i64) < offset);
+        self.inner
+            .entries
+            .retain(|&(_, rel)| base + (rel as i64) < offset);
         self.inner.rewrite(encode_time_entry)
     }
 
@@ -281,10 +294,14 @@ mod tests {
         index.flush().unwrap();
         assert_eq!(index.lookup(115), 4096);
         assert_eq!(index.lookup(99), 0);
-        let loaded = OffsetIndex::load(path.clone(), 100, 10_000).unwrap().unwrap();
+        let loaded = OffsetIndex::load(path.clone(), 100, 10_000)
+            .unwrap()
+            .unwrap();
         assert_eq!(loaded.lookup(125), 8192);
         // A position past the segment's end means the index is stale.
-        assert!(OffsetIndex::load(path.clone(), 100, 5000).unwrap().is_none());
+        assert!(OffsetIndex::load(path.clone(), 100, 5000)
+            .unwrap()
+            .is_none());
         std::fs::write(&path, [1, 2, 3]).unwrap();
         assert!(OffsetIndex::load(path, 100, 10_000).unwrap().is_none());
     }

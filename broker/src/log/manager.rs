@@ -169,7 +169,9 @@ impl LogManager {
             log: Mutex::new(log),
             end_offset,
         });
-        self.partitions.write().insert(tp.clone(), partition.clone());
+        self.partitions
+            .write()
+            .insert(tp.clone(), partition.clone());
         Ok((partition, report))
     }
 
@@ -179,9 +181,11 @@ impl LogManager {
         let removed = self.partitions.write().remove(tp);
         let dir = self.dir.join(tp.dir_name());
         if removed.is_some() || dir.exists() {
-            let doomed = self
-                .dir
-                .join(format!("{}.{}-delete", tp.dir_name(), Uuid::new_v4().simple()));
+            let doomed = self.dir.join(format!(
+                "{}.{}-delete",
+                tp.dir_name(),
+                Uuid::new_v4().simple()
+            ));
             if dir.exists() {
                 std::fs::rename(&dir, &doomed)?;
                 sync_dir(&self.dir);
@@ -229,7 +233,9 @@ impl LogManager {
             let before = log.log_start_offset();
             match log.apply_retention(now_ms()) {
                 Ok(n) => deleted += n,
-                Err(e) => tracing::error!(partition = %partition.tp, error = %e, "retention failed"),
+                Err(e) => {
+                    tracing::error!(partition = %partition.tp, error = %e, "retention failed")
+                }
             }
             let after = log.log_start_offset();
             if after != before {
@@ -316,7 +322,10 @@ fn write_partition_metadata(dir: &Path, topic_id: Uuid) -> io::Result<()> {
     if read_partition_metadata(dir) == Some(topic_id) {
         return Ok(());
     }
-    write_atomically(&path, format!("version: 0\ntopic_id: {topic_id}\n").as_bytes())
+    write_atomically(
+        &path,
+        format!("version: 0\ntopic_id: {topic_id}\n").as_bytes(),
+    )
 }
 
 fn read_partition_metadata(dir: &Path) -> Option<Uuid> {
@@ -348,13 +357,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let manager = LogManager::open(dir.path()).unwrap();
         let tp = TopicPartition::new("t", 0);
-        let (partition, _) = manager.open_partition(&tp, Uuid::new_v4(), LogConfig::default()).unwrap();
+        let (partition, _) = manager
+            .open_partition(&tp, Uuid::new_v4(), LogConfig::default())
+            .unwrap();
         partition
             .log
             .lock()
-            .append(&crate::log::batch::test_support::batch(&[b"x"], 0, (-1, -1, -1)), 0, 0)
+            .append(
+                &crate::log::batch::test_support::batch(&[b"x"], 0, (-1, -1, -1)),
+                0,
+                0,
+            )
             .unwrap();
-        let (partition, _) = manager.open_partition(&tp, Uuid::new_v4(), LogConfig::default()).unwrap();
+        let (partition, _) = manager
+            .open_partition(&tp, Uuid::new_v4(), LogConfig::default())
+            .unwrap();
         assert_eq!(partition.log.lock().log_end_offset(), 0);
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::batch::{self, BatchError, BatchHeader};
 use super::producer_state::{BatchMetadata, ProducerState, SequenceCheck};
-use super::segment::{Segment, BatchPosition};
+use super::segment::{BatchPosition, Segment};
 use crate::config::log_config::{LogConfig, TimestampType};
 
 pub const PRODUCER_SNAPSHOT: &str = "producer-state.json";
@@ -115,7 +115,10 @@ impl PartitionLog {
                 if let Ok(base) = stem.parse::<i64>() {
                     bases.push(base);
                 }
-            } else if name.ends_with(".tmp") || name.ends_with(".cleaned") || name.ends_with(".swap") {
+            } else if name.ends_with(".tmp")
+                || name.ends_with(".cleaned")
+                || name.ends_with(".swap")
+            {
                 std::fs::remove_file(dir.join(&name))?;
             }
         }
@@ -138,7 +141,8 @@ impl PartitionLog {
                 continue;
             }
             let recover = !clean && base >= first_suspect;
-            let (segment, outcome) = Segment::open(dir, base, recover, config.index_interval_bytes)?;
+            let (segment, outcome) =
+                Segment::open(dir, base, recover, config.index_interval_bytes)?;
             report.segments += 1;
             if recover {
                 report.recovered_segments += 1;
@@ -154,7 +158,11 @@ impl PartitionLog {
             segments.insert(base, segment);
         }
         let producer_path = dir.join(PRODUCER_SNAPSHOT);
-        let snapshot = if clean { ProducerState::load(&producer_path) } else { None };
+        let snapshot = if clean {
+            ProducerState::load(&producer_path)
+        } else {
+            None
+        };
         let _ = std::fs::remove_file(&producer_path);
         let mut log = PartitionLog {
             dir: dir.to_path_buf(),
@@ -171,7 +179,9 @@ impl PartitionLog {
             log.segments.insert(base, Segment::create(dir, base)?);
         }
         let first_base = *log.segments.keys().next().expect("one segment");
-        log.log_start_offset = log_start_checkpoint.max(first_base).min(log.log_end_offset());
+        log.log_start_offset = log_start_checkpoint
+            .max(first_base)
+            .min(log.log_end_offset());
         log.producers = match snapshot {
             Some(state) => state,
             None => log.rebuild_producer_state()?,
@@ -221,15 +231,21 @@ impl PartitionLog {
     }
 
     pub fn producer_count(&self) -> usize {
-        self.producers.len()
+        self.producers.producer_count()
     }
 
     fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("a log always has a segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments.values_mut().next_back().expect("a log always has a segment")
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment")
     }
 
     /// Validates and appends the batches in `records` (a produce request's
@@ -299,7 +315,12 @@ impl PartitionLog {
         let mut headers = Vec::with_capacity(spans.len());
         let mut count = 0i64;
         for (pos, size, header) in &spans {
-            batch::assign(&mut bytes[*pos..pos + size], next, leader_epoch, log_append_time);
+            batch::assign(
+                &mut bytes[*pos..pos + size],
+                next,
+                leader_epoch,
+                log_append_time,
+            );
             let mut assigned = *header;
             assigned.base_offset = next;
             if let Some(ts) = log_append_time {
@@ -310,7 +331,8 @@ impl PartitionLog {
             headers.push(assigned);
         }
         let interval = self.config.index_interval_bytes;
-        self.active_mut().append(&bytes, &headers, interval, now_ms)?;
+        self.active_mut()
+            .append(&bytes, &headers, interval, now_ms)?;
         for header in &headers {
             self.producers.record(header);
         }
@@ -366,7 +388,8 @@ impl PartitionLog {
             .first_append_ms
             .is_some_and(|first| now_ms - first >= config.segment_ms);
         let index_full = active.index_full(config.segment_index_bytes);
-        let offsets_overflow = active.next_offset - active.base_offset > i32::MAX as i64 - 1_000_000;
+        let offsets_overflow =
+            active.next_offset - active.base_offset > i32::MAX as i64 - 1_000_000;
         if too_big || too_old || index_full || offsets_overflow {
             self.roll(now_ms)?;
         }
@@ -388,7 +411,9 @@ impl PartitionLog {
     /// fsyncs unflushed data and advances the recovery point.
     pub fn flush(&mut self, now_ms: i64) -> io::Result<()> {
         for segment in self.segments.values_mut() {
-            if segment.base_offset >= self.recovery_point || segment.next_offset > self.recovery_point {
+            if segment.base_offset >= self.recovery_point
+                || segment.next_offset > self.recovery_point
+            {
                 segment.flush()?;
             }
         }
@@ -476,7 +501,10 @@ impl PartitionLog {
     }
 
     /// The batch holding the first record with a timestamp `>= timestamp`.
-    pub fn find_by_timestamp(&self, timestamp: i64) -> io::Result<Option<(BatchPosition, Vec<u8>)>> {
+    pub fn find_by_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> io::Result<Option<(BatchPosition, Vec<u8>)>> {
         for segment in self.segments.values() {
             if let Some(found) = segment.find_batch_by_time(timestamp)? {
                 if found.header.last_offset() < self.log_start_offset {
@@ -588,7 +616,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = PartitionLog::open(dir.path(), config(), true, 0, 0, 0).unwrap();
         for i in 0..10 {
-            let info = log.append(&batch(&[b"abcdefghij", b"k"], i, (-1, -1, -1)), 0, 1000).unwrap();
+            let info = log
+                .append(&batch(&[b"abcdefghij", b"k"], i, (-1, -1, -1)), 0, 1000)
+                .unwrap();
             assert_eq!(info.base_offset, i * 2);
         }
         assert_eq!(log.log_end_offset(), 20);
@@ -613,13 +643,24 @@ mod tests {
         cfg.retention_ms = 1000;
         let (mut log, _) = PartitionLog::open(dir.path(), cfg, true, 0, 0, 0).unwrap();
         for i in 0..10 {
-            log.append(&batch(&[b"0123456789012345678901234567890123456789"], i, (-1, -1, -1)), 0, 0)
-                .unwrap();
+            log.append(
+                &batch(
+                    &[b"0123456789012345678901234567890123456789"],
+                    i,
+                    (-1, -1, -1),
+                ),
+                0,
+                0,
+            )
+            .unwrap();
         }
         let deleted = log.apply_retention(10_000).unwrap();
         assert!(deleted > 0);
         assert_eq!(log.log_start_offset(), log.log_end_offset());
-        assert!(matches!(log.read(0, 10, true, i64::MAX), Err(ReadError::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.read(0, 10, true, i64::MAX),
+            Err(ReadError::OffsetOutOfRange { .. })
+        ));
     }
 
     #[test]
@@ -633,6 +674,9 @@ mod tests {
         assert_eq!(again.base_offset, 0);
         assert_eq!(log.log_end_offset(), 2);
         let gap = batch(&[b"c"], 0, (5, 0, 7));
-        assert!(matches!(log.append(&gap, 0, 0), Err(AppendError::OutOfOrderSequence { .. })));
+        assert!(matches!(
+            log.append(&gap, 0, 0),
+            Err(AppendError::OutOfOrderSequence { .. })
+        ));
     }
 }

@@ -38,9 +38,14 @@ pub enum SequenceCheck {
     Accept,
     /// Already in the log: answer with the original offsets, append nothing.
     Duplicate(BatchMetadata),
-    OutOfOrder { expected: i32, got: i32 },
+    OutOfOrder {
+        expected: i32,
+        got: i32,
+    },
     /// The producer was fenced by a newer epoch.
-    StaleEpoch { current: i16 },
+    StaleEpoch {
+        current: i16,
+    },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -131,7 +136,8 @@ impl ProducerState {
         self.producers.retain(|_, e| !e.batches.is_empty());
     }
 
-    pub fn len(&self) -> usize {
+    /// How many producers have state in this partition.
+    pub fn producer_count(&self) -> usize {
         self.producers.len()
     }
 
@@ -171,7 +177,10 @@ mod tests {
         }
         assert_eq!(
             state.check(&header(7, 0, 5, 1, 3)),
-            SequenceCheck::OutOfOrder { expected: 3, got: 5 }
+            SequenceCheck::OutOfOrder {
+                expected: 3,
+                got: 5
+            }
         );
         let next = header(7, 0, 3, 1, 3);
         assert_eq!(state.check(&next), SequenceCheck::Accept);

@@ -196,7 +196,8 @@ impl Segment {
         self.next_offset = header.last_offset() + 1;
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
-            self.time_index.maybe_append(header.max_timestamp, header.last_offset());
+            self.time_index
+                .maybe_append(header.max_timestamp, header.last_offset());
         }
     }
 
@@ -342,7 +343,11 @@ impl Segment {
 
     /// Removes the segment's files (the handle stays readable for fetches in flight).
     pub fn delete_files(&self) -> io::Result<()> {
-        for path in [self.path.as_path(), self.index.path(), self.time_index.path()] {
+        for path in [
+            self.path.as_path(),
+            self.index.path(),
+            self.time_index.path(),
+        ] {
             match std::fs::remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -382,7 +387,10 @@ mod tests {
         drop(segment);
 
         // Tear the last batch: recovery keeps the first two.
-        let file = OpenOptions::new().write(true).open(log_path(dir.path(), 0)).unwrap();
+        let file = OpenOptions::new()
+            .write(true)
+            .open(log_path(dir.path(), 0))
+            .unwrap();
         file.set_len(full - 5).unwrap();
         let (segment, outcome) = Segment::open(dir.path(), 0, true, 1).unwrap();
         assert!(outcome.truncated_bytes > 0);

@@ -84,7 +84,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
 pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
     for (key, value) in configs {
         let def = topic_def(key).ok_or_else(|| {
-            ApiError::new(ResponseError::InvalidConfig, format!("unknown topic config '{key}'"))
+            ApiError::new(
+                ResponseError::InvalidConfig,
+                format!("unknown topic config '{key}'"),
+            )
         })?;
         validate_value(key, def.kind, def.validator, value)
             .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
@@ -119,7 +122,13 @@ impl Controller {
 
     /// Round-robin placement starting at a per-topic offset, as Kafka does
     /// without racks: replica `r` of partition `p` goes to broker `(start + p + r) % n`.
-    fn place(&self, first_partition: i32, count: i32, replication_factor: usize, seed: usize) -> Vec<Vec<i32>> {
+    fn place(
+        &self,
+        first_partition: i32,
+        count: i32,
+        replication_factor: usize,
+        seed: usize,
+    ) -> Vec<Vec<i32>> {
         let brokers = self.brokers();
         (0..count)
             .map(|i| {
@@ -135,13 +144,19 @@ impl Controller {
         let brokers = self.brokers();
         for replicas in assignments {
             if replicas.is_empty() {
-                return Err(ApiError::new(ResponseError::InvalidReplicaAssignment, "a partition has no replicas"));
+                return Err(ApiError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    "a partition has no replicas",
+                ));
             }
             let mut seen = replicas.clone();
             seen.sort_unstable();
             seen.dedup();
             if seen.len() != replicas.len() {
-                return Err(ApiError::new(ResponseError::InvalidReplicaAssignment, "a partition lists a broker twice"));
+                return Err(ApiError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    "a partition lists a broker twice",
+                ));
             }
             if let Some(b) = replicas.iter().find(|b| !brokers.contains(b)) {
                 return Err(ApiError::new(
@@ -155,7 +170,11 @@ impl Controller {
 
     /// Validates and (unless `validate_only`) creates a topic. Returns the
     /// topic as it is (or would be) created.
-    pub async fn create_topic(&self, request: NewTopic, validate_only: bool) -> Result<TopicImage, ApiError> {
+    pub async fn create_topic(
+        &self,
+        request: NewTopic,
+        validate_only: bool,
+    ) -> Result<TopicImage, ApiError> {
         validate_topic_name(&request.name)?;
         let image = self.image();
         if image.topics.contains_key(&request.name) {
@@ -199,7 +218,9 @@ impl Controller {
             if rf as usize > brokers {
                 return Err(ApiError::new(
                     ResponseError::InvalidReplicationFactor,
-                    format!("replication factor {rf} is larger than the {brokers} available broker(s)"),
+                    format!(
+                        "replication factor {rf} is larger than the {brokers} available broker(s)"
+                    ),
                 ));
             }
             self.place(0, partitions, rf as usize, image.topics.len())
@@ -239,7 +260,9 @@ impl Controller {
             .propose(RecordBatch(vec![MetadataRecord::DeleteTopic { topic_id }]))
             .await
             .map_err(|e| match e {
-                QuorumError::Rejected(m) => ApiError::new(ResponseError::UnknownTopicOrPartition, m),
+                QuorumError::Rejected(m) => {
+                    ApiError::new(ResponseError::UnknownTopicOrPartition, m)
+                }
                 other => quorum_error(other),
             })?;
         Ok(())
@@ -255,7 +278,10 @@ impl Controller {
     ) -> Result<(), ApiError> {
         let image = self.image();
         let topic = image.topics.get(name).ok_or_else(|| {
-            ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic '{name}' does not exist"))
+            ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )
         })?;
         let current = topic.partitions.len() as i32;
         if count < current {
@@ -270,7 +296,11 @@ impl Controller {
                 format!("topic already has {current} partitions"),
             ));
         }
-        let rf = topic.partitions.first().map(|p| p.replicas.len()).unwrap_or(1);
+        let rf = topic
+            .partitions
+            .first()
+            .map(|p| p.replicas.len())
+            .unwrap_or(1);
         let added = count - current;
         let new_assignments = if assignments.is_empty() {
             self.place(current, added, rf, image.topics.len())
@@ -278,7 +308,10 @@ impl Controller {
             if assignments.len() as i32 != added {
                 return Err(ApiError::new(
                     ResponseError::InvalidReplicaAssignment,
-                    format!("{} assignments given for {added} new partitions", assignments.len()),
+                    format!(
+                        "{} assignments given for {added} new partitions",
+                        assignments.len()
+                    ),
                 ));
             }
             self.check_assignments(&assignments)?;
@@ -290,7 +323,10 @@ impl Controller {
         self.quorum
             .propose(RecordBatch(vec![MetadataRecord::CreatePartitions {
                 topic_id: topic.topic_id,
-                partitions: new_assignments.into_iter().map(PartitionRecord::new).collect(),
+                partitions: new_assignments
+                    .into_iter()
+                    .map(PartitionRecord::new)
+                    .collect(),
             }]))
             .await
             .map_err(quorum_error)?;
@@ -332,7 +368,10 @@ impl Controller {
             };
             if is_topic {
                 let def = topic_def(key).ok_or_else(|| {
-                    ApiError::new(ResponseError::InvalidConfig, format!("unknown topic config '{key}'"))
+                    ApiError::new(
+                        ResponseError::InvalidConfig,
+                        format!("unknown topic config '{key}'"),
+                    )
                 })?;
                 if let Some(v) = value {
                     validate_value(key, def.kind, def.validator, v)
@@ -340,7 +379,10 @@ impl Controller {
                 }
             } else {
                 let def = broker_def(key).ok_or_else(|| {
-                    ApiError::new(ResponseError::InvalidConfig, format!("unknown broker config '{key}'"))
+                    ApiError::new(
+                        ResponseError::InvalidConfig,
+                        format!("unknown broker config '{key}'"),
+                    )
                 })?;
                 if !def.dynamic {
                     return Err(ApiError::new(
@@ -388,7 +430,10 @@ impl Controller {
             .await
             .map_err(quorum_error)?;
         let start = outcome.producer_id_start.ok_or_else(|| {
-            ApiError::new(ResponseError::UnknownServerError, "no producer id block granted")
+            ApiError::new(
+                ResponseError::UnknownServerError,
+                "no producer id block granted",
+            )
         })?;
         Ok((start, PRODUCER_ID_BLOCK))
     }

@@ -56,7 +56,11 @@ impl MetadataImage {
         outcome
     }
 
-    fn apply_one(&mut self, record: &MetadataRecord, outcome: &mut ApplyOutcome) -> Result<(), String> {
+    fn apply_one(
+        &mut self,
+        record: &MetadataRecord,
+        outcome: &mut ApplyOutcome,
+    ) -> Result<(), String> {
         match record {
             MetadataRecord::CreateTopic {
                 name,
@@ -138,9 +142,15 @@ mod tests {
             partitions: vec![PartitionRecord::new(vec![1])],
             configs: BTreeMap::new(),
         };
-        assert!(image.apply(&RecordBatch(vec![create.clone()])).error.is_none());
+        assert!(image
+            .apply(&RecordBatch(vec![create.clone()]))
+            .error
+            .is_none());
         let outcome = image.apply(&RecordBatch(vec![
-            MetadataRecord::AllocateProducerIds { broker_id: 1, count: 10 },
+            MetadataRecord::AllocateProducerIds {
+                broker_id: 1,
+                count: 10,
+            },
             create,
         ]));
         assert!(outcome.error.is_some());
@@ -151,7 +161,9 @@ mod tests {
         }]));
         assert_eq!(outcome.producer_id_start, Some(0));
         assert_eq!(image.next_producer_id, 10);
-        image.apply(&RecordBatch(vec![MetadataRecord::DeleteTopic { topic_id: id }]));
+        image.apply(&RecordBatch(vec![MetadataRecord::DeleteTopic {
+            topic_id: id,
+        }]));
         assert!(image.topics.is_empty());
     }
 }

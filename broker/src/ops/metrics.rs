@@ -4,8 +4,8 @@
 
 use kafka_protocol::messages::ApiKey;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::broker::Broker;
@@ -35,7 +35,9 @@ pub struct Metrics {
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
-    registry.register(Box::new(metric.clone())).expect("metric names are unique");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
     metric
 }
 
@@ -43,33 +45,172 @@ impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
         Metrics {
-            requests: register(&r, IntCounterVec::new(Opts::new("tideline_requests_total", "Requests handled, by API."), &["api"]).unwrap()),
-            request_latency: register(
+            requests: register(
                 &r,
-                HistogramVec::new(
-                    HistogramOpts::new("tideline_request_duration_seconds", "Time to handle a request (including long-poll waits), by API.")
-                        .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                IntCounterVec::new(
+                    Opts::new("tideline_requests_total", "Requests handled, by API."),
                     &["api"],
                 )
                 .unwrap(),
             ),
-            bytes_in: register(&r, IntCounterVec::new(Opts::new("tideline_bytes_in_total", "Record bytes appended by producers, by topic."), &["topic"]).unwrap()),
-            bytes_out: register(&r, IntCounterVec::new(Opts::new("tideline_bytes_out_total", "Record bytes sent to consumers, by topic."), &["topic"]).unwrap()),
-            messages_in: register(&r, IntCounterVec::new(Opts::new("tideline_messages_in_total", "Records appended, by topic."), &["topic"]).unwrap()),
-            produce_errors: register(&r, IntCounterVec::new(Opts::new("tideline_produce_errors_total", "Rejected produce partitions, by Kafka error."), &["error"]).unwrap()),
-            connections: register(&r, IntGauge::new("tideline_connections", "Open client connections.").unwrap()),
-            partitions: register(&r, IntGauge::new("tideline_partitions", "Partitions hosted by this broker.").unwrap()),
-            log_size: register(&r, IntGaugeVec::new(Opts::new("tideline_log_size_bytes", "Size of a partition's log on disk."), &["topic", "partition"]).unwrap()),
-            log_start: register(&r, IntGaugeVec::new(Opts::new("tideline_log_start_offset", "Log start offset of a partition."), &["topic", "partition"]).unwrap()),
-            log_end: register(&r, IntGaugeVec::new(Opts::new("tideline_log_end_offset", "Log end offset of a partition."), &["topic", "partition"]).unwrap()),
-            under_replicated: register(&r, IntGauge::new("tideline_under_replicated_partitions", "Partitions led here whose ISR is smaller than their replica set.").unwrap()),
-            under_min_isr: register(&r, IntGauge::new("tideline_under_min_isr_partitions", "Partitions led here whose ISR is below min.insync.replicas.").unwrap()),
-            offline: register(&r, IntGauge::new("tideline_offline_partitions", "Partitions without a leader (reported by the active controller).").unwrap()),
-            leaders: register(&r, IntGauge::new("tideline_leader_partitions", "Partitions this broker leads.").unwrap()),
-            active_controller: register(&r, IntGauge::new("tideline_active_controller", "1 if this node is the active controller.").unwrap()),
-            metadata_offset: register(&r, IntGauge::new("tideline_metadata_applied_offset", "Index of the last metadata-log entry applied here.").unwrap()),
-            disk_used: register(&r, IntGauge::new("tideline_log_dir_used_bytes", "Bytes used on the filesystem holding the log directory.").unwrap()),
-            disk_total: register(&r, IntGauge::new("tideline_log_dir_total_bytes", "Size of the filesystem holding the log directory.").unwrap()),
+            request_latency: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "tideline_request_duration_seconds",
+                        "Time to handle a request (including long-poll waits), by API.",
+                    )
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ]),
+                    &["api"],
+                )
+                .unwrap(),
+            ),
+            bytes_in: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tideline_bytes_in_total",
+                        "Record bytes appended by producers, by topic.",
+                    ),
+                    &["topic"],
+                )
+                .unwrap(),
+            ),
+            bytes_out: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tideline_bytes_out_total",
+                        "Record bytes sent to consumers, by topic.",
+                    ),
+                    &["topic"],
+                )
+                .unwrap(),
+            ),
+            messages_in: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("tideline_messages_in_total", "Records appended, by topic."),
+                    &["topic"],
+                )
+                .unwrap(),
+            ),
+            produce_errors: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tideline_produce_errors_total",
+                        "Rejected produce partitions, by Kafka error.",
+                    ),
+                    &["error"],
+                )
+                .unwrap(),
+            ),
+            connections: register(
+                &r,
+                IntGauge::new("tideline_connections", "Open client connections.").unwrap(),
+            ),
+            partitions: register(
+                &r,
+                IntGauge::new("tideline_partitions", "Partitions hosted by this broker.").unwrap(),
+            ),
+            log_size: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "tideline_log_size_bytes",
+                        "Size of a partition's log on disk.",
+                    ),
+                    &["topic", "partition"],
+                )
+                .unwrap(),
+            ),
+            log_start: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "tideline_log_start_offset",
+                        "Log start offset of a partition.",
+                    ),
+                    &["topic", "partition"],
+                )
+                .unwrap(),
+            ),
+            log_end: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("tideline_log_end_offset", "Log end offset of a partition."),
+                    &["topic", "partition"],
+                )
+                .unwrap(),
+            ),
+            under_replicated: register(
+                &r,
+                IntGauge::new(
+                    "tideline_under_replicated_partitions",
+                    "Partitions led here whose ISR is smaller than their replica set.",
+                )
+                .unwrap(),
+            ),
+            under_min_isr: register(
+                &r,
+                IntGauge::new(
+                    "tideline_under_min_isr_partitions",
+                    "Partitions led here whose ISR is below min.insync.replicas.",
+                )
+                .unwrap(),
+            ),
+            offline: register(
+                &r,
+                IntGauge::new(
+                    "tideline_offline_partitions",
+                    "Partitions without a leader (reported by the active controller).",
+                )
+                .unwrap(),
+            ),
+            leaders: register(
+                &r,
+                IntGauge::new(
+                    "tideline_leader_partitions",
+                    "Partitions this broker leads.",
+                )
+                .unwrap(),
+            ),
+            active_controller: register(
+                &r,
+                IntGauge::new(
+                    "tideline_active_controller",
+                    "1 if this node is the active controller.",
+                )
+                .unwrap(),
+            ),
+            metadata_offset: register(
+                &r,
+                IntGauge::new(
+                    "tideline_metadata_applied_offset",
+                    "Index of the last metadata-log entry applied here.",
+                )
+                .unwrap(),
+            ),
+            disk_used: register(
+                &r,
+                IntGauge::new(
+                    "tideline_log_dir_used_bytes",
+                    "Bytes used on the filesystem holding the log directory.",
+                )
+                .unwrap(),
+            ),
+            disk_total: register(
+                &r,
+                IntGauge::new(
+                    "tideline_log_dir_total_bytes",
+                    "Size of the filesystem holding the log directory.",
+                )
+                .unwrap(),
+            ),
             registry: r,
         }
     }
@@ -77,16 +218,22 @@ impl Metrics {
     pub fn request_started(&self, api: ApiKey) -> HistogramTimer {
         let name = format!("{api:?}");
         self.requests.with_label_values(&[&name]).inc();
-        self.request_latency.with_label_values(&[&name]).start_timer()
+        self.request_latency
+            .with_label_values(&[&name])
+            .start_timer()
     }
 
     pub fn record_produce(&self, topic: &str, bytes: u64, records: i64) {
         self.bytes_in.with_label_values(&[topic]).inc_by(bytes);
-        self.messages_in.with_label_values(&[topic]).inc_by(records.max(0) as u64);
+        self.messages_in
+            .with_label_values(&[topic])
+            .inc_by(records.max(0) as u64);
     }
 
     pub fn record_produce_error(&self, error: ResponseError) {
-        self.produce_errors.with_label_values(&[&format!("{error:?}")]).inc();
+        self.produce_errors
+            .with_label_values(&[&format!("{error:?}")])
+            .inc();
     }
 
     pub fn record_fetch(&self, topic: &str, bytes: u64) {
@@ -110,11 +257,20 @@ impl Metrics {
         self.log_start.reset();
         self.log_end.reset();
         for partition in broker.logs.all() {
-            let labels = [partition.tp.topic.as_str(), &partition.tp.partition.to_string()];
+            let labels = [
+                partition.tp.topic.as_str(),
+                &partition.tp.partition.to_string(),
+            ];
             let log = partition.log.lock();
-            self.log_size.with_label_values(&labels).set(log.size_bytes() as i64);
-            self.log_start.with_label_values(&labels).set(log.log_start_offset());
-            self.log_end.with_label_values(&labels).set(log.log_end_offset());
+            self.log_size
+                .with_label_values(&labels)
+                .set(log.size_bytes() as i64);
+            self.log_start
+                .with_label_values(&labels)
+                .set(log.log_start_offset());
+            self.log_end
+                .with_label_values(&labels)
+                .set(log.log_end_offset());
         }
         let (mut under, mut under_min, mut offline, mut leaders) = (0, 0, 0, 0);
         let is_controller = broker.quorum.is_active_controller();
@@ -140,7 +296,8 @@ impl Metrics {
         self.offline.set(offline);
         self.leaders.set(leaders);
         self.active_controller.set(is_controller as i64);
-        self.metadata_offset.set(broker.quorum.applied_index() as i64);
+        self.metadata_offset
+            .set(broker.quorum.applied_index() as i64);
         if let Some((used, total)) = disk_usage(broker.logs.dir()) {
             self.disk_used.set(used as i64);
             self.disk_total.set(total as i64);

@@ -154,7 +154,11 @@ async fn handle_frame(broker: &Broker, frame: BytesMut) -> Result<Option<Bytes>,
     let request = RequestKind::decode(api_key, &mut body, api_version)
         .map_err(|e| FrameError::Malformed(format!("{api_key:?} v{api_version} body: {e}")))?;
     if body.has_remaining() && !matches!(api_key, ApiKey::ApiVersions) {
-        tracing::debug!(?api_key, trailing = body.remaining(), "request has trailing bytes");
+        tracing::debug!(
+            ?api_key,
+            trailing = body.remaining(),
+            "request has trailing bytes"
+        );
     }
     let timer = broker.metrics.request_started(api_key);
     let response = handlers::handle(broker, &header, request).await;
@@ -184,7 +188,11 @@ fn encode_response(
     response_header
         .encode(&mut buf, header_version)
         .and_then(|_| response.encode(&mut buf, version))
-        .map_err(|e| FrameError::Malformed(format!("cannot encode {api_key:?} v{version} response: {e}")))?;
+        .map_err(|e| {
+            FrameError::Malformed(format!(
+                "cannot encode {api_key:?} v{version} response: {e}"
+            ))
+        })?;
     let size = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.freeze())

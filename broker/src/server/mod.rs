@@ -11,7 +11,11 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 
 /// Accepts connections until `shutdown` turns true.
-pub async fn run_listener(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_listener(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, Vote};
+use openraft::{
+    Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError,
+    Vote,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
@@ -46,7 +49,11 @@ pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
 }
 
-fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+fn io_err(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError<NodeId> {
     StorageIOError::new(subject, verb, openraft::AnyError::new(&e)).into()
 }
 
@@ -84,9 +91,16 @@ impl LogStore {
             entries.insert(entry.log_id.index, entry);
             pos += 8 + len;
         }
-        let file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
         if pos < bytes.len() {
-            tracing::warn!(truncated_bytes = bytes.len() - pos, "metadata log had a torn tail; truncated");
+            tracing::warn!(
+                truncated_bytes = bytes.len() - pos,
+                "metadata log had a torn tail; truncated"
+            );
             file.set_len(pos as u64)?;
             file.sync_all()?;
         }
@@ -140,7 +154,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
         let inner = self.inner.lock().await;
         let last_purged = inner.state.last_purged;
-        let last = inner.entries.values().next_back().map(|e| *e.get_log_id()).or(last_purged);
+        let last = inner
+            .entries
+            .values()
+            .next_back()
+            .map(|e| *e.get_log_id())
+            .or(last_purged);
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,
@@ -163,7 +182,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.inner.lock().await.state.vote)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.inner.lock().await;
         inner.state.committed = committed;
         inner
@@ -175,7 +197,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.inner.lock().await.state.committed)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -184,7 +210,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut bytes = Vec::new();
         let mut appended = Vec::new();
         for entry in entries {
-            bytes.extend_from_slice(&encode(&entry).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?);
+            bytes.extend_from_slice(
+                &encode(&entry).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?,
+            );
             appended.push(entry);
         }
         let result = (|| {
@@ -200,7 +228,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Ok(())
             }
             Err(e) => {
-                let err = io_err(ErrorSubject::Logs, ErrorVerb::Write, io::Error::new(e.kind(), e.to_string()));
+                let err = io_err(
+                    ErrorSubject::Logs,
+                    ErrorVerb::Write,
+                    io::Error::new(e.kind(), e.to_string()),
+                );
                 callback.log_io_completed(Err(e));
                 Err(err)
             }

@@ -51,7 +51,11 @@ pub struct MetadataQuorum {
 impl MetadataQuorum {
     /// Opens the metadata log in `dir` and starts Raft. A fresh directory is
     /// initialized as a one-voter quorum of this node.
-    pub async fn start(dir: &Path, node_id: NodeId, address: String) -> Result<MetadataQuorum, QuorumError> {
+    pub async fn start(
+        dir: &Path,
+        node_id: NodeId,
+        address: String,
+    ) -> Result<MetadataQuorum, QuorumError> {
         let config = Config {
             cluster_name: "tideline-metadata".into(),
             heartbeat_interval: 100,
@@ -67,9 +71,15 @@ impl MetadataQuorum {
         let (applied_tx, applied_index) = watch::channel(0);
         let log_store = log_store::LogStore::open(dir)?;
         let state_machine = state_machine::StateMachine::open(dir, publish, applied_tx)?;
-        let raft = Raft::new(node_id, Arc::new(config), network::Network, log_store, state_machine)
-            .await
-            .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            node_id,
+            Arc::new(config),
+            network::Network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| QuorumError::Raft(e.to_string()))?;
         let initialized = raft
             .is_initialized()
             .await
