@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::log::LogManager;
+use crate::metadata::records::BrokerRegistration;
 use crate::metadata::MetadataQuorum;
 use crate::ops::metrics::Metrics;
 use crate::util::write_atomically;
@@ -74,6 +75,18 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .wait_ready(Duration::from_secs(60))
         .await
         .context("the metadata quorum did not elect a leader")?;
+    let advertised = &config.advertised_listeners[0];
+    broker
+        .controller
+        .register_broker(BrokerRegistration {
+            broker_id: config.node_id,
+            incarnation_id: uuid::Uuid::new_v4(),
+            host: advertised.host.clone(),
+            port: advertised.port as i32,
+            rack: config.rack(),
+        })
+        .await
+        .context("cannot register the broker")?;
     broker.sync_logs().await;
     tracing::info!(partitions = logs.all().len(), "logs loaded");
 
@@ -107,9 +120,13 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     for task in background {
         let _ = task.await;
     }
-    // Connections see the shutdown signal between requests; give in-flight
-    // ones a moment to answer.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Connections close between requests once they see the signal; wait for
+    // in-flight requests (a long-poll fetch at most its max wait) to finish
+    // so nothing is appended after the logs are closed.
+    let drain_deadline = Instant::now() + Duration::from_secs(10);
+    while broker.metrics.connections.get() > 0 && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     quorum.shutdown().await;
     let logs_for_close = logs.clone();
     tokio::task::spawn_blocking(move || logs_for_close.shutdown())

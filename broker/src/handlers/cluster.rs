@@ -15,16 +15,19 @@ pub struct BrokerEndpoint {
     pub rack: Option<String>,
 }
 
-/// The brokers of the cluster. A single node knows only itself; broker
-/// registration in the metadata log extends this to a cluster.
+/// The brokers registered in the metadata log.
 pub fn brokers(broker: &Broker) -> Vec<BrokerEndpoint> {
-    let listener = &broker.config.advertised_listeners[0];
-    vec![BrokerEndpoint {
-        id: broker.node_id(),
-        host: listener.host.clone(),
-        port: listener.port as i32,
-        rack: broker.config.rack(),
-    }]
+    broker
+        .image()
+        .brokers
+        .values()
+        .map(|b| BrokerEndpoint {
+            id: b.broker_id,
+            host: b.host.clone(),
+            port: b.port,
+            rack: b.rack.clone(),
+        })
+        .collect()
 }
 
 /// The active controller's id, or -1 while none is elected.

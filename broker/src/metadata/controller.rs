@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::image::{MetadataImage, TopicImage};
 use super::raft::{MetadataQuorum, QuorumError};
-use super::records::{ConfigResource, MetadataRecord, PartitionRecord, RecordBatch};
+use super::records::{
+    BrokerRegistration, ConfigResource, MetadataRecord, PartitionRecord, RecordBatch,
+};
 use crate::config::definitions::{broker_def, topic_def, validate_value};
 use crate::config::BrokerConfig;
 use crate::error::{ApiError, ResponseError};
@@ -104,10 +106,21 @@ impl Controller {
         self.quorum.image()
     }
 
-    /// The brokers replicas can be placed on. A single node is its own
-    /// cluster; broker registration adds the others.
+    /// The registered brokers, which replicas can be placed on.
     fn brokers(&self) -> Vec<i32> {
-        vec![self.config.node_id]
+        self.image().brokers.keys().copied().collect()
+    }
+
+    /// Records this broker's endpoint in the metadata log (at every start,
+    /// with a new incarnation id).
+    pub async fn register_broker(&self, registration: BrokerRegistration) -> Result<(), ApiError> {
+        self.quorum
+            .propose(RecordBatch(vec![MetadataRecord::RegisterBroker(
+                registration,
+            )]))
+            .await
+            .map_err(quorum_error)?;
+        Ok(())
     }
 
     fn dynamic_int(&self, image: &MetadataImage, key: &str) -> i64 {
@@ -130,6 +143,9 @@ impl Controller {
         seed: usize,
     ) -> Vec<Vec<i32>> {
         let brokers = self.brokers();
+        if brokers.is_empty() {
+            return Vec::new();
+        }
         (0..count)
             .map(|i| {
                 let p = (first_partition + i) as usize;
@@ -215,7 +231,7 @@ impl Controller {
                 n => n as i32,
             };
             let brokers = self.brokers().len();
-            if rf as usize > brokers {
+            if brokers == 0 || rf as usize > brokers {
                 return Err(ApiError::new(
                     ResponseError::InvalidReplicationFactor,
                     format!(
@@ -353,7 +369,7 @@ impl Controller {
             }
         }
         if let ConfigResource::Broker(id) = resource {
-            if id != self.config.node_id {
+            if !image.brokers.contains_key(&id) {
                 return Err(ApiError::new(
                     ResponseError::InvalidRequest,
                     format!("broker {id} is not this cluster's broker"),

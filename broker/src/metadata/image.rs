@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::records::{ApplyOutcome, ConfigResource, MetadataRecord, PartitionRecord, RecordBatch};
+use super::records::{
+    ApplyOutcome, BrokerRegistration, ConfigResource, MetadataRecord, PartitionRecord, RecordBatch,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicImage {
@@ -19,6 +21,7 @@ pub struct TopicImage {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetadataImage {
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
     pub topics: BTreeMap<String, TopicImage>,
     pub topic_names: HashMap<Uuid, String>,
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
@@ -62,6 +65,10 @@ impl MetadataImage {
         outcome: &mut ApplyOutcome,
     ) -> Result<(), String> {
         match record {
+            MetadataRecord::RegisterBroker(registration) => {
+                self.brokers
+                    .insert(registration.broker_id, registration.clone());
+            }
             MetadataRecord::CreateTopic {
                 name,
                 topic_id,

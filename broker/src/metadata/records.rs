@@ -40,8 +40,21 @@ pub enum ConfigResource {
     BrokerDefault,
 }
 
+/// How clients reach a broker, as it registered itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub broker_id: i32,
+    /// Changes every time the broker process starts.
+    pub incarnation_id: Uuid,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MetadataRecord {
+    /// A broker announces itself (at every start) with its endpoint.
+    RegisterBroker(BrokerRegistration),
     CreateTopic {
         name: String,
         topic_id: Uuid,

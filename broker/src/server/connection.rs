@@ -67,6 +67,9 @@ pub async fn serve_connection(
 
     let max = broker.config.socket_request_max_bytes;
     loop {
+        if *shutdown.borrow() {
+            break;
+        }
         let frame = tokio::select! {
             frame = read_frame(&mut reader, max) => frame,
             _ = shutdown.changed() => break,
