@@ -7,6 +7,7 @@
 //! shared state tying them together) and `startup` (bringing it all up and
 //! down in order).
 
+pub mod alloc;
 pub mod broker;
 pub mod config;
 pub mod error;

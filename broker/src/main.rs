@@ -7,6 +7,9 @@ use clap::Parser;
 use tideline_broker::config::BrokerConfig;
 use tideline_broker::startup;
 
+#[global_allocator]
+static ALLOCATOR: tideline_broker::alloc::BrokerAllocator = tideline_broker::alloc::BrokerAllocator;
+
 /// A Kafka-compatible streaming broker. With no settings it runs a single
 /// node on 127.0.0.1:9092 with data under ./data.
 #[derive(Parser, Debug)]

@@ -4,6 +4,7 @@
 pub mod api_versions;
 pub mod cluster;
 pub mod configs;
+pub mod coordinator;
 pub mod fetch;
 pub mod list_offsets;
 pub mod metadata;
@@ -22,6 +23,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 13),
     (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
@@ -54,6 +56,7 @@ pub async fn handle(
             return produce::handle(broker, r, version).await.map(Into::into)
         }
         RequestKind::Fetch(r) => fetch::handle(broker, r, version).await.into(),
+        RequestKind::FindCoordinator(r) => coordinator::find_coordinator(r, version).into(),
         RequestKind::ListOffsets(r) => list_offsets::handle(broker, r).await.into(),
         RequestKind::CreateTopics(r) => topics::create_topics(broker, r, version).await.into(),
         RequestKind::DeleteTopics(r) => topics::delete_topics(broker, r).await.into(),
