@@ -281,9 +281,22 @@ impl LogManager {
             partition.log.lock().close(now)?;
         }
         self.write_checkpoints()?;
+        // Everything the marker vouches for (indexes, producer snapshots)
+        // must be on disk before the marker is.
+        sync_filesystem(&self.dir)?;
         write_atomically(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
         Ok(())
     }
+}
+
+fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir)?;
+    // SAFETY: the descriptor is valid for the duration of the call.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) {

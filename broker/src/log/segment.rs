@@ -62,6 +62,9 @@ impl Segment {
             .read(true)
             .append(true)
             .open(&path)?;
+        // Make the new file's directory entry durable, so an fsynced batch
+        // in it cannot vanish with its name after a power loss.
+        std::fs::File::open(dir)?.sync_all()?;
         let stem = file_stem(base_offset);
         Ok(Segment {
             base_offset,
