@@ -18,7 +18,11 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub async fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let image = broker.image();
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
@@ -65,6 +69,10 @@ pub async fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsets
                         }
                     }
                 }
+            }
+            if version < 4 {
+                // The field only exists from v4; an older response must leave it unset.
+                out.leader_epoch = -1;
             }
             topic_response.partitions.push(out);
         }

@@ -57,7 +57,7 @@ pub async fn handle(
         }
         RequestKind::Fetch(r) => fetch::handle(broker, r, version).await.into(),
         RequestKind::FindCoordinator(r) => coordinator::find_coordinator(r, version).into(),
-        RequestKind::ListOffsets(r) => list_offsets::handle(broker, r).await.into(),
+        RequestKind::ListOffsets(r) => list_offsets::handle(broker, r, version).await.into(),
         RequestKind::CreateTopics(r) => topics::create_topics(broker, r, version).await.into(),
         RequestKind::DeleteTopics(r) => topics::delete_topics(broker, r).await.into(),
         RequestKind::CreatePartitions(r) => topics::create_partitions(broker, r).await.into(),

@@ -14,6 +14,15 @@ pub async fn init_producer_id(
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
+    if request
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| id.is_empty())
+    {
+        // Kafka refuses an empty transactional id (null means "idempotent only").
+        response.error_code = ResponseError::InvalidRequest.code();
+        return response;
+    }
     if request.transactional_id.is_some() {
         // Transactions need the transaction coordinator, which this broker
         // does not run; Kafka answers this way when it is unavailable.
