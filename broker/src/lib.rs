@@ -10,6 +10,7 @@
 pub mod alloc;
 pub mod broker;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod handlers;
 pub mod log;
