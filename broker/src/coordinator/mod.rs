@@ -8,3 +8,4 @@
 //! COORDINATOR_NOT_AVAILABLE.
 
 pub mod group;
+pub mod groups;
