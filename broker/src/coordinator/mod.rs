@@ -9,3 +9,4 @@
 
 pub mod group;
 pub mod groups;
+pub mod offsets_format;
