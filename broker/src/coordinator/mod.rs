@@ -9,4 +9,5 @@
 
 pub mod group;
 pub mod groups;
+pub mod offset_store;
 pub mod offsets_format;
