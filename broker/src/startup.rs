@@ -138,7 +138,8 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Retention, time-based flushes and checkpoints, each on its own interval.
+/// Retention, log cleaning (compaction), time-based flushes and
+/// checkpoints, each on its own interval.
 fn spawn_background_tasks(
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
@@ -165,6 +166,15 @@ fn spawn_background_tasks(
             if deleted > 0 {
                 tracing::info!(segments = deleted, "retention deleted segments");
             }
+        },
+    ));
+    let cleaner_ms = broker.config.get_i64("log.cleaner.backoff.ms").max(100) as u64;
+    let b = broker.clone();
+    tasks.push(every(
+        Duration::from_millis(cleaner_ms),
+        shutdown.clone(),
+        move || {
+            b.logs.clean_logs();
         },
     ));
     let b = broker.clone();

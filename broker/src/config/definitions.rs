@@ -147,6 +147,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Default segment.index.bytes: a segment rolls when its offset index reaches this size."),
     def!("log.segment.delete.delay.ms", Long, Some("60000"), Validator::Range(0.0, I64_MAX), true,
         "Default file.delete.delay.ms."),
+    def!("log.cleaner.backoff.ms", Long, Some("15000"), Validator::Range(0.0, I64_MAX), false,
+        "How often the log cleaner looks for compacted logs (cleanup.policy=compact) to clean."),
     def!("log.cleaner.delete.retention.ms", Long, Some("86400000"), Validator::Range(0.0, I64_MAX), true,
         "Default delete.retention.ms."),
     def!("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), Validator::Range(0.0, 1.0), true,

@@ -123,6 +123,14 @@ pub struct LogConfig {
     pub cleanup_delete: bool,
     pub cleanup_compact: bool,
     pub min_insync_replicas: i32,
+    /// `delete.retention.ms`: how long a tombstone survives once cleaned.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -171,6 +179,25 @@ impl LogConfig {
             cleanup_delete: policy.split(',').any(|p| p.trim() == "delete"),
             cleanup_compact: policy.split(',').any(|p| p.trim() == "compact"),
             min_insync_replicas: int("min.insync.replicas") as i32,
+            delete_retention_ms: int("delete.retention.ms").max(0),
+            min_cleanable_dirty_ratio: values
+                .get("min.cleanable.dirty.ratio")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|r| (0.0..=1.0).contains(r))
+                .unwrap_or(0.5),
+            min_compaction_lag_ms: int("min.compaction.lag.ms").max(0),
+            max_compaction_lag_ms: int("max.compaction.lag.ms").max(1),
+        }
+    }
+
+    /// The age at which the active segment rolls: `segment.ms`, or for
+    /// compacted logs `max.compaction.lag.ms` when smaller (as Kafka does),
+    /// so the cleaner can reach records within their compaction deadline.
+    pub fn max_segment_ms(&self) -> i64 {
+        if self.cleanup_compact {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
         }
     }
 }
@@ -205,6 +232,10 @@ mod tests {
         assert_eq!(config.segment_bytes, 3000);
         assert_eq!(config.max_message_bytes, 500);
         assert_eq!(config.flush_messages, i64::MAX);
+        assert_eq!(config.delete_retention_ms, 86_400_000);
+        assert_eq!(config.min_cleanable_dirty_ratio, 0.5);
+        assert_eq!(config.min_compaction_lag_ms, 0);
+        assert_eq!(config.max_compaction_lag_ms, i64::MAX);
         let resolved = layers.resolve(topic_def("retention.ms").unwrap());
         assert_eq!(resolved.source, ValueSource::StaticBrokerConfig);
         assert_eq!(resolved.from_key, "log.retention.hours");

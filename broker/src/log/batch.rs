@@ -20,7 +20,7 @@ use bytes::Buf;
 pub const HEADER_SIZE: usize = 61;
 /// Bytes of a batch before `batchLength` counts: baseOffset + batchLength.
 pub const LOG_OVERHEAD: usize = 12;
-const CRC_START: usize = 21;
+pub(crate) const CRC_START: usize = 21;
 
 const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
@@ -224,7 +224,7 @@ fn check_uncompressed_records(mut records: &[u8], count: i32) -> Result<(), Batc
 }
 
 /// Zig-zag varint (Kafka's record encoding); `None` if truncated or too long.
-fn read_varint(buf: &mut &[u8]) -> Option<i64> {
+pub(crate) fn read_varint(buf: &mut &[u8]) -> Option<i64> {
     let mut value: u64 = 0;
     for shift in (0..64).step_by(7) {
         let (&byte, rest) = buf.split_first()?;

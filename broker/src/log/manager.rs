@@ -7,6 +7,8 @@
 //! * `recovery-point-offset-checkpoint` — per partition, the offset below
 //!   which data was fsynced; recovery after a crash starts there.
 //! * `log-start-offset-checkpoint` — per partition, the log start offset.
+//! * `cleaner-offset-checkpoint` — per compacted partition, the offset below
+//!   which the log cleaner has compacted the log (see `cleaner`).
 //! * `.tideline_clean_shutdown` — present only after a clean stop; lets the
 //!   next start skip validating segment contents.
 
@@ -19,6 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::cleaner;
 use super::partition_log::{PartitionLog, RecoveryReport};
 use crate::config::LogConfig;
 use crate::util::{now_ms, write_atomically};
@@ -86,6 +89,19 @@ pub struct LogManager {
     recovery_points: HashMap<TopicPartition, i64>,
     log_starts: HashMap<TopicPartition, i64>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    cleaner: Mutex<CleanerState>,
+    /// Serialises cleaning passes.
+    cleaner_running: Mutex<()>,
+}
+
+/// The log cleaner's per-partition bookkeeping.
+#[derive(Default)]
+struct CleanerState {
+    /// Below this offset a partition's log is compacted (persisted).
+    checkpoints: HashMap<TopicPartition, i64>,
+    /// When a kept tombstone may be removed (in memory only; after a restart
+    /// tombstones go at the next pass that dirty data triggers).
+    tombstone_due: HashMap<TopicPartition, i64>,
 }
 
 impl LogManager {
@@ -105,6 +121,11 @@ impl LogManager {
             recovery_points: read_checkpoint(&dir.join(RECOVERY_POINT_FILE)),
             log_starts: read_checkpoint(&dir.join(LOG_START_FILE)),
             partitions: RwLock::new(HashMap::new()),
+            cleaner: Mutex::new(CleanerState {
+                checkpoints: read_checkpoint(&dir.join(cleaner::CHECKPOINT_FILE)),
+                tombstone_due: HashMap::new(),
+            }),
+            cleaner_running: Mutex::new(()),
         })
     }
 
@@ -179,6 +200,11 @@ impl LogManager {
     /// renamed first so a crash mid-delete cannot resurrect it.
     pub fn remove_partition(&self, tp: &TopicPartition) -> io::Result<()> {
         let removed = self.partitions.write().remove(tp);
+        {
+            let mut cleaner = self.cleaner.lock();
+            cleaner.checkpoints.remove(tp);
+            cleaner.tombstone_due.remove(tp);
+        }
         let dir = self.dir.join(tp.dir_name());
         if removed.is_some() || dir.exists() {
             let doomed = self.dir.join(format!(
@@ -246,6 +272,70 @@ impl LogManager {
             }
         }
         deleted
+    }
+
+    /// Runs the log cleaner over every compacted log that is due (see
+    /// `cleaner`); returns how many logs were cleaned. Blocking.
+    pub fn clean_logs(&self) -> usize {
+        let _running = self.cleaner_running.lock();
+        let mut cleaned = 0;
+        for partition in self.all() {
+            if !partition.log.lock().config().cleanup_compact {
+                continue;
+            }
+            let tp = &partition.tp;
+            let (checkpoint, due) = {
+                let state = self.cleaner.lock();
+                (
+                    state.checkpoints.get(tp).copied(),
+                    state.tombstone_due.get(tp).copied(),
+                )
+            };
+            match cleaner::clean(&partition.log, checkpoint, now_ms(), due, false) {
+                Ok(Some(stats)) => {
+                    cleaned += 1;
+                    let mut state = self.cleaner.lock();
+                    state.checkpoints.insert(tp.clone(), stats.cleaned_to);
+                    match stats.next_tombstone_expiry {
+                        Some(t) => state.tombstone_due.insert(tp.clone(), t),
+                        None => state.tombstone_due.remove(tp),
+                    };
+                    tracing::info!(
+                        partition = %tp,
+                        segments_before = stats.segments_before,
+                        segments_after = stats.segments_after,
+                        bytes_before = stats.bytes_before,
+                        bytes_after = stats.bytes_after,
+                        records_removed = stats.records_removed,
+                        cleaned_to = stats.cleaned_to,
+                        "log cleaner compacted a log"
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(partition = %tp, error = %e, "log cleaning failed"),
+            }
+        }
+        if cleaned > 0 {
+            if let Err(e) = self.write_cleaner_checkpoint() {
+                tracing::error!(error = %e, "cannot write the cleaner checkpoint");
+            }
+        }
+        cleaned
+    }
+
+    fn write_cleaner_checkpoint(&self) -> io::Result<()> {
+        let live = self.partitions.read();
+        let mut entries: Vec<(TopicPartition, i64)> = self
+            .cleaner
+            .lock()
+            .checkpoints
+            .iter()
+            .filter(|(tp, _)| live.contains_key(*tp))
+            .map(|(tp, offset)| (tp.clone(), *offset))
+            .collect();
+        drop(live);
+        entries.sort();
+        write_checkpoint(&self.dir.join(cleaner::CHECKPOINT_FILE), &entries)
     }
 
     /// Flushes logs whose `flush.ms` has elapsed.
@@ -363,6 +453,68 @@ mod tests {
             TopicPartition::from_dir_name("my-topic-12"),
             Some(TopicPartition::new("my-topic", 12))
         );
+    }
+
+    #[test]
+    fn the_cleaner_compacts_compacted_logs_and_checkpoints_its_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = LogManager::open(dir.path()).unwrap();
+        let config = LogConfig {
+            cleanup_compact: true,
+            cleanup_delete: false,
+            segment_bytes: 200,
+            ..LogConfig::default()
+        };
+        let tp = TopicPartition::new("c", 0);
+        let (partition, _) = manager
+            .open_partition(&tp, Uuid::new_v4(), config.clone())
+            .unwrap();
+        let (plain, _) = manager
+            .open_partition(
+                &TopicPartition::new("d", 0),
+                Uuid::new_v4(),
+                LogConfig::default(),
+            )
+            .unwrap();
+        for i in 0..20u8 {
+            let batch = keyed_batch(b"key", &[i]);
+            partition.log.lock().append(&batch, 0, 0).unwrap();
+            plain.log.lock().append(&batch, 0, 0).unwrap();
+        }
+        let before = partition.log.lock().size_bytes();
+        assert_eq!(manager.clean_logs(), 1);
+        assert!(partition.log.lock().size_bytes() < before);
+        let checkpoints = read_checkpoint(&dir.path().join(cleaner::CHECKPOINT_FILE));
+        assert!(checkpoints.get(&tp).is_some_and(|&o| o > 0));
+        assert_eq!(checkpoints.len(), 1);
+        assert_eq!(manager.clean_logs(), 0, "nothing dirty");
+    }
+
+    /// An uncompressed one-record batch with a key.
+    fn keyed_batch(key: &[u8], value: &[u8]) -> Vec<u8> {
+        use kafka_protocol::records::*;
+        let record = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 0,
+            key: Some(bytes::Bytes::copy_from_slice(key)),
+            value: Some(bytes::Bytes::copy_from_slice(value)),
+            headers: Default::default(),
+        };
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
+        buf.to_vec()
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //!
 //! `batch` (the record-batch format), `index` (offset and time indexes),
 //! `segment` (one `.log` file and its indexes), `producer_state`
-//! (idempotence), `partition_log` (one partition), `manager` (the log
-//! directory, checkpoints and background upkeep).
+//! (idempotence), `partition_log` (one partition), `cleaner` (log
+//! compaction), `manager` (the log directory, checkpoints and background
+//! upkeep).
 
 pub mod batch;
+pub mod cleaner;
 pub mod index;
 pub mod manager;
 pub mod partition_log;

@@ -109,18 +109,32 @@ impl PartitionLog {
     ) -> io::Result<(PartitionLog, RecoveryReport)> {
         std::fs::create_dir_all(dir)?;
         let mut bases = Vec::new();
+        let mut swaps = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let name = entry?.file_name().to_string_lossy().to_string();
             if let Some(stem) = name.strip_suffix(".log") {
                 if let Ok(base) = stem.parse::<i64>() {
                     bases.push(base);
                 }
+            } else if let Some(base) = name
+                .strip_suffix(".log.swap")
+                .and_then(|stem| stem.parse::<i64>().ok())
+            {
+                swaps.push(base);
             } else if name.ends_with(".tmp")
                 || name.ends_with(".cleaned")
                 || name.ends_with(".swap")
             {
+                // An unfinished cleaner output (see `cleaner`): the
+                // segments it was to replace are all still there.
                 std::fs::remove_file(dir.join(&name))?;
             }
+        }
+        // A `.swap` file is a complete, fsynced cleaner output whose swap
+        // was interrupted: finish it (see the protocol in `cleaner`).
+        swaps.sort_unstable();
+        for swap_base in swaps {
+            super::cleaner::complete_swap(dir, swap_base, &mut bases)?;
         }
         bases.sort_unstable();
         let mut report = RecoveryReport::default();
@@ -386,7 +400,7 @@ impl PartitionLog {
         let too_big = active.size() + incoming > config.segment_bytes;
         let too_old = active
             .first_append_ms
-            .is_some_and(|first| now_ms - first >= config.segment_ms);
+            .is_some_and(|first| now_ms - first >= config.max_segment_ms());
         let index_full = active.index_full(config.segment_index_bytes);
         let offsets_overflow =
             active.next_offset - active.base_offset > i32::MAX as i64 - 1_000_000;
@@ -542,8 +556,16 @@ impl PartitionLog {
         let mut doomed = 0;
         let count = self.segments.len();
         let mut remaining = self.size_bytes() as i64;
+        // Empty segments before the active one (a compacted group whose
+        // records were all removed) do not stop retention: they go with the
+        // first later segment that does.
+        let mut empty_before = 0;
         for (i, segment) in self.segments.values().enumerate() {
             let is_active = i + 1 == count;
+            if !is_active && segment.is_empty() {
+                empty_before += 1;
+                continue;
+            }
             let expired = self.config.retention_ms >= 0
                 && segment.max_timestamp >= 0
                 && now_ms - segment.max_timestamp > self.config.retention_ms;
@@ -555,7 +577,8 @@ impl PartitionLog {
                 break;
             }
             remaining -= segment.size() as i64;
-            doomed += 1;
+            doomed += 1 + empty_before;
+            empty_before = 0;
         }
         if doomed == 0 {
             return Ok(0);
@@ -588,6 +611,67 @@ impl PartitionLog {
         let first = *self.segments.keys().next().expect("active segment kept");
         self.log_start_offset = self.log_start_offset.max(first);
         Ok(n)
+    }
+
+    /// What the log cleaner needs to know about the segments before the
+    /// active one (they are immutable until retention deletes them).
+    pub(crate) fn cleaner_snapshot(&self) -> super::cleaner::LogSnapshot {
+        let active_base = self.active().base_offset;
+        super::cleaner::LogSnapshot {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            log_start_offset: self.log_start_offset,
+            active_base,
+            segments: self
+                .segments
+                .range(..active_base)
+                .map(|(_, s)| super::cleaner::SegmentSnapshot {
+                    base_offset: s.base_offset,
+                    next_offset: s.next_offset,
+                    size: s.size(),
+                    max_timestamp: s.max_timestamp,
+                    file: s.file(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The cleaner's swap step (see the protocol in `cleaner`): replaces
+    /// `replaced` (consecutive segments, the first based where `cleaned` is)
+    /// by `cleaned`, whose data is fsynced at `<base>.log.cleaned`. Returns
+    /// false, changing nothing, if any of them changed or went away since
+    /// the cleaner looked (retention, truncation) or became active.
+    pub(crate) fn replace_segments(
+        &mut self,
+        replaced: &[super::cleaner::SegmentSnapshot],
+        mut cleaned: Segment,
+    ) -> io::Result<bool> {
+        let active_base = self.active().base_offset;
+        let unchanged = !replaced.is_empty()
+            && replaced[0].base_offset == cleaned.base_offset
+            && replaced.iter().all(|r| {
+                r.base_offset < active_base
+                    && self
+                        .segments
+                        .get(&r.base_offset)
+                        .is_some_and(|s| Arc::ptr_eq(&s.file(), &r.file) && s.size() == r.size)
+            });
+        if !unchanged {
+            return Ok(false);
+        }
+        let stem = super::segment::file_stem(cleaned.base_offset);
+        cleaned.rename_log(self.dir.join(format!("{stem}.log.swap")))?;
+        super::cleaner::sync_dir(&self.dir)?;
+        for r in replaced {
+            if let Some(segment) = self.segments.remove(&r.base_offset) {
+                segment.delete_files()?;
+            }
+        }
+        super::cleaner::sync_dir(&self.dir)?;
+        cleaned.install_cleaned(&self.dir)?;
+        super::cleaner::sync_dir(&self.dir)?;
+        self.segments.insert(cleaned.base_offset, cleaned);
+        Ok(true)
     }
 
     /// Closes the log after a final flush, writing the producer snapshot so

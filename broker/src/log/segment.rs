@@ -81,6 +81,63 @@ impl Segment {
         })
     }
 
+    /// Creates the log cleaner's output for a segment based at
+    /// `base_offset`: the data goes to `<base>.log.cleaned` (truncated if a
+    /// stale one exists) while the indexes are built in memory only, under
+    /// their final names, and written by [`Segment::install_cleaned`].
+    pub fn create_cleaned(dir: &Path, base_offset: i64) -> io::Result<Segment> {
+        let stem = file_stem(base_offset);
+        let path = dir.join(format!("{stem}.log.cleaned"));
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
+        drop(file);
+        let file = OpenOptions::new().read(true).append(true).open(&path)?;
+        Ok(Segment {
+            base_offset,
+            file: Arc::new(file),
+            size: 0,
+            index: OffsetIndex::empty(dir.join(format!("{stem}.index")), base_offset),
+            time_index: TimeIndex::empty(dir.join(format!("{stem}.timeindex")), base_offset),
+            bytes_since_index_entry: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            first_append_ms: None,
+            unflushed_bytes: 0,
+            path,
+        })
+    }
+
+    /// fsyncs the log file only (the cleaner's output before its swap).
+    pub fn sync_log(&mut self) -> io::Result<()> {
+        self.file.sync_all()?;
+        self.unflushed_bytes = 0;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the segment's log file (the handle stays valid).
+    pub fn rename_log(&mut self, to: PathBuf) -> io::Result<()> {
+        std::fs::rename(&self.path, &to)?;
+        self.path = to;
+        Ok(())
+    }
+
+    /// Moves a cleaned segment (now at `.log.swap`) to its final `.log`
+    /// name and writes its indexes. The replaced segments' files must be
+    /// gone already, so no stale index can be paired with the new log.
+    pub fn install_cleaned(&mut self, dir: &Path) -> io::Result<()> {
+        self.rename_log(log_path(dir, self.base_offset))?;
+        self.index.rewrite()?;
+        self.time_index.rewrite()
+    }
+
     /// Opens an existing segment. With `recover`, every batch is validated,
     /// a torn or corrupt tail is cut off and both indexes are rebuilt;
     /// otherwise the indexes are loaded and only rebuilt if they fail their
@@ -253,7 +310,9 @@ impl Segment {
         let start_offset = self.time_index.lookup(timestamp);
         let mut found = self.find_batch(start_offset)?;
         while let Some(batch) = found {
-            if batch.header.max_timestamp >= timestamp {
+            // Empty batches (kept by the cleaner for producer state) hold
+            // no record to answer with.
+            if batch.header.max_timestamp >= timestamp && batch.header.records_count > 0 {
                 return Ok(Some(batch));
             }
             let next = batch.position + batch.header.total_size() as u64;
