@@ -99,7 +99,7 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    fn error(error: ResponseError, member_id: &str) -> JoinResult {
+    pub fn error(error: ResponseError, member_id: &str) -> JoinResult {
         JoinResult {
             error: Some(error),
             generation_id: -1,
@@ -122,7 +122,7 @@ pub struct SyncResult {
 }
 
 impl SyncResult {
-    fn error(error: ResponseError) -> SyncResult {
+    pub fn error(error: ResponseError) -> SyncResult {
         SyncResult {
             error: Some(error),
             protocol_type: None,

@@ -96,7 +96,7 @@ impl GroupCoordinator {
             }
         };
         rx.await
-            .unwrap_or_else(|_| join_error(ResponseError::RebalanceInProgress, &member_id))
+            .unwrap_or_else(|_| JoinResult::error(ResponseError::RebalanceInProgress, &member_id))
     }
 
     /// Handles a SyncGroup, waiting for the leader's assignment if needed.
@@ -111,7 +111,7 @@ impl GroupCoordinator {
         let rx = {
             let mut state = self.state.lock();
             let Some(group) = state.groups.get_mut(group_id) else {
-                return sync_error(ResponseError::UnknownMemberId);
+                return SyncResult::error(ResponseError::UnknownMemberId);
             };
             let (reply, effects) = group.sync(member_id, instance, generation, assignments);
             state.deliver(group_id, effects);
@@ -128,7 +128,7 @@ impl GroupCoordinator {
             }
         };
         rx.await
-            .unwrap_or_else(|_| sync_error(ResponseError::RebalanceInProgress))
+            .unwrap_or_else(|_| SyncResult::error(ResponseError::RebalanceInProgress))
     }
 
     pub fn heartbeat(
@@ -187,28 +187,6 @@ impl GroupCoordinator {
                 }
             }
         })
-    }
-}
-
-fn join_error(error: ResponseError, member_id: &str) -> JoinResult {
-    JoinResult {
-        error: Some(error),
-        generation_id: -1,
-        protocol_type: None,
-        protocol_name: None,
-        leader: String::new(),
-        member_id: member_id.to_string(),
-        members: Vec::new(),
-        skip_assignment: false,
-    }
-}
-
-fn sync_error(error: ResponseError) -> SyncResult {
-    SyncResult {
-        error: Some(error),
-        protocol_type: None,
-        protocol_name: None,
-        assignment: Bytes::new(),
     }
 }
 
