@@ -65,20 +65,7 @@ impl Segment {
         // Make the new file's directory entry durable, so an fsynced batch
         // in it cannot vanish with its name after a power loss.
         std::fs::File::open(dir)?.sync_all()?;
-        let stem = file_stem(base_offset);
-        Ok(Segment {
-            base_offset,
-            file: Arc::new(file),
-            size: 0,
-            index: OffsetIndex::empty(dir.join(format!("{stem}.index")), base_offset),
-            time_index: TimeIndex::empty(dir.join(format!("{stem}.timeindex")), base_offset),
-            bytes_since_index_entry: 0,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            first_append_ms: None,
-            unflushed_bytes: 0,
-            path,
-        })
+        Ok(Segment::empty(dir, base_offset, path, file))
     }
 
     /// Creates the log cleaner's output for a segment based at
@@ -96,7 +83,13 @@ impl Segment {
             .open(&path)?;
         drop(file);
         let file = OpenOptions::new().read(true).append(true).open(&path)?;
-        Ok(Segment {
+        Ok(Segment::empty(dir, base_offset, path, file))
+    }
+
+    /// A segment with no batches yet whose data lives in `file` at `path`.
+    fn empty(dir: &Path, base_offset: i64, path: PathBuf, file: File) -> Segment {
+        let stem = file_stem(base_offset);
+        Segment {
             base_offset,
             file: Arc::new(file),
             size: 0,
@@ -108,7 +101,7 @@ impl Segment {
             first_append_ms: None,
             unflushed_bytes: 0,
             path,
-        })
+        }
     }
 
     /// fsyncs the log file only (the cleaner's output before its swap).
