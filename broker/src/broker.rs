@@ -9,6 +9,8 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use crate::config::log_config::ConfigLayers;
 use crate::config::{BrokerConfig, LogConfig};
+use crate::coordinator::group::GroupLimits;
+use crate::coordinator::groups::{CoordinatorConfig, GroupCoordinator};
 use crate::error::{ApiError, ResponseError};
 use crate::log::{LogManager, Partition, TopicPartition};
 use crate::metadata::controller::{Controller, NewTopic};
@@ -22,6 +24,7 @@ pub struct Broker {
     pub controller: Controller,
     pub logs: Arc<LogManager>,
     pub metrics: Arc<Metrics>,
+    pub groups: Arc<GroupCoordinator>,
     /// The producer-id block this broker hands out from: (next, end).
     producer_ids: AsyncMutex<(i64, i64)>,
     /// Serializes reconciliations of local logs with the image.
@@ -37,8 +40,11 @@ impl Broker {
         logs: Arc<LogManager>,
         metrics: Arc<Metrics>,
     ) -> Broker {
+        let groups =
+            GroupCoordinator::new(coordinator_config(&config), logs.clone(), config.node_id);
         Broker {
             controller: Controller::new(quorum.clone(), config.clone()),
+            groups,
             config,
             cluster_id,
             quorum,
@@ -150,6 +156,8 @@ impl Broker {
             }
         });
         self.metrics.partitions.set(self.logs.all().len() as i64);
+        // Offsets partitions this broker now leads make it their groups' coordinator.
+        tokio::task::block_in_place(|| self.groups.on_metadata(&image));
     }
 
     /// Creates a topic with the broker defaults, for Metadata and Produce
@@ -184,5 +192,19 @@ impl Broker {
         let id = block.0;
         block.0 += 1;
         Ok(id)
+    }
+}
+
+/// The group coordinator's settings from the broker configuration.
+fn coordinator_config(config: &BrokerConfig) -> CoordinatorConfig {
+    CoordinatorConfig {
+        limits: GroupLimits {
+            min_session_timeout_ms: config.get_i64("group.min.session.timeout.ms") as i32,
+            max_session_timeout_ms: config.get_i64("group.max.session.timeout.ms") as i32,
+            initial_rebalance_delay_ms: config.get_i64("group.initial.rebalance.delay.ms"),
+            max_size: config.get_i64("group.max.size") as usize,
+        },
+        max_metadata_bytes: config.get_i64("offset.metadata.max.bytes") as usize,
+        offsets_retention_ms: config.get_i64("offsets.retention.minutes") * 60_000,
     }
 }

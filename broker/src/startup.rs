@@ -114,6 +114,9 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     broker.set_ready(false);
     let _ = shutdown_tx.send(true);
+    // Members parked in JoinGroup/SyncGroup are told to find the coordinator
+    // again, so their connections can drain now.
+    broker.groups.release_waiters();
     for task in kafka_listeners {
         let _ = task.await;
     }
@@ -175,6 +178,25 @@ fn spawn_background_tasks(
         shutdown.clone(),
         move || {
             b.logs.clean_logs();
+        },
+    ));
+    // Group sessions and rebalance deadlines are checked ten times a second.
+    let b = broker.clone();
+    tasks.push(every(
+        Duration::from_millis(100),
+        shutdown.clone(),
+        move || b.groups.tick(),
+    ));
+    let expiry_ms = broker
+        .config
+        .get_i64("offsets.retention.check.interval.ms")
+        .max(100) as u64;
+    let b = broker.clone();
+    tasks.push(every(
+        Duration::from_millis(expiry_ms),
+        shutdown.clone(),
+        move || {
+            b.groups.expire_offsets();
         },
     ));
     let b = broker.clone();

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use uuid::Uuid;
 
+use super::offsets_format::{GroupMetadataValue, MemberMetadata};
 use crate::error::ResponseError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -842,6 +843,151 @@ impl Group {
         self.try_complete_join(now, &mut effects);
         effects
     }
+}
+
+impl Group {
+    /// Checks an OffsetCommit against the group, as Kafka does: a commit
+    /// naming no member and no generation is a "simple" commit, allowed only
+    /// while the group has no members; any other must come from a current
+    /// member of the current generation, and not while the group waits for
+    /// its leader's assignment. A valid commit counts as a heartbeat.
+    pub fn validate_commit(
+        &mut self,
+        now: i64,
+        member_id: &str,
+        instance: &Option<String>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
+        if self.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if generation >= 0 || !member_id.is_empty() || instance.is_some() {
+            self.check_member(member_id, instance, generation)?;
+            if self.state == GroupState::CompletingRebalance {
+                return Err(ResponseError::RebalanceInProgress);
+            }
+            if let Some(m) = self.member_mut(member_id) {
+                m.last_heartbeat_ms = now;
+            }
+            Ok(())
+        } else if self.members.is_empty() {
+            Ok(())
+        } else {
+            Err(ResponseError::UnknownMemberId)
+        }
+    }
+
+    /// The group as it is stored in the offsets topic.
+    pub fn snapshot(&self, now: i64) -> GroupMetadataValue {
+        GroupMetadataValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation_id,
+            protocol: self.protocol_name.clone(),
+            leader: self.leader.clone(),
+            state_timestamp: now,
+            members: self
+                .members
+                .values()
+                .map(|m| MemberMetadata {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    session_timeout_ms: m.session_timeout_ms,
+                    subscription: self
+                        .protocol_name
+                        .as_deref()
+                        .map(|p| m.metadata_for(p))
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Rebuilds a group from its stored metadata when a coordinator loads
+    /// the offsets partition. Members come back as they were, each with a
+    /// fresh session, so consumers keep their partitions without a
+    /// rebalance if they heartbeat in time; the ones that do not expire.
+    pub fn restore(
+        group_id: &str,
+        limits: GroupLimits,
+        value: &GroupMetadataValue,
+        now: i64,
+    ) -> Group {
+        let mut group = Group::new(group_id, limits);
+        group.generation_id = value.generation;
+        group.protocol_type = Some(value.protocol_type.clone()).filter(|p| !p.is_empty());
+        if value.members.is_empty() {
+            return group;
+        }
+        group.protocol_name = value.protocol.clone();
+        group.leader = value.leader.clone();
+        let protocol = value.protocol.clone().unwrap_or_default();
+        for m in &value.members {
+            group.add_member(Member {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocol_type: value.protocol_type.clone(),
+                protocols: vec![(protocol.clone(), m.subscription.clone())],
+                assignment: m.assignment.clone(),
+                last_heartbeat_ms: now,
+                awaiting_join: false,
+                awaiting_sync: false,
+            });
+        }
+        group.state = GroupState::Stable;
+        group
+    }
+
+    /// The topics the members of a consumer group subscribe to, read from
+    /// their subscriptions (ConsumerProtocolSubscription: version, topics,
+    /// ...). `None` if the group is not a consumer group or one cannot be read.
+    pub fn subscribed_topics(&self) -> Option<std::collections::HashSet<String>> {
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return None;
+        }
+        let protocol = self.protocol_name.as_deref()?;
+        let mut topics = std::collections::HashSet::new();
+        for m in self.members.values() {
+            topics.extend(parse_subscription_topics(&m.metadata_for(protocol))?);
+        }
+        Some(topics)
+    }
+
+    /// Marks a deleted group; waiting members learn the coordinator moved.
+    pub fn mark_dead(&mut self) {
+        self.state = GroupState::Dead;
+    }
+}
+
+/// The topic list at the start of a consumer protocol subscription.
+fn parse_subscription_topics(metadata: &[u8]) -> Option<Vec<String>> {
+    use bytes::Buf;
+    let mut buf = metadata;
+    if buf.remaining() < 6 {
+        return None;
+    }
+    let _version = buf.get_i16();
+    let count = buf.get_i32();
+    let mut topics = Vec::new();
+    for _ in 0..count.max(0) {
+        if buf.remaining() < 2 {
+            return None;
+        }
+        let len = buf.get_i16();
+        if len < 0 || buf.remaining() < len as usize {
+            return None;
+        }
+        topics.push(String::from_utf8(buf[..len as usize].to_vec()).ok()?);
+        buf.advance(len as usize);
+    }
+    Some(topics)
 }
 
 #[cfg(test)]

@@ -1,30 +1,99 @@
-//! The asynchronous face of the group state machine: requests that must
-//! wait (a JoinGroup until the rebalance completes, a follower's SyncGroup
-//! until the leader's assignment arrives) park on a oneshot channel, and
-//! every change's [`Effect`]s wake the members they concern. A ticker
-//! expires sessions and ends rebalances whose deadline passed.
+//! The group coordinator: the asynchronous face of the group state machine
+//! plus the `__consumer_offsets` partitions it owns.
+//!
+//! This broker coordinates the groups whose offsets partition it leads. When
+//! it becomes leader of such a partition it replays it: committed offsets
+//! and the last stored metadata of every group come back, so members keep
+//! their partitions across a coordinator restart or fail-over. Every commit,
+//! every group that becomes stable or empty, and every deletion is appended
+//! to that partition before it is acknowledged.
+//!
+//! Requests that must wait (a JoinGroup until the rebalance completes, a
+//! follower's SyncGroup until the leader's assignment arrives) park on a
+//! oneshot channel; each change's [`Effect`]s wake the members it concerns.
+//! A ticker expires sessions and ends rebalances whose deadline passed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::group::{Effect, Group, GroupLimits, JoinRequest, JoinResult, Reply, SyncResult};
+use super::group::{
+    Effect, Group, GroupLimits, GroupState, JoinRequest, JoinResult, Member, Reply, SyncResult,
+};
+use super::offset_store::{group_record, offset_record, OffsetKey, OffsetStore, StoreRecord};
+use super::offsets_format::{partition_for, OffsetValue};
 use crate::error::ResponseError;
+use crate::log::{LogManager, Partition, TopicPartition};
+use crate::metadata::MetadataImage;
 use crate::util::now_ms;
+
+/// The internal topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Coordinator settings read from the broker configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct CoordinatorConfig {
+    pub limits: GroupLimits,
+    /// `offset.metadata.max.bytes`.
+    pub max_metadata_bytes: usize,
+    /// `offsets.retention.minutes` in milliseconds.
+    pub offsets_retention_ms: i64,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            limits: GroupLimits::default(),
+            max_metadata_bytes: 4096,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
+        }
+    }
+}
 
 enum Waiter {
     Join(oneshot::Sender<JoinResult>),
     Sync(oneshot::Sender<SyncResult>),
 }
 
+/// A group and when it entered its current state (for offset expiry).
+struct GroupEntry {
+    group: Group,
+    state_since_ms: i64,
+}
+
+/// An offsets partition this broker leads, with its replayed view.
+struct OffsetsPartition {
+    partition: Arc<Partition>,
+    leader_epoch: i32,
+    store: OffsetStore,
+}
+
 #[derive(Default)]
 struct State {
-    groups: HashMap<String, Group>,
+    groups: HashMap<String, GroupEntry>,
     waiters: HashMap<(String, String), Waiter>,
+    partitions: HashMap<i32, OffsetsPartition>,
+    /// Partitions of `__consumer_offsets`; 0 until the topic exists.
+    num_partitions: i32,
+}
+
+/// What a described group looks like (DescribeGroups).
+pub struct GroupDescription {
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<Member>,
+}
+
+/// One group's committed offsets and membership, for metrics.
+pub struct GroupSummary {
+    pub group_id: String,
+    pub state: GroupState,
+    pub members: usize,
+    pub offsets: Vec<(String, i32, i64)>,
 }
 
 impl State {
@@ -48,19 +117,213 @@ impl State {
             }
         }
     }
+
+    /// The offsets partition of a group, if this broker coordinates it.
+    fn route(&self, group_id: &str) -> Result<i32, ResponseError> {
+        if self.num_partitions <= 0 {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let partition = partition_for(group_id, self.num_partitions);
+        if self.partitions.contains_key(&partition) {
+            Ok(partition)
+        } else {
+            Err(ResponseError::NotCoordinator)
+        }
+    }
+
+    /// Appends records to an offsets partition and applies them to its view.
+    fn append(&mut self, partition: i32, records: &[StoreRecord]) -> Result<(), ResponseError> {
+        let Some(part) = self.partitions.get_mut(&partition) else {
+            return Err(ResponseError::NotCoordinator);
+        };
+        let now = now_ms();
+        let batch = OffsetStore::batch(records, now);
+        let mut log = part.partition.log.lock();
+        match log.append(&batch, part.leader_epoch, now) {
+            Ok(_) => {
+                let end = log.log_end_offset();
+                drop(log);
+                part.partition.notify(end);
+                for (key, value) in records {
+                    part.store.apply_decoded(key.clone(), value.clone());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(partition = %part.partition.tp, error = %e, "cannot write to the offsets topic");
+                Err(ResponseError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// Logs a state change and stores the group when it became stable or
+    /// empty (what a new coordinator needs to carry on).
+    fn after_change(&mut self, group_id: &str, before: GroupState) {
+        let Some(entry) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        let after = entry.group.state;
+        if after == before {
+            return;
+        }
+        let now = now_ms();
+        entry.state_since_ms = now;
+        tracing::info!(
+            group = group_id,
+            from = before.name(),
+            to = after.name(),
+            generation = entry.group.generation_id,
+            members = entry.group.member_count(),
+            "group state changed"
+        );
+        if matches!(after, GroupState::Stable | GroupState::Empty) {
+            let snapshot = entry.group.snapshot(now);
+            if let Ok(partition) = self.route(group_id) {
+                // A failed write is logged by `append`; the group carries on
+                // in memory and is stored again on its next change.
+                let _ = self.append(partition, &[group_record(group_id, Some(&snapshot))]);
+            }
+        }
+    }
 }
 
 pub struct GroupCoordinator {
-    limits: GroupLimits,
+    config: CoordinatorConfig,
+    logs: Arc<LogManager>,
+    node_id: i32,
     state: Mutex<State>,
 }
 
 impl GroupCoordinator {
-    pub fn new(limits: GroupLimits) -> Arc<GroupCoordinator> {
+    pub fn new(config: CoordinatorConfig, logs: Arc<LogManager>, node_id: i32) -> Arc<Self> {
         Arc::new(GroupCoordinator {
-            limits,
+            config,
+            logs,
+            node_id,
             state: Mutex::new(State::default()),
         })
+    }
+
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    /// Follows the metadata: loads the offsets partitions this broker now
+    /// leads and drops the groups of those it no longer leads. Blocking
+    /// (replays logs); call after local logs were opened for the image.
+    pub fn on_metadata(&self, image: &MetadataImage) {
+        let led: BTreeMap<i32, i32> = image
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.leader == self.node_id)
+                    .map(|(i, p)| (i as i32, p.leader_epoch))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let num_partitions = image
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(0, |t| t.partitions.len() as i32);
+        let to_load: Vec<(i32, i32)> = {
+            let mut state = self.state.lock();
+            state.num_partitions = num_partitions;
+            let lost: Vec<i32> = state
+                .partitions
+                .keys()
+                .filter(|p| !led.contains_key(p))
+                .copied()
+                .collect();
+            for partition in lost {
+                tracing::info!(partition, "no longer coordinator of offsets partition");
+                state.partitions.remove(&partition);
+                let gone: Vec<String> = state
+                    .groups
+                    .keys()
+                    .filter(|g| partition_for(g, num_partitions) == partition)
+                    .cloned()
+                    .collect();
+                for group_id in gone {
+                    state.groups.remove(&group_id);
+                    state.waiters.retain(|(g, _), _| *g != group_id);
+                }
+            }
+            for (partition, epoch) in &led {
+                if let Some(p) = state.partitions.get_mut(partition) {
+                    p.leader_epoch = *epoch;
+                }
+            }
+            led.iter()
+                .filter(|(p, _)| !state.partitions.contains_key(p))
+                .map(|(p, e)| (*p, *e))
+                .collect()
+        };
+        for (index, leader_epoch) in to_load {
+            let Some(partition) = self.logs.get(&TopicPartition::new(OFFSETS_TOPIC, index)) else {
+                continue;
+            };
+            let started = std::time::Instant::now();
+            let store = match OffsetStore::load(&partition.log.lock()) {
+                Ok(store) => store,
+                Err(e) => {
+                    tracing::error!(partition = index, error = %e, "cannot load offsets partition");
+                    continue;
+                }
+            };
+            let now = now_ms();
+            let mut state = self.state.lock();
+            let mut groups = 0;
+            for (group_id, value) in store.groups() {
+                let group = Group::restore(group_id, self.config.limits, value, now);
+                let since = if value.state_timestamp > 0 {
+                    value.state_timestamp
+                } else {
+                    now
+                };
+                state.groups.insert(
+                    group_id.clone(),
+                    GroupEntry {
+                        group,
+                        state_since_ms: since,
+                    },
+                );
+                groups += 1;
+            }
+            for group_id in store.groups_with_offsets() {
+                if !state.groups.contains_key(group_id) {
+                    state.groups.insert(
+                        group_id.to_string(),
+                        GroupEntry {
+                            group: Group::new(group_id, self.config.limits),
+                            state_since_ms: now,
+                        },
+                    );
+                    groups += 1;
+                }
+            }
+            tracing::info!(
+                partition = index,
+                groups,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "loaded offsets partition; coordinating its groups"
+            );
+            state.partitions.insert(
+                index,
+                OffsetsPartition {
+                    partition,
+                    leader_epoch,
+                    store,
+                },
+            );
+        }
+    }
+
+    /// Whether this broker coordinates `group_id` right now.
+    pub fn check_coordinator(&self, group_id: &str) -> Result<(), ResponseError> {
+        self.state.lock().route(group_id).map(|_| ())
     }
 
     /// Handles a JoinGroup, waiting for the rebalance to complete if needed.
@@ -68,22 +331,33 @@ impl GroupCoordinator {
         let member_id = request.member_id.clone();
         let rx = {
             let mut state = self.state.lock();
-            let limits = self.limits;
-            let group = state
+            if let Err(e) = state.route(group_id) {
+                return JoinResult::error(e, &member_id);
+            }
+            let limits = self.config.limits;
+            let entry = state
                 .groups
                 .entry(group_id.to_string())
-                .or_insert_with(|| Group::new(group_id, limits));
-            let (reply, effects) = group.join(now_ms(), request);
+                .or_insert_with(|| GroupEntry {
+                    group: Group::new(group_id, limits),
+                    state_since_ms: now_ms(),
+                });
+            let before = entry.group.state;
+            let known: HashSet<String> =
+                entry.group.members().map(|m| m.member_id.clone()).collect();
+            let (reply, effects) = entry.group.join(now_ms(), request);
             // A member admitted now has its id only in the group; find it to park.
             let parked_id = match &reply {
-                Reply::Pending if member_id.is_empty() => group
+                Reply::Pending if member_id.is_empty() => entry
+                    .group
                     .members()
-                    .last()
                     .map(|m| m.member_id.clone())
+                    .find(|id| !known.contains(id))
                     .unwrap_or_default(),
                 _ => member_id.clone(),
             };
             state.deliver(group_id, effects);
+            state.after_change(group_id, before);
             match reply {
                 Reply::Now(result) => return result,
                 Reply::Pending => {
@@ -96,7 +370,7 @@ impl GroupCoordinator {
             }
         };
         rx.await
-            .unwrap_or_else(|_| JoinResult::error(ResponseError::RebalanceInProgress, &member_id))
+            .unwrap_or_else(|_| JoinResult::error(ResponseError::NotCoordinator, &member_id))
     }
 
     /// Handles a SyncGroup, waiting for the leader's assignment if needed.
@@ -110,11 +384,18 @@ impl GroupCoordinator {
     ) -> SyncResult {
         let rx = {
             let mut state = self.state.lock();
-            let Some(group) = state.groups.get_mut(group_id) else {
+            if let Err(e) = state.route(group_id) {
+                return SyncResult::error(e);
+            }
+            let Some(entry) = state.groups.get_mut(group_id) else {
                 return SyncResult::error(ResponseError::UnknownMemberId);
             };
-            let (reply, effects) = group.sync(member_id, instance, generation, assignments);
+            let before = entry.group.state;
+            let (reply, effects) = entry
+                .group
+                .sync(member_id, instance, generation, assignments);
             state.deliver(group_id, effects);
+            state.after_change(group_id, before);
             match reply {
                 Reply::Now(result) => return result,
                 Reply::Pending => {
@@ -128,7 +409,7 @@ impl GroupCoordinator {
             }
         };
         rx.await
-            .unwrap_or_else(|_| SyncResult::error(ResponseError::RebalanceInProgress))
+            .unwrap_or_else(|_| SyncResult::error(ResponseError::NotCoordinator))
     }
 
     pub fn heartbeat(
@@ -139,24 +420,332 @@ impl GroupCoordinator {
         generation: i32,
     ) -> Result<(), ResponseError> {
         let mut state = self.state.lock();
+        state.route(group_id)?;
         match state.groups.get_mut(group_id) {
-            Some(group) => group.heartbeat(now_ms(), member_id, instance, generation),
+            Some(entry) => entry
+                .group
+                .heartbeat(now_ms(), member_id, instance, generation),
             None => Err(ResponseError::UnknownMemberId),
         }
     }
 
+    /// Removes members; one result per member, in order.
     pub fn leave(
         &self,
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         let mut state = self.state.lock();
-        let Some(group) = state.groups.get_mut(group_id) else {
+        state.route(group_id)?;
+        let Some(entry) = state.groups.get_mut(group_id) else {
             return Err(ResponseError::UnknownMemberId);
         };
-        let (results, effects) = group.leave(now_ms(), members);
+        let before = entry.group.state;
+        let (results, effects) = entry.group.leave(now_ms(), members);
         state.deliver(group_id, effects);
+        state.after_change(group_id, before);
         Ok(results)
+    }
+
+    /// Stores committed offsets after checking the committer against the
+    /// group. A group that does not exist yet is created empty (a consumer
+    /// that only stores offsets).
+    pub fn commit_offsets(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance: &Option<String>,
+        generation: i32,
+        offsets: &[(String, i32, OffsetValue)],
+    ) -> Result<(), ResponseError> {
+        let mut state = self.state.lock();
+        let partition = state.route(group_id)?;
+        let now = now_ms();
+        let limits = self.config.limits;
+        match state.groups.get_mut(group_id) {
+            Some(entry) => {
+                entry
+                    .group
+                    .validate_commit(now, member_id, instance, generation)?;
+            }
+            None if generation < 0 && member_id.is_empty() => {
+                state.groups.insert(
+                    group_id.to_string(),
+                    GroupEntry {
+                        group: Group::new(group_id, limits),
+                        state_since_ms: now,
+                    },
+                );
+            }
+            None => return Err(ResponseError::IllegalGeneration),
+        }
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<StoreRecord> = offsets
+            .iter()
+            .map(|(topic, p, value)| {
+                offset_record(
+                    &OffsetKey {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition: *p,
+                    },
+                    Some(value),
+                )
+            })
+            .collect();
+        state.append(partition, &records)
+    }
+
+    /// Committed offsets of a group: of the given partitions, or all of
+    /// them when `partitions` is `None`.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<(String, Vec<(i32, Option<OffsetValue>)>)>, ResponseError> {
+        let state = self.state.lock();
+        let partition = state.route(group_id)?;
+        let store = &state.partitions[&partition].store;
+        let committed = store.group_offsets(group_id);
+        Ok(match partitions {
+            Some(requested) => requested
+                .into_iter()
+                .map(|(topic, indexes)| {
+                    let found = indexes
+                        .into_iter()
+                        .map(|i| {
+                            let value = committed.and_then(|c| c.get(&(topic.clone(), i)).cloned());
+                            (i, value)
+                        })
+                        .collect();
+                    (topic, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<OffsetValue>)>> =
+                    BTreeMap::new();
+                for ((topic, p), value) in committed.into_iter().flatten() {
+                    by_topic
+                        .entry(topic.clone())
+                        .or_default()
+                        .push((*p, Some(value.clone())));
+                }
+                by_topic.into_iter().collect()
+            }
+        })
+    }
+
+    /// Every group this broker coordinates: (id, protocol type, state).
+    pub fn list_groups(&self) -> Vec<(String, String, GroupState)> {
+        let state = self.state.lock();
+        let mut groups: Vec<_> = state
+            .groups
+            .iter()
+            .map(|(id, e)| {
+                (
+                    id.clone(),
+                    e.group.protocol_type.clone().unwrap_or_default(),
+                    e.group.state,
+                )
+            })
+            .collect();
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        groups
+    }
+
+    /// A group's state and members; a group this coordinator does not know
+    /// is reported Dead, as Kafka does.
+    pub fn describe(&self, group_id: &str) -> Result<GroupDescription, ResponseError> {
+        let state = self.state.lock();
+        state.route(group_id)?;
+        Ok(match state.groups.get(group_id) {
+            Some(entry) => GroupDescription {
+                state: entry.group.state,
+                protocol_type: entry.group.protocol_type.clone().unwrap_or_default(),
+                // The protocol is only meaningful once a rebalance completed.
+                protocol_name: match entry.group.state {
+                    GroupState::Stable | GroupState::CompletingRebalance => {
+                        entry.group.protocol_name.clone().unwrap_or_default()
+                    }
+                    _ => String::new(),
+                },
+                members: entry.group.members().cloned().collect(),
+            },
+            None => GroupDescription {
+                state: GroupState::Dead,
+                protocol_type: String::new(),
+                protocol_name: String::new(),
+                members: Vec::new(),
+            },
+        })
+    }
+
+    /// Deletes an empty group with its committed offsets.
+    pub fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
+        let mut state = self.state.lock();
+        let partition = state.route(group_id)?;
+        let Some(entry) = state.groups.get(group_id) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        match entry.group.state {
+            GroupState::Empty => {}
+            GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
+            _ => return Err(ResponseError::NonEmptyGroup),
+        }
+        let mut records: Vec<StoreRecord> = state.partitions[&partition]
+            .store
+            .group_offsets(group_id)
+            .into_iter()
+            .flatten()
+            .map(|((topic, p), _)| {
+                offset_record(
+                    &OffsetKey {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition: *p,
+                    },
+                    None,
+                )
+            })
+            .collect();
+        records.push(group_record(group_id, None));
+        state.append(partition, &records)?;
+        if let Some(mut entry) = state.groups.remove(group_id) {
+            entry.group.mark_dead();
+        }
+        tracing::info!(group = group_id, "group deleted");
+        Ok(())
+    }
+
+    /// Deletes committed offsets of some partitions (OffsetDelete). Offsets
+    /// of topics the group's members subscribe to are kept and reported.
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        let mut state = self.state.lock();
+        let partition = state.route(group_id)?;
+        let Some(entry) = state.groups.get(group_id) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        let subscribed = match entry.group.state {
+            GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
+            GroupState::Empty => HashSet::new(),
+            _ => match entry.group.subscribed_topics() {
+                Some(topics) => topics,
+                None => return Err(ResponseError::NonEmptyGroup),
+            },
+        };
+        let mut results = Vec::new();
+        let mut records = Vec::new();
+        for (topic, p) in partitions {
+            if subscribed.contains(topic) {
+                results.push(Some(ResponseError::GroupSubscribedToTopic));
+                continue;
+            }
+            results.push(None);
+            let key = OffsetKey {
+                group: group_id.to_string(),
+                topic: topic.clone(),
+                partition: *p,
+            };
+            if state.partitions[&partition].store.get(&key).is_some() {
+                records.push(offset_record(&key, None));
+            }
+        }
+        if !records.is_empty() {
+            state.append(partition, &records)?;
+        }
+        Ok(results)
+    }
+
+    /// Removes offsets past `offsets.retention.minutes`, as Kafka does
+    /// (KIP-211): only for groups without members, counting from when the
+    /// group became empty or from the commit, whichever is later. Empty
+    /// groups left without offsets are removed. Returns how many offsets
+    /// expired.
+    pub fn expire_offsets(&self) -> usize {
+        let now = now_ms();
+        let retention = self.config.offsets_retention_ms;
+        let mut state = self.state.lock();
+        let candidates: Vec<(String, i64)> = state
+            .groups
+            .iter()
+            .filter(|(_, e)| e.group.state == GroupState::Empty)
+            .map(|(id, e)| (id.clone(), e.state_since_ms))
+            .collect();
+        let mut expired_total = 0;
+        for (group_id, empty_since) in candidates {
+            let Ok(partition) = state.route(&group_id) else {
+                continue;
+            };
+            let store = &state.partitions[&partition].store;
+            let offsets = store.group_offsets(&group_id);
+            let mut records: Vec<StoreRecord> = offsets
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| now - v.commit_timestamp.max(empty_since) >= retention)
+                .map(|((topic, p), _)| {
+                    offset_record(
+                        &OffsetKey {
+                            group: group_id.clone(),
+                            topic: topic.clone(),
+                            partition: *p,
+                        },
+                        None,
+                    )
+                })
+                .collect();
+            let remaining = offsets.map_or(0, |o| o.len()) - records.len();
+            let expired = records.len();
+            if remaining == 0 {
+                records.push(group_record(&group_id, None));
+            }
+            if records.is_empty() {
+                continue;
+            }
+            if state.append(partition, &records).is_ok() {
+                expired_total += expired;
+                if expired > 0 {
+                    tracing::info!(group = %group_id, offsets = expired, "committed offsets expired");
+                }
+                if remaining == 0 {
+                    state.groups.remove(&group_id);
+                    tracing::info!(group = %group_id, "empty group without offsets removed");
+                }
+            }
+        }
+        expired_total
+    }
+
+    /// Membership and committed offsets of every group, for metrics.
+    pub fn summaries(&self) -> Vec<GroupSummary> {
+        let state = self.state.lock();
+        state
+            .groups
+            .iter()
+            .map(|(id, entry)| {
+                let offsets = state
+                    .route(id)
+                    .ok()
+                    .and_then(|p| state.partitions[&p].store.group_offsets(id))
+                    .map(|o| {
+                        o.iter()
+                            .map(|((t, p), v)| (t.clone(), *p, v.offset))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                GroupSummary {
+                    group_id: id.clone(),
+                    state: entry.group.state,
+                    members: entry.group.member_count(),
+                    offsets,
+                }
+            })
+            .collect()
     }
 
     /// Expires sessions and completes overdue rebalances in every group.
@@ -165,34 +754,30 @@ impl GroupCoordinator {
         let mut state = self.state.lock();
         let ids: Vec<String> = state.groups.keys().cloned().collect();
         for id in ids {
-            let effects = state
-                .groups
-                .get_mut(&id)
-                .map(|g| g.tick(now))
-                .unwrap_or_default();
+            let Some(entry) = state.groups.get_mut(&id) else {
+                continue;
+            };
+            let before = entry.group.state;
+            let effects = entry.group.tick(now);
             state.deliver(&id, effects);
+            state.after_change(&id, before);
         }
     }
 
-    /// Runs [`tick`](Self::tick) on an interval until the coordinator is dropped.
-    pub fn spawn_ticker(self: &Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(period);
-            loop {
-                interval.tick().await;
-                match weak.upgrade() {
-                    Some(coordinator) => coordinator.tick(),
-                    None => break,
-                }
-            }
-        })
+    /// Answers every parked JoinGroup/SyncGroup with NOT_COORDINATOR (at
+    /// shutdown), so clients look for the coordinator again.
+    pub fn release_waiters(&self) {
+        self.state.lock().waiters.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LogConfig;
+    use crate::metadata::records::PartitionRecord;
+    use crate::metadata::TopicImage;
+    use std::time::Duration;
 
     fn request(member_id: &str) -> JoinRequest {
         JoinRequest {
@@ -208,12 +793,42 @@ mod tests {
         }
     }
 
+    /// A coordinator leading every partition of a 1-partition offsets topic.
+    fn coordinator(dir: &std::path::Path) -> (Arc<GroupCoordinator>, MetadataImage) {
+        let logs = Arc::new(LogManager::open(dir).unwrap());
+        let topic_id = uuid::Uuid::new_v4();
+        logs.open_partition(
+            &TopicPartition::new(OFFSETS_TOPIC, 0),
+            topic_id,
+            LogConfig::default(),
+        )
+        .unwrap();
+        let mut image = MetadataImage::default();
+        image.topics.insert(
+            OFFSETS_TOPIC.to_string(),
+            TopicImage {
+                name: OFFSETS_TOPIC.to_string(),
+                topic_id,
+                partitions: vec![PartitionRecord::new(vec![1])],
+                configs: Default::default(),
+            },
+        );
+        let config = CoordinatorConfig {
+            limits: GroupLimits {
+                initial_rebalance_delay_ms: 0,
+                ..GroupLimits::default()
+            },
+            ..CoordinatorConfig::default()
+        };
+        let coordinator = GroupCoordinator::new(config, logs, 1);
+        coordinator.on_metadata(&image);
+        (coordinator, image)
+    }
+
     #[tokio::test]
     async fn concurrent_joins_complete_together_and_sync_hands_out_assignments() {
-        let coordinator = GroupCoordinator::new(GroupLimits {
-            initial_rebalance_delay_ms: 0,
-            ..GroupLimits::default()
-        });
+        let dir = tempfile::tempdir().unwrap();
+        let (coordinator, _) = coordinator(dir.path());
         let a = coordinator.join("g", request("")).await.member_id;
         let b = coordinator.join("g", request("")).await.member_id;
         let (ra, rb) = tokio::join!(
@@ -247,6 +862,120 @@ mod tests {
         assert_eq!(
             coordinator.heartbeat("g", &follower, &None, generation),
             Ok(())
+        );
+    }
+
+    fn value(offset: i64) -> OffsetValue {
+        OffsetValue {
+            offset,
+            leader_epoch: 0,
+            metadata: "m".into(),
+            commit_timestamp: now_ms(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reloaded_coordinator_keeps_offsets_and_stable_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let (coordinator, image) = coordinator(dir.path());
+        coordinator
+            .commit_offsets("simple", "", &None, -1, &[("t".into(), 0, value(42))])
+            .unwrap();
+        let member = coordinator.join("g", request("")).await.member_id;
+        let joined = coordinator.join("g", request(&member)).await;
+        let synced = coordinator
+            .sync(
+                "g",
+                &member,
+                &None,
+                joined.generation_id,
+                vec![(member.clone(), Bytes::from_static(b"A"))],
+            )
+            .await;
+        assert_eq!(synced.error, None);
+        coordinator
+            .commit_offsets(
+                "g",
+                &member,
+                &None,
+                joined.generation_id,
+                &[("t".into(), 1, value(7))],
+            )
+            .unwrap();
+        assert_eq!(
+            coordinator.commit_offsets("g", "", &None, -1, &[("t".into(), 1, value(8))]),
+            Err(ResponseError::UnknownMemberId),
+            "a simple commit to a group with members is refused"
+        );
+
+        // A new coordinator replays the partition.
+        let logs = coordinator.logs.clone();
+        drop(coordinator);
+        let reloaded = GroupCoordinator::new(CoordinatorConfig::default(), logs, 1);
+        reloaded.on_metadata(&image);
+        let fetched = reloaded.fetch_offsets("simple", None).unwrap();
+        assert_eq!(fetched[0].1[0].1.as_ref().map(|v| v.offset), Some(42));
+        let fetched = reloaded
+            .fetch_offsets("g", Some(vec![("t".into(), vec![1, 2])]))
+            .unwrap();
+        assert_eq!(fetched[0].1[0].1.as_ref().map(|v| v.offset), Some(7));
+        assert_eq!(fetched[0].1[1].1, None);
+        // The member carries on without rejoining.
+        assert_eq!(
+            reloaded.heartbeat("g", &member, &None, joined.generation_id),
+            Ok(())
+        );
+        assert_eq!(reloaded.describe("g").unwrap().state, GroupState::Stable);
+        assert_eq!(reloaded.list_groups().len(), 2);
+        assert_eq!(
+            reloaded.delete_group("g"),
+            Err(ResponseError::NonEmptyGroup)
+        );
+        reloaded.delete_group("simple").unwrap();
+        assert_eq!(reloaded.fetch_offsets("simple", None).unwrap().len(), 0);
+        assert_eq!(
+            reloaded.delete_group("simple"),
+            Err(ResponseError::GroupIdNotFound)
+        );
+    }
+
+    #[tokio::test]
+    async fn offsets_of_an_empty_group_expire_after_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let (coordinator, _) = coordinator(dir.path());
+        let mut old = value(1);
+        old.commit_timestamp = 0;
+        coordinator
+            .commit_offsets("g", "", &None, -1, &[("t".into(), 0, old)])
+            .unwrap();
+        coordinator
+            .commit_offsets("g", "", &None, -1, &[("t".into(), 1, value(2))])
+            .unwrap();
+        // Pretend the group has been empty for longer than the retention.
+        coordinator
+            .state
+            .lock()
+            .groups
+            .get_mut("g")
+            .unwrap()
+            .state_since_ms = 0;
+        assert_eq!(coordinator.expire_offsets(), 1);
+        let left = coordinator.fetch_offsets("g", None).unwrap();
+        assert_eq!(left[0].1.len(), 1);
+        assert_eq!(left[0].1[0].0, 1);
+    }
+
+    #[test]
+    fn groups_of_partitions_led_elsewhere_are_not_coordinated_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let (coordinator, mut image) = coordinator(dir.path());
+        assert_eq!(coordinator.check_coordinator("g"), Ok(()));
+        let topic = image.topics.get_mut(OFFSETS_TOPIC).unwrap();
+        topic.partitions[0].leader = 2;
+        coordinator.on_metadata(&image);
+        assert_eq!(
+            coordinator.check_coordinator("g"),
+            Err(ResponseError::NotCoordinator)
         );
     }
 }

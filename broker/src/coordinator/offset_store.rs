@@ -4,7 +4,7 @@
 //! coordinator; commits are appended to the partition first and applied to
 //! the view once written, so what a client reads back is what the log holds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
@@ -12,7 +12,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use super::offsets_format::{OffsetValue, OffsetsKey};
+use super::offsets_format::{GroupMetadataValue, OffsetValue, OffsetsKey};
 use crate::log::PartitionLog;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,7 +24,32 @@ pub struct OffsetKey {
 
 #[derive(Debug, Default)]
 pub struct OffsetStore {
-    offsets: HashMap<OffsetKey, OffsetValue>,
+    /// Committed offsets by group, then by (topic, partition).
+    offsets: HashMap<String, BTreeMap<(String, i32), OffsetValue>>,
+    groups: HashMap<String, GroupMetadataValue>,
+}
+
+/// One record of the offsets topic: a key and a value, `None` for a tombstone.
+pub type StoreRecord = (OffsetsKey, Option<Bytes>);
+
+pub fn offset_record(key: &OffsetKey, value: Option<&OffsetValue>) -> StoreRecord {
+    (
+        OffsetsKey::Offset {
+            group: key.group.clone(),
+            topic: key.topic.clone(),
+            partition: key.partition,
+        },
+        value.map(OffsetValue::encode),
+    )
+}
+
+pub fn group_record(group: &str, value: Option<&GroupMetadataValue>) -> StoreRecord {
+    (
+        OffsetsKey::Group {
+            group: group.to_string(),
+        },
+        value.map(GroupMetadataValue::encode),
+    )
 }
 
 impl OffsetStore {
@@ -72,46 +97,68 @@ impl OffsetStore {
         let Some(key) = key.and_then(|k| OffsetsKey::decode(k).ok()) else {
             return;
         };
-        let OffsetsKey::Offset {
-            group,
-            topic,
-            partition,
-        } = key
-        else {
-            return;
-        };
-        let key = OffsetKey {
-            group,
-            topic,
-            partition,
-        };
-        match value.map(OffsetValue::decode) {
-            Some(Ok(value)) => {
-                self.offsets.insert(key, value);
-            }
-            Some(Err(_)) => {}
-            None => {
-                self.offsets.remove(&key);
-            }
+        self.apply_decoded(key, value);
+    }
+
+    pub fn apply_decoded(&mut self, key: OffsetsKey, value: Option<Bytes>) {
+        match key {
+            OffsetsKey::Offset {
+                group,
+                topic,
+                partition,
+            } => match value.map(OffsetValue::decode) {
+                Some(Ok(value)) => {
+                    self.offsets
+                        .entry(group)
+                        .or_default()
+                        .insert((topic, partition), value);
+                }
+                Some(Err(_)) => {}
+                None => {
+                    if let Some(offsets) = self.offsets.get_mut(&group) {
+                        offsets.remove(&(topic, partition));
+                        if offsets.is_empty() {
+                            self.offsets.remove(&group);
+                        }
+                    }
+                }
+            },
+            OffsetsKey::Group { group } => match value.map(GroupMetadataValue::decode) {
+                Some(Ok(value)) => {
+                    self.groups.insert(group, value);
+                }
+                Some(Err(_)) => {}
+                None => {
+                    self.groups.remove(&group);
+                }
+            },
         }
     }
 
+    /// The last stored metadata of every group.
+    pub fn groups(&self) -> &HashMap<String, GroupMetadataValue> {
+        &self.groups
+    }
+
+    /// Every group with committed offsets.
+    pub fn groups_with_offsets(&self) -> impl Iterator<Item = &str> {
+        self.offsets.keys().map(String::as_str)
+    }
+
     pub fn get(&self, key: &OffsetKey) -> Option<&OffsetValue> {
-        self.offsets.get(key)
-    }
-
-    /// Every committed offset of a group.
-    pub fn group_offsets(&self, group: &str) -> Vec<(&OffsetKey, &OffsetValue)> {
         self.offsets
-            .iter()
-            .filter(|(k, _)| k.group == group)
-            .collect()
+            .get(&key.group)?
+            .get(&(key.topic.clone(), key.partition))
     }
 
-    /// A record batch (ready for `PartitionLog::append`) holding commits
-    /// (`Some`) and deletions (`None`).
-    pub fn batch(entries: &[(OffsetKey, Option<OffsetValue>)], now_ms: i64) -> Vec<u8> {
-        let records: Vec<Record> = entries
+    /// Every committed offset of a group, by (topic, partition).
+    pub fn group_offsets(&self, group: &str) -> Option<&BTreeMap<(String, i32), OffsetValue>> {
+        self.offsets.get(group)
+    }
+
+    /// A record batch (ready for `PartitionLog::append`) holding records.
+    pub fn batch(records: &[StoreRecord], now_ms: i64) -> Vec<u8> {
+        let records: Vec<Record> = records
             .iter()
             .enumerate()
             .map(|(i, (key, value))| Record {
@@ -125,15 +172,8 @@ impl OffsetStore {
                 offset: i as i64,
                 sequence: -1,
                 timestamp: now_ms,
-                key: Some(
-                    OffsetsKey::Offset {
-                        group: key.group.clone(),
-                        topic: key.topic.clone(),
-                        partition: key.partition,
-                    }
-                    .encode(),
-                ),
-                value: value.as_ref().map(OffsetValue::encode),
+                key: Some(key.encode()),
+                value: value.clone(),
                 headers: IndexMap::new(),
             })
             .collect();
@@ -180,7 +220,10 @@ mod tests {
             PartitionLog::open(dir.path(), LogConfig::default(), true, 0, 0, 0).unwrap();
         log.append(
             &OffsetStore::batch(
-                &[(key("g", 0), Some(value(5))), (key("g", 1), Some(value(7)))],
+                &[
+                    offset_record(&key("g", 0), Some(&value(5))),
+                    offset_record(&key("g", 1), Some(&value(7))),
+                ],
                 1,
             ),
             0,
@@ -189,19 +232,28 @@ mod tests {
         .unwrap();
         log.append(
             &OffsetStore::batch(
-                &[(key("g", 0), Some(value(9))), (key("h", 0), Some(value(3)))],
+                &[
+                    offset_record(&key("g", 0), Some(&value(9))),
+                    offset_record(&key("h", 0), Some(&value(3))),
+                    group_record("g", Some(&GroupMetadataValue::default())),
+                ],
                 2,
             ),
             0,
             2,
         )
         .unwrap();
-        log.append(&OffsetStore::batch(&[(key("h", 0), None)], 3), 0, 3)
-            .unwrap();
+        log.append(
+            &OffsetStore::batch(&[offset_record(&key("h", 0), None)], 3),
+            0,
+            3,
+        )
+        .unwrap();
         let store = OffsetStore::load(&log).unwrap();
         assert_eq!(store.get(&key("g", 0)).map(|v| v.offset), Some(9));
         assert_eq!(store.get(&key("g", 1)).map(|v| v.offset), Some(7));
         assert_eq!(store.get(&key("h", 0)), None, "deleted by a tombstone");
-        assert_eq!(store.group_offsets("g").len(), 2);
+        assert_eq!(store.group_offsets("g").map(|o| o.len()), Some(2));
+        assert!(store.groups().contains_key("g"));
     }
 }

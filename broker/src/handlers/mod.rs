@@ -6,11 +6,15 @@ pub mod cluster;
 pub mod configs;
 pub mod coordinator;
 pub mod fetch;
+pub mod group_offsets;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
 pub mod producer_ids;
 pub mod topics;
+
+use std::net::SocketAddr;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
@@ -23,11 +27,21 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 13),
     (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
     (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
@@ -46,9 +60,11 @@ pub fn is_supported(api_key: ApiKey, version: i16) -> bool {
 pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
+    peer: SocketAddr,
     request: RequestKind,
 ) -> Option<ResponseKind> {
     let version = header.request_api_version;
+    let client_id = header.client_id.as_deref().unwrap_or("");
     let response: ResponseKind = match request {
         RequestKind::ApiVersions(_) => api_versions::handle().into(),
         RequestKind::Metadata(r) => metadata::handle(broker, r, version).await.into(),
@@ -56,7 +72,21 @@ pub async fn handle(
             return produce::handle(broker, r, version).await.map(Into::into)
         }
         RequestKind::Fetch(r) => fetch::handle(broker, r, version).await.into(),
-        RequestKind::FindCoordinator(r) => coordinator::find_coordinator(r, version).into(),
+        RequestKind::FindCoordinator(r) => coordinator::find_coordinator(broker, r, version)
+            .await
+            .into(),
+        RequestKind::JoinGroup(r) => groups::join_group(broker, r, version, client_id, peer)
+            .await
+            .into(),
+        RequestKind::SyncGroup(r) => groups::sync_group(broker, r, version).await.into(),
+        RequestKind::Heartbeat(r) => groups::heartbeat(broker, r).into(),
+        RequestKind::LeaveGroup(r) => groups::leave_group(broker, r, version).into(),
+        RequestKind::ListGroups(r) => groups::list_groups(broker, r, version).into(),
+        RequestKind::DescribeGroups(r) => groups::describe_groups(broker, r, version).into(),
+        RequestKind::DeleteGroups(r) => groups::delete_groups(broker, r).into(),
+        RequestKind::OffsetCommit(r) => group_offsets::offset_commit(broker, r, version).into(),
+        RequestKind::OffsetFetch(r) => group_offsets::offset_fetch(broker, r, version).into(),
+        RequestKind::OffsetDelete(r) => group_offsets::offset_delete(broker, r).into(),
         RequestKind::ListOffsets(r) => list_offsets::handle(broker, r, version).await.into(),
         RequestKind::CreateTopics(r) => topics::create_topics(broker, r, version).await.into(),
         RequestKind::DeleteTopics(r) => topics::delete_topics(broker, r).await.into(),

@@ -86,7 +86,7 @@ pub async fn serve_connection(
                 break;
             }
         };
-        match handle_frame(&broker, frame).await {
+        match handle_frame(&broker, peer, frame).await {
             Ok(Some(response)) => {
                 if tx.send(response).await.is_err() {
                     break;
@@ -130,7 +130,11 @@ async fn read_frame(
 
 /// Decodes, handles and encodes one request. `Ok(None)` means the request
 /// expects no response (Produce with acks=0).
-async fn handle_frame(broker: &Broker, frame: BytesMut) -> Result<Option<Bytes>, FrameError> {
+async fn handle_frame(
+    broker: &Broker,
+    peer: SocketAddr,
+    frame: BytesMut,
+) -> Result<Option<Bytes>, FrameError> {
     let mut body = frame.freeze();
     if body.len() < 4 {
         return Err(FrameError::Malformed(format!("{} byte frame", body.len())));
@@ -164,7 +168,7 @@ async fn handle_frame(broker: &Broker, frame: BytesMut) -> Result<Option<Bytes>,
         );
     }
     let timer = broker.metrics.request_started(api_key);
-    let response = handlers::handle(broker, &header, request).await;
+    let response = handlers::handle(broker, &header, peer, request).await;
     timer.observe_duration();
     match response {
         Some(response) => encode_response(&header, api_key, api_version, &response).map(Some),

@@ -1,0 +1,256 @@
+//! Committed offsets: OffsetCommit, OffsetFetch (single group before v8,
+//! several groups from v8) and OffsetDelete. Offsets live in the group's
+//! `__consumer_offsets` partition; see `coordinator::groups`.
+
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::coordinator::offsets_format::OffsetValue;
+use crate::error::ResponseError;
+use crate::metadata::MetadataImage;
+use crate::util::now_ms;
+
+fn partition_exists(image: &MetadataImage, topic: &str, partition: i32) -> bool {
+    image
+        .topics
+        .get(topic)
+        .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len())
+}
+
+pub fn offset_commit(
+    broker: &Broker,
+    request: OffsetCommitRequest,
+    version: i16,
+) -> OffsetCommitResponse {
+    let image = broker.image();
+    let max_metadata = broker.groups.config().max_metadata_bytes;
+    let now = now_ms();
+    // Per partition: the error found before reaching the coordinator, if any.
+    let mut checked: Vec<(String, Vec<(i32, Option<ResponseError>)>)> = Vec::new();
+    let mut to_commit = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.to_string();
+        let mut partitions = Vec::new();
+        for p in &topic.partitions {
+            let metadata = p.committed_metadata.as_deref().unwrap_or("");
+            let error = if !partition_exists(&image, &name, p.partition_index) {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else if metadata.len() > max_metadata {
+                Some(ResponseError::OffsetMetadataTooLarge)
+            } else {
+                to_commit.push((
+                    name.clone(),
+                    p.partition_index,
+                    OffsetValue {
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 6 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: metadata.to_string(),
+                        commit_timestamp: now,
+                    },
+                ));
+                None
+            };
+            partitions.push((p.partition_index, error));
+        }
+        checked.push((name, partitions));
+    }
+    let outcome = broker.groups.commit_offsets(
+        &request.group_id,
+        &request.member_id,
+        &request.group_instance_id.as_ref().map(|s| s.to_string()),
+        request.generation_id_or_member_epoch,
+        &to_commit,
+    );
+    let mut response = OffsetCommitResponse::default();
+    response.topics = checked
+        .into_iter()
+        .map(|(name, partitions)| {
+            let mut t = OffsetCommitResponseTopic::default();
+            t.name = TopicName(str_bytes(name));
+            t.partitions = partitions
+                .into_iter()
+                .map(|(index, error)| {
+                    let mut p = OffsetCommitResponsePartition::default();
+                    p.partition_index = index;
+                    p.error_code = error.or_else(|| outcome.err()).map_or(0, |e| e.code());
+                    p
+                })
+                .collect();
+            t
+        })
+        .collect();
+    response
+}
+
+pub fn offset_fetch(
+    broker: &Broker,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    let mut response = OffsetFetchResponse::default();
+    if version >= 8 {
+        for group in request.groups {
+            let requested = group.topics.map(|topics| {
+                topics
+                    .into_iter()
+                    .map(|t| (t.name.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let mut g = OffsetFetchResponseGroup::default();
+            match broker.groups.fetch_offsets(&group.group_id, requested) {
+                Ok(topics) => {
+                    g.topics = topics
+                        .into_iter()
+                        .map(|(name, partitions)| {
+                            let mut t = OffsetFetchResponseTopics::default();
+                            t.name = TopicName(str_bytes(name));
+                            t.partitions = partitions
+                                .into_iter()
+                                .map(|(index, value)| {
+                                    let mut p = OffsetFetchResponsePartitions::default();
+                                    p.partition_index = index;
+                                    let (offset, epoch, metadata) = unpack(value);
+                                    p.committed_offset = offset;
+                                    p.committed_leader_epoch = epoch;
+                                    p.metadata = Some(str_bytes(metadata));
+                                    p
+                                })
+                                .collect();
+                            t
+                        })
+                        .collect();
+                }
+                Err(e) => g.error_code = e.code(),
+            }
+            g.group_id = group.group_id;
+            response.groups.push(g);
+        }
+        return response;
+    }
+    let requested = request.topics.map(|topics| {
+        topics
+            .into_iter()
+            .map(|t| (t.name.to_string(), t.partition_indexes))
+            .collect::<Vec<_>>()
+    });
+    match broker
+        .groups
+        .fetch_offsets(&request.group_id, requested.clone())
+    {
+        Ok(topics) => {
+            response.topics = topics
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let mut t = OffsetFetchResponseTopic::default();
+                    t.name = TopicName(str_bytes(name));
+                    t.partitions = partitions
+                        .into_iter()
+                        .map(|(index, value)| {
+                            let mut p = OffsetFetchResponsePartition::default();
+                            p.partition_index = index;
+                            let (offset, epoch, metadata) = unpack(value);
+                            p.committed_offset = offset;
+                            if version >= 5 {
+                                p.committed_leader_epoch = epoch;
+                            }
+                            p.metadata = Some(str_bytes(metadata));
+                            p
+                        })
+                        .collect();
+                    t
+                })
+                .collect();
+        }
+        // v2+ carries a group-level error; v1 repeats it on every partition.
+        Err(e) if version >= 2 => response.error_code = e.code(),
+        Err(e) => {
+            response.topics = requested
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let mut t = OffsetFetchResponseTopic::default();
+                    t.name = TopicName(str_bytes(name));
+                    t.partitions = partitions
+                        .into_iter()
+                        .map(|index| {
+                            let mut p = OffsetFetchResponsePartition::default();
+                            p.partition_index = index;
+                            p.committed_offset = -1;
+                            p.metadata = Some(str_bytes(""));
+                            p.error_code = e.code();
+                            p
+                        })
+                        .collect();
+                    t
+                })
+                .collect();
+        }
+    }
+    response
+}
+
+/// (offset, leader epoch, metadata); -1, -1, "" when nothing is committed.
+fn unpack(value: Option<OffsetValue>) -> (i64, i32, String) {
+    match value {
+        Some(v) => (v.offset, v.leader_epoch, v.metadata),
+        None => (-1, -1, String::new()),
+    }
+}
+
+pub fn offset_delete(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let image = broker.image();
+    let mut response = OffsetDeleteResponse::default();
+    let mut known = Vec::new();
+    for topic in &request.topics {
+        for p in &topic.partitions {
+            if partition_exists(&image, &topic.name, p.partition_index) {
+                known.push((topic.name.to_string(), p.partition_index));
+            }
+        }
+    }
+    let results = match broker.groups.delete_offsets(&request.group_id, &known) {
+        Ok(results) => results,
+        Err(e) => {
+            response.error_code = e.code();
+            return response;
+        }
+    };
+    let mut results = known.into_iter().zip(results);
+    for topic in request.topics {
+        let mut t = OffsetDeleteResponseTopic::default();
+        for p in &topic.partitions {
+            let mut r = OffsetDeleteResponsePartition::default();
+            r.partition_index = p.partition_index;
+            r.error_code = if partition_exists(&image, &topic.name, p.partition_index) {
+                results
+                    .next()
+                    .and_then(|(_, error)| error)
+                    .map_or(0, |e| e.code())
+            } else {
+                ResponseError::UnknownTopicOrPartition.code()
+            };
+            t.partitions.push(r);
+        }
+        t.name = topic.name;
+        response.topics.push(t);
+    }
+    response
+}
