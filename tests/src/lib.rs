@@ -23,12 +23,15 @@
 //! - [`disk`]: reading the broker's on-disk segments (Kafka's layout and
 //!   batch format) so tests can inspect and damage them.
 //! - [`http`]: a tiny HTTP/1.0 GET used for `/readyz` and `/metrics`.
+//! - [`member`]: consumer-group members as separate processes (the
+//!   `tideline-group-member` binary), so a test can SIGKILL one.
 
 pub mod broker;
 pub mod clients;
 pub mod data;
 pub mod disk;
 pub mod http;
+pub mod member;
 pub mod proxy;
 pub mod wire;
 

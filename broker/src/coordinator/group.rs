@@ -557,7 +557,7 @@ impl Group {
             .unwrap_or(0);
         self.rebalance_deadline_ms = now + timeout;
         self.state = GroupState::PreparingRebalance;
-        tracing::info!(group = %self.group_id, generation = self.generation_id, "preparing to rebalance");
+        tracing::debug!(group = %self.group_id, generation = self.generation_id, "preparing to rebalance");
     }
 
     fn try_complete_join(&mut self, now: i64, effects: &mut Vec<Effect>) {
@@ -586,7 +586,7 @@ impl Group {
             self.state = GroupState::Empty;
             self.protocol_name = None;
             self.leader = None;
-            tracing::info!(group = %self.group_id, generation = self.generation_id, "group is empty");
+            tracing::debug!(group = %self.group_id, generation = self.generation_id, "group is empty");
             return;
         }
         self.protocol_name = Some(self.select_protocol());
@@ -598,7 +598,7 @@ impl Group {
             self.leader = self.members.values().next().map(|m| m.member_id.clone());
         }
         self.state = GroupState::CompletingRebalance;
-        tracing::info!(group = %self.group_id, generation = self.generation_id, members = self.members.len(), "rebalance: all members joined");
+        tracing::debug!(group = %self.group_id, generation = self.generation_id, members = self.members.len(), "rebalance: all members joined");
         let ids: Vec<String> = self.members.values().map(|m| m.member_id.clone()).collect();
         for id in ids {
             let result = self.join_result_for(&id, false);
@@ -695,7 +695,7 @@ impl Group {
                         m.assignment = assigned.get(&m.member_id).cloned().unwrap_or_default();
                     }
                     self.state = GroupState::Stable;
-                    tracing::info!(group = %self.group_id, generation = self.generation_id, "group is stable");
+                    tracing::debug!(group = %self.group_id, generation = self.generation_id, "group is stable");
                     let waiting: Vec<String> = self
                         .members
                         .values()

@@ -188,6 +188,9 @@ impl State {
 }
 
 pub struct GroupCoordinator {
+    /// Held while `__consumer_offsets` is created, so concurrent
+    /// FindCoordinator requests create it once.
+    pub creating_offsets_topic: tokio::sync::Mutex<()>,
     config: CoordinatorConfig,
     logs: Arc<LogManager>,
     node_id: i32,
@@ -197,6 +200,7 @@ pub struct GroupCoordinator {
 impl GroupCoordinator {
     pub fn new(config: CoordinatorConfig, logs: Arc<LogManager>, node_id: i32) -> Arc<Self> {
         Arc::new(GroupCoordinator {
+            creating_offsets_topic: tokio::sync::Mutex::new(()),
             config,
             logs,
             node_id,
@@ -261,11 +265,12 @@ impl GroupCoordinator {
                 .map(|(p, e)| (*p, *e))
                 .collect()
         };
+        let (mut loaded_partitions, mut loaded_groups) = (0, 0);
+        let started = std::time::Instant::now();
         for (index, leader_epoch) in to_load {
             let Some(partition) = self.logs.get(&TopicPartition::new(OFFSETS_TOPIC, index)) else {
                 continue;
             };
-            let started = std::time::Instant::now();
             let store = match OffsetStore::load(&partition.log.lock()) {
                 Ok(store) => store,
                 Err(e) => {
@@ -304,12 +309,14 @@ impl GroupCoordinator {
                     groups += 1;
                 }
             }
-            tracing::info!(
+            tracing::debug!(
                 partition = index,
                 groups,
                 elapsed_ms = started.elapsed().as_millis() as u64,
-                "loaded offsets partition; coordinating its groups"
+                "loaded offsets partition"
             );
+            loaded_groups += groups;
+            loaded_partitions += 1;
             state.partitions.insert(
                 index,
                 OffsetsPartition {
@@ -317,6 +324,14 @@ impl GroupCoordinator {
                     leader_epoch,
                     store,
                 },
+            );
+        }
+        if loaded_partitions > 0 {
+            tracing::info!(
+                partitions = loaded_partitions,
+                groups = loaded_groups,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "now coordinating the groups of {OFFSETS_TOPIC} partitions"
             );
         }
     }

@@ -93,7 +93,10 @@ pub async fn find_coordinator(
 async fn locate_group_coordinator(broker: &Broker, group: &str) -> Located {
     let mut image = broker.image();
     if !image.topics.contains_key(OFFSETS_TOPIC) {
-        create_offsets_topic(broker).await?;
+        let _creating = broker.groups.creating_offsets_topic.lock().await;
+        if !broker.image().topics.contains_key(OFFSETS_TOPIC) {
+            create_offsets_topic(broker).await?;
+        }
         image = broker.image();
     }
     let unavailable = |why: &str| ApiError::new(ResponseError::CoordinatorNotAvailable, why);

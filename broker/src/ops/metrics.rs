@@ -32,6 +32,17 @@ pub struct Metrics {
     metadata_offset: IntGauge,
     disk_used: IntGauge,
     disk_total: IntGauge,
+    group_committed: IntGaugeVec,
+    group_lag: IntGaugeVec,
+    group_members: IntGaugeVec,
+    group_state: IntGaugeVec,
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        registry,
+        IntGaugeVec::new(Opts::new(name, help), labels).unwrap(),
+    )
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -116,6 +127,30 @@ impl Metrics {
             partitions: register(
                 &r,
                 IntGauge::new("tideline_partitions", "Partitions hosted by this broker.").unwrap(),
+            ),
+            group_committed: gauge_vec(
+                &r,
+                "tideline_group_committed_offset",
+                "Committed offset of a consumer group on a partition (groups coordinated here).",
+                &["group", "topic", "partition"],
+            ),
+            group_lag: gauge_vec(
+                &r,
+                "tideline_group_lag",
+                "Records between a group's committed offset and the partition's end (partitions hosted here).",
+                &["group", "topic", "partition"],
+            ),
+            group_members: gauge_vec(
+                &r,
+                "tideline_group_members",
+                "Members of a consumer group coordinated here.",
+                &["group"],
+            ),
+            group_state: gauge_vec(
+                &r,
+                "tideline_group_state",
+                "1 for the current state of a group coordinated here (Empty, PreparingRebalance, CompletingRebalance, Stable).",
+                &["group", "state"],
             ),
             log_size: register(
                 &r,
@@ -301,6 +336,36 @@ impl Metrics {
         if let Some((used, total)) = disk_usage(broker.logs.dir()) {
             self.disk_used.set(used as i64);
             self.disk_total.set(total as i64);
+        }
+        self.refresh_groups(broker);
+    }
+
+    /// Committed offsets, lag and membership of the groups coordinated here.
+    fn refresh_groups(&self, broker: &Broker) {
+        self.group_committed.reset();
+        self.group_lag.reset();
+        self.group_members.reset();
+        self.group_state.reset();
+        for group in broker.groups.summaries() {
+            let id = group.group_id.as_str();
+            self.group_members
+                .with_label_values(&[id])
+                .set(group.members as i64);
+            self.group_state
+                .with_label_values(&[id, group.state.name()])
+                .set(1);
+            for (topic, partition, committed) in &group.offsets {
+                let labels = [id, topic.as_str(), &partition.to_string()];
+                self.group_committed
+                    .with_label_values(&labels)
+                    .set(*committed);
+                if let Some(p) = broker.partition(topic, *partition) {
+                    let end = p.log.lock().log_end_offset();
+                    self.group_lag
+                        .with_label_values(&labels)
+                        .set((end - committed).max(0));
+                }
+            }
         }
     }
 }
