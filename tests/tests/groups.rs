@@ -78,9 +78,12 @@ fn members_share_partitions_take_over_on_leave_and_crash_without_losing_records(
     eprintln!("3 members stable after {:?}", started.elapsed());
 
     let mut produced = produce(&broker, 0, 600);
-    wait_for("the first 600 records", Duration::from_secs(60), &[&a, &b, &c], || {
-        union_of_records(&[&a, &b, &c]).is_superset(&produced)
-    });
+    wait_for(
+        "the first 600 records",
+        Duration::from_secs(60),
+        &[&a, &b, &c],
+        || union_of_records(&[&a, &b, &c]).is_superset(&produced),
+    );
 
     // A clean leave: the other two take over a's partitions.
     a.terminate();
@@ -91,9 +94,12 @@ fn members_share_partitions_take_over_on_leave_and_crash_without_losing_records(
         || b.assignment().len() == 3 && c.assignment().len() == 3 && all_partitions(&[&b, &c]),
     );
     produced.extend(produce(&broker, 600, 600));
-    wait_for("the next 600 records", Duration::from_secs(60), &[&b, &c], || {
-        union_of_records(&[&a, &b, &c]).is_superset(&produced)
-    });
+    wait_for(
+        "the next 600 records",
+        Duration::from_secs(60),
+        &[&b, &c],
+        || union_of_records(&[&a, &b, &c]).is_superset(&produced),
+    );
 
     // A crash: no LeaveGroup; the coordinator expires b after its 6 s session.
     let b_partitions = b.assignment();
@@ -111,9 +117,12 @@ fn members_share_partitions_take_over_on_leave_and_crash_without_losing_records(
         "b's partitions moved after {takeover:?}, before its 6 s session timeout could expire"
     );
     produced.extend(produce(&broker, 1200, 600));
-    wait_for("the last 600 records", Duration::from_secs(60), &[&c], || {
-        union_of_records(&[&a, &b, &c]).is_superset(&produced)
-    });
+    wait_for(
+        "the last 600 records",
+        Duration::from_secs(60),
+        &[&c],
+        || union_of_records(&[&a, &b, &c]).is_superset(&produced),
+    );
 
     // Nothing lost, and redelivery limited to what was processed but not
     // yet committed: with a commit after every record, at most one record
@@ -127,11 +136,16 @@ fn members_share_partitions_take_over_on_leave_and_crash_without_losing_records(
     let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         duplicates.len() <= b_partitions.len()
-            && duplicates.iter().all(|((p, _), n)| b_partitions.contains(p) && **n == 2),
+            && duplicates
+                .iter()
+                .all(|((p, _), n)| b_partitions.contains(p) && **n == 2),
         "records delivered twice beyond the crashed member's uncommitted ones: {duplicates:?}"
     );
     let extra: Vec<_> = seen.keys().filter(|r| !produced.contains(r)).collect();
-    assert!(extra.is_empty(), "records consumed that were never produced: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "records consumed that were never produced: {extra:?}"
+    );
 }
 
 #[test]
@@ -142,14 +156,20 @@ fn cooperative_sticky_members_keep_their_partitions_when_a_member_joins() {
     let strategy = "partition.assignment.strategy=cooperative-sticky";
     let a = Member::spawn("a", &bootstrap, TOPIC, "sticky", &[strategy]);
     let b = Member::spawn("b", &bootstrap, TOPIC, "sticky", &[strategy]);
-    wait_for("a and b with three partitions each", Duration::from_secs(60), &[&a, &b], || {
-        a.assignment().len() == 3 && b.assignment().len() == 3 && all_partitions(&[&a, &b])
-    });
+    wait_for(
+        "a and b with three partitions each",
+        Duration::from_secs(60),
+        &[&a, &b],
+        || a.assignment().len() == 3 && b.assignment().len() == 3 && all_partitions(&[&a, &b]),
+    );
     let (before_a, before_b) = (a.assignment(), b.assignment());
     let c = Member::spawn("c", &bootstrap, TOPIC, "sticky", &[strategy]);
-    wait_for("two partitions each", Duration::from_secs(60), &[&a, &b, &c], || {
-        [&a, &b, &c].iter().all(|m| m.assignment().len() == 2) && all_partitions(&[&a, &b, &c])
-    });
+    wait_for(
+        "two partitions each",
+        Duration::from_secs(60),
+        &[&a, &b, &c],
+        || [&a, &b, &c].iter().all(|m| m.assignment().len() == 2) && all_partitions(&[&a, &b, &c]),
+    );
     // Incremental: a and b never stopped consuming (an eager rebalance
     // revokes everything first), only gave partitions up, and none moved
     // between them.
@@ -164,9 +184,12 @@ fn cooperative_sticky_members_keep_their_partitions_when_a_member_joins() {
         assert!(m.assignment().is_subset(before));
     }
     produce(&broker, 0, 300);
-    wait_for("300 records", Duration::from_secs(60), &[&a, &b, &c], || {
-        union_of_records(&[&a, &b, &c]).len() >= 300
-    });
+    wait_for(
+        "300 records",
+        Duration::from_secs(60),
+        &[&a, &b, &c],
+        || union_of_records(&[&a, &b, &c]).len() >= 300,
+    );
 }
 
 #[test]
@@ -178,28 +201,50 @@ fn a_static_member_restarting_within_its_session_gets_its_partitions_back_withou
     let static_b = ["group.instance.id=member-b", "session.timeout.ms=30000"];
     let mut a = Member::spawn("a", &bootstrap, TOPIC, "static", &static_a);
     let b = Member::spawn("b", &bootstrap, TOPIC, "static", &static_b);
-    wait_for("a and b with three partitions each", Duration::from_secs(60), &[&a, &b], || {
-        a.assignment().len() == 3 && b.assignment().len() == 3 && all_partitions(&[&a, &b])
-    });
+    wait_for(
+        "a and b with three partitions each",
+        Duration::from_secs(60),
+        &[&a, &b],
+        || a.assignment().len() == 3 && b.assignment().len() == 3 && all_partitions(&[&a, &b]),
+    );
     let a_partitions = a.assignment();
     let b_rebalances = b.assignments().len();
 
     a.kill();
     let restarted = Member::spawn("a2", &bootstrap, TOPIC, "static", &static_a);
-    wait_for("the restarted member's assignment", Duration::from_secs(60), &[&restarted, &b], || {
-        !restarted.assignment().is_empty()
-    });
-    assert_eq!(restarted.assignment(), a_partitions, "the same partitions come back");
+    wait_for(
+        "the restarted member's assignment",
+        Duration::from_secs(60),
+        &[&restarted, &b],
+        || !restarted.assignment().is_empty(),
+    );
+    assert_eq!(
+        restarted.assignment(),
+        a_partitions,
+        "the same partitions come back"
+    );
     // b saw no rebalance at all: no new assignment callback, same partitions.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(b.assignments().len(), b_rebalances, "b went through a rebalance: {:?}", b.assignments());
+    assert_eq!(
+        b.assignments().len(),
+        b_rebalances,
+        "b went through a rebalance: {:?}",
+        b.assignments()
+    );
     produce(&broker, 0, 120);
-    wait_for("120 records", Duration::from_secs(60), &[&restarted, &b], || {
-        union_of_records(&[&restarted, &b]).len() >= 120
-    });
+    wait_for(
+        "120 records",
+        Duration::from_secs(60),
+        &[&restarted, &b],
+        || union_of_records(&[&restarted, &b]).len() >= 120,
+    );
 }
 
-fn group_consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> BaseConsumer<LoggingContext> {
+fn group_consumer(
+    bootstrap: &str,
+    group: &str,
+    extra: &[(&str, &str)],
+) -> BaseConsumer<LoggingContext> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -219,7 +264,10 @@ fn consume_n(c: &BaseConsumer<LoggingContext>, n: usize) -> BTreeMap<i32, i64> {
     let mut got = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while got < n {
-        assert!(Instant::now() < deadline, "only {got} of {n} records consumed");
+        assert!(
+            Instant::now() < deadline,
+            "only {got} of {n} records consumed"
+        );
         if let Some(m) = c.poll(Duration::from_millis(100)) {
             let m = m.expect("consume");
             next.insert(m.partition(), m.offset() + 1);
@@ -303,13 +351,20 @@ fn commits_auto_sync_and_async_agree_with_offset_fetch_and_survive_restarts() {
     let auto = group_consumer(
         &bootstrap,
         "auto",
-        &[("enable.auto.commit", "true"), ("auto.commit.interval.ms", "200")],
+        &[
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "200"),
+        ],
     );
     auto.subscribe(&[TOPIC]).unwrap();
     let consumed = consume_n(&auto, 300);
     let deadline = Instant::now() + Duration::from_secs(20);
     while committed(&auto, 3) != consumed {
-        assert!(Instant::now() < deadline, "auto-commit never caught up: {:?} vs {consumed:?}", committed(&auto, 3));
+        assert!(
+            Instant::now() < deadline,
+            "auto-commit never caught up: {:?} vs {consumed:?}",
+            committed(&auto, 3)
+        );
         auto.poll(Duration::from_millis(100));
     }
     drop(auto);
@@ -319,11 +374,13 @@ fn commits_auto_sync_and_async_agree_with_offset_fetch_and_survive_restarts() {
     manual.subscribe(&[TOPIC]).unwrap();
     let positions = consume_n(&manual, 300);
     let mut sync = TopicPartitionList::new();
-    sync.add_partition_offset(TOPIC, 0, Offset::Offset(positions[&0])).unwrap();
+    sync.add_partition_offset(TOPIC, 0, Offset::Offset(positions[&0]))
+        .unwrap();
     manual.commit(&sync, CommitMode::Sync).unwrap();
     let mut rest = TopicPartitionList::new();
     for p in 1..3 {
-        rest.add_partition_offset(TOPIC, p, Offset::Offset(positions[&p] - 1)).unwrap();
+        rest.add_partition_offset(TOPIC, p, Offset::Offset(positions[&p] - 1))
+            .unwrap();
     }
     manual.commit(&rest, CommitMode::Async).unwrap();
     let mut expected_manual = positions.clone();
@@ -347,7 +404,11 @@ fn commits_auto_sync_and_async_agree_with_offset_fetch_and_survive_restarts() {
                 );
             }
             let c = group_consumer(&broker.bootstrap(), group, &[]);
-            assert_eq!(&committed(&c, 3), expected, "{when}: committed() of group {group}");
+            assert_eq!(
+                &committed(&c, 3),
+                expected,
+                "{when}: committed() of group {group}"
+            );
         }
     };
     check(&broker, "before restart");
@@ -370,5 +431,8 @@ fn commits_auto_sync_and_async_agree_with_offset_fetch_and_survive_restarts() {
             first.entry(m.partition()).or_insert(m.offset());
         }
     }
-    assert_eq!(first, expected_manual, "consumption resumes at the committed offsets");
+    assert_eq!(
+        first, expected_manual,
+        "consumption resumes at the committed offsets"
+    );
 }

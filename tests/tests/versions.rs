@@ -13,12 +13,26 @@ use std::collections::HashMap;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest, InitProducerIdRequest,
-    ListOffsetsRequest, MetadataRequest, TopicName,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId,
+    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tideline_tests::broker::Broker;
@@ -32,7 +46,7 @@ fn name(s: &str) -> TopicName {
 
 #[test]
 fn every_advertised_version_gets_a_decodable_answer() {
-    let broker = Broker::start_with(&[]);
+    let broker = Broker::start_with(&[("group.initial.rebalance.delay.ms", "0")]);
     let topic = unique_topic("versions");
     create_topic(&broker.bootstrap(), &topic, 1, &[]);
     let mut conn = RawConn::connect(broker.kafka_addr());
@@ -198,8 +212,16 @@ fn every_advertised_version_gets_a_decodable_answer() {
         } else {
             resp.error_code
         };
-        assert_eq!(code, 15, "FindCoordinator v{v}: COORDINATOR_NOT_AVAILABLE");
+        assert_eq!(code, 0, "FindCoordinator v{v}");
+        let port = if v >= 4 {
+            resp.coordinators[0].port
+        } else {
+            resp.port
+        };
+        assert_eq!(port, broker.kafka_port() as i32, "FindCoordinator v{v}");
     }
+
+    group_apis(&mut conn, &range, &topic);
 
     let (min, max) = range(ApiKey::ApiVersions);
     for v in min..=max {
@@ -212,5 +234,248 @@ fn every_advertised_version_gets_a_decodable_answer() {
             .request(&req, v)
             .unwrap_or_else(|e| panic!("ApiVersions v{v}: {e}"));
         assert_eq!(resp.error_code, 0, "ApiVersions v{v}");
+    }
+}
+
+fn group(s: &str) -> GroupId {
+    GroupId(StrBytes::from_string(s.to_string()))
+}
+
+fn str(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// Joins `group_id` as its only member at JoinGroup `version` (answering
+/// MEMBER_ID_REQUIRED on v4+); returns (member id, generation).
+fn join(conn: &mut RawConn, group_id: &str, version: i16) -> (String, i32) {
+    let mut req = JoinGroupRequest::default();
+    req.group_id = group(group_id);
+    req.session_timeout_ms = 10_000;
+    req.rebalance_timeout_ms = if version >= 1 { 10_000 } else { -1 };
+    req.protocol_type = str("consumer");
+    let mut protocol = JoinGroupRequestProtocol::default();
+    protocol.name = str("range");
+    protocol.metadata = bytes::Bytes::from_static(b"meta");
+    req.protocols = vec![protocol];
+    let mut resp = conn
+        .request(&req, version)
+        .unwrap_or_else(|e| panic!("JoinGroup v{version}: {e}"));
+    if version >= 4 {
+        assert_eq!(
+            resp.error_code, 79,
+            "JoinGroup v{version}: MEMBER_ID_REQUIRED first"
+        );
+        req.member_id = resp.member_id.clone();
+        resp = conn
+            .request(&req, version)
+            .unwrap_or_else(|e| panic!("JoinGroup v{version} rejoin: {e}"));
+    }
+    assert_eq!(resp.error_code, 0, "JoinGroup v{version}");
+    assert_eq!(
+        resp.leader, resp.member_id,
+        "JoinGroup v{version}: sole member leads"
+    );
+    assert_eq!(resp.members.len(), 1, "JoinGroup v{version}");
+    (resp.member_id.to_string(), resp.generation_id)
+}
+
+fn sync(conn: &mut RawConn, group_id: &str, member: &str, generation: i32, version: i16) {
+    let mut req = SyncGroupRequest::default();
+    req.group_id = group(group_id);
+    req.member_id = str(member);
+    req.generation_id = generation;
+    if version >= 5 {
+        req.protocol_type = Some(str("consumer"));
+        req.protocol_name = Some(str("range"));
+    }
+    let mut assignment = SyncGroupRequestAssignment::default();
+    assignment.member_id = str(member);
+    assignment.assignment = bytes::Bytes::from_static(b"assigned");
+    req.assignments = vec![assignment];
+    let resp = conn
+        .request(&req, version)
+        .unwrap_or_else(|e| panic!("SyncGroup v{version}: {e}"));
+    assert_eq!(resp.error_code, 0, "SyncGroup v{version}");
+    assert_eq!(&resp.assignment[..], b"assigned", "SyncGroup v{version}");
+}
+
+/// The group APIs at every advertised version, each in a small real flow.
+fn group_apis(conn: &mut RawConn, range: &dyn Fn(ApiKey) -> (i16, i16), topic: &str) {
+    let (min, max) = range(ApiKey::JoinGroup);
+    for v in min..=max {
+        join(conn, &format!("join-{v}"), v);
+    }
+    let (min, max) = range(ApiKey::SyncGroup);
+    for v in min..=max {
+        let g = format!("sync-{v}");
+        let (member, generation) = join(conn, &g, 9);
+        sync(conn, &g, &member, generation, v);
+    }
+    let (min, max) = range(ApiKey::Heartbeat);
+    for v in min..=max {
+        let g = format!("heartbeat-{v}");
+        let (member, generation) = join(conn, &g, 9);
+        sync(conn, &g, &member, generation, 5);
+        let mut req = HeartbeatRequest::default();
+        req.group_id = group(&g);
+        req.member_id = str(&member);
+        req.generation_id = generation;
+        let resp = conn
+            .request(&req, v)
+            .unwrap_or_else(|e| panic!("Heartbeat v{v}: {e}"));
+        assert_eq!(resp.error_code, 0, "Heartbeat v{v}");
+        req.generation_id = generation + 1;
+        let resp = conn.request(&req, v).unwrap();
+        assert_eq!(resp.error_code, 22, "Heartbeat v{v}: ILLEGAL_GENERATION");
+    }
+    let (min, max) = range(ApiKey::LeaveGroup);
+    for v in min..=max {
+        let g = format!("leave-{v}");
+        let (member, _) = join(conn, &g, 9);
+        let mut req = LeaveGroupRequest::default();
+        req.group_id = group(&g);
+        if v >= 3 {
+            let mut m = MemberIdentity::default();
+            m.member_id = str(&member);
+            req.members = vec![m];
+        } else {
+            req.member_id = str(&member);
+        }
+        let resp = conn
+            .request(&req, v)
+            .unwrap_or_else(|e| panic!("LeaveGroup v{v}: {e}"));
+        assert_eq!(resp.error_code, 0, "LeaveGroup v{v}");
+        if v >= 3 {
+            assert_eq!(resp.members.len(), 1, "LeaveGroup v{v}");
+            assert_eq!(resp.members[0].error_code, 0, "LeaveGroup v{v}");
+        }
+    }
+    let (min, max) = range(ApiKey::OffsetCommit);
+    for v in min..=max {
+        let mut p = OffsetCommitRequestPartition::default();
+        p.partition_index = 0;
+        p.committed_offset = 10 + v as i64;
+        p.committed_metadata = Some(str("meta"));
+        let mut t = OffsetCommitRequestTopic::default();
+        t.name = name(topic);
+        t.partitions = vec![p];
+        let mut req = OffsetCommitRequest::default();
+        req.group_id = group(&format!("commit-{v}"));
+        req.generation_id_or_member_epoch = -1;
+        req.topics = vec![t];
+        let resp = conn
+            .request(&req, v)
+            .unwrap_or_else(|e| panic!("OffsetCommit v{v}: {e}"));
+        assert_eq!(
+            resp.topics[0].partitions[0].error_code, 0,
+            "OffsetCommit v{v}"
+        );
+    }
+    let (min, max) = range(ApiKey::OffsetFetch);
+    for v in min..=max {
+        let mut req = OffsetFetchRequest::default();
+        if v >= 8 {
+            let mut t = OffsetFetchRequestTopics::default();
+            t.name = name(topic);
+            t.partition_indexes = vec![0];
+            let mut g = OffsetFetchRequestGroup::default();
+            g.group_id = group("commit-9");
+            g.topics = Some(vec![t]);
+            req.groups = vec![g];
+        } else {
+            let mut t = OffsetFetchRequestTopic::default();
+            t.name = name(topic);
+            t.partition_indexes = vec![0];
+            req.group_id = group("commit-9");
+            req.topics = Some(vec![t]);
+        }
+        let resp = conn
+            .request(&req, v)
+            .unwrap_or_else(|e| panic!("OffsetFetch v{v}: {e}"));
+        let (offset, metadata) = if v >= 8 {
+            let p = &resp.groups[0].topics[0].partitions[0];
+            (p.committed_offset, p.metadata.clone())
+        } else {
+            let p = &resp.topics[0].partitions[0];
+            (p.committed_offset, p.metadata.clone())
+        };
+        assert_eq!(offset, 19, "OffsetFetch v{v}");
+        assert_eq!(metadata.as_deref(), Some("meta"), "OffsetFetch v{v}");
+    }
+    let (min, max) = range(ApiKey::ListGroups);
+    for v in min..=max {
+        let mut req = ListGroupsRequest::default();
+        if v >= 4 {
+            req.states_filter = vec![str("Stable")];
+        }
+        let resp = conn
+            .request(&req, v)
+            .unwrap_or_else(|e| panic!("ListGroups v{v}: {e}"));
+        assert_eq!(resp.error_code, 0, "ListGroups v{v}");
+        let ids: Vec<&str> = resp.groups.iter().map(|g| g.group_id.as_str()).collect();
+        assert!(ids.contains(&"sync-5"), "ListGroups v{v}: {ids:?}");
+        if v >= 4 {
+            assert!(
+                !ids.contains(&"commit-2"),
+                "ListGroups v{v}: state filter {ids:?}"
+            );
+            assert!(resp
+                .groups
+                .iter()
+                .all(|g| g.group_state.as_str() == "Stable"));
+        } else {
+            assert!(ids.contains(&"commit-2"), "ListGroups v{v}: {ids:?}");
+        }
+    }
+    let (min, max) = range(ApiKey::DescribeGroups);
+    for v in min..=max {
+        let mut req = DescribeGroupsRequest::default();
+        req.groups = vec![group("sync-5"), group("no-such-group")];
+        let resp = conn
+            .request(&req, v)
+            .unwrap_or_else(|e| panic!("DescribeGroups v{v}: {e}"));
+        let g = &resp.groups[0];
+        assert_eq!(g.error_code, 0, "DescribeGroups v{v}");
+        assert_eq!(g.group_state.as_str(), "Stable", "DescribeGroups v{v}");
+        assert_eq!(g.protocol_data.as_str(), "range", "DescribeGroups v{v}");
+        assert_eq!(g.members.len(), 1, "DescribeGroups v{v}");
+        assert_eq!(&g.members[0].member_assignment[..], b"assigned");
+        assert_eq!(
+            resp.groups[1].group_state.as_str(),
+            "Dead",
+            "DescribeGroups v{v}"
+        );
+    }
+    let (min, max) = range(ApiKey::OffsetDelete);
+    for v in min..=max {
+        let mut p = OffsetDeleteRequestPartition::default();
+        p.partition_index = 0;
+        let mut t = OffsetDeleteRequestTopic::default();
+        t.name = name(topic);
+        t.partitions = vec![p];
+        let mut req = OffsetDeleteRequest::default();
+        req.group_id = group("commit-3");
+        req.topics = vec![t];
+        let resp = conn
+            .request(&req, v)
+            .unwrap_or_else(|e| panic!("OffsetDelete v{v}: {e}"));
+        assert_eq!(resp.error_code, 0, "OffsetDelete v{v}");
+        assert_eq!(
+            resp.topics[0].partitions[0].error_code, 0,
+            "OffsetDelete v{v}"
+        );
+    }
+    let (min, max) = range(ApiKey::DeleteGroups);
+    for v in min..=max {
+        let mut req = DeleteGroupsRequest::default();
+        req.groups_names = vec![group(&format!("commit-{}", v + 4)), group("sync-5")];
+        let resp = conn
+            .request(&req, v)
+            .unwrap_or_else(|e| panic!("DeleteGroups v{v}: {e}"));
+        assert_eq!(resp.results[0].error_code, 0, "DeleteGroups v{v}");
+        assert_eq!(
+            resp.results[1].error_code, 68,
+            "DeleteGroups v{v}: NON_EMPTY_GROUP"
+        );
     }
 }
