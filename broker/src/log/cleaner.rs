@@ -172,6 +172,12 @@ pub fn clean(
     let Some(plan) = plan(&snapshot, checkpoint, now_ms, tombstone_due, force)? else {
         return Ok(None);
     };
+    tracing::info!(
+        dir = %plan.dir.display(),
+        segment_groups = plan.groups.len(),
+        clean_to = plan.first_uncleanable,
+        "log cleaner started"
+    );
     let map = build_offset_map(&plan)?;
     let mut stats = CleanStats {
         cleaned_to: plan.first_uncleanable,

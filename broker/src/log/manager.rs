@@ -308,6 +308,7 @@ impl LogManager {
                         bytes_after = stats.bytes_after,
                         records_removed = stats.records_removed,
                         cleaned_to = stats.cleaned_to,
+                        next_tombstone_expiry = stats.next_tombstone_expiry,
                         "log cleaner compacted a log"
                     );
                 }
