@@ -1,5 +1,6 @@
 //! Consumer-group members as separate processes (the
-//! `tideline-group-member` binary), so tests can kill one the hard way.
+//! `tideline-group-member` binary, or any program printing the same lines),
+//! so tests can kill one the hard way.
 //! A reader thread keeps every line the member prints; the helpers read
 //! its current assignment and the records it processed and committed.
 
@@ -31,13 +32,19 @@ impl Member {
             "{} is missing: run `cargo build --workspace --bins` (the README's test command does)",
             bin.display()
         );
-        let mut child = Command::new(&bin)
-            .args([bootstrap, topic, group])
-            .args(extra)
+        let mut command = Command::new(&bin);
+        command.args([bootstrap, topic, group]).args(extra);
+        Member::spawn_command(name, command)
+    }
+
+    /// Starts any program that prints the member line protocol (for
+    /// example a consumer written with another client library).
+    pub fn spawn_command(name: &str, mut command: Command) -> Member {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("start member {name}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();

@@ -76,6 +76,19 @@ fn members_share_partitions_take_over_on_leave_and_crash_without_losing_records(
         || [&a, &b, &c].iter().all(|m| m.assignment().len() == 2) && all_partitions(&[&a, &b, &c]),
     );
     eprintln!("3 members stable after {:?}", started.elapsed());
+    let metrics = broker.metrics();
+    assert_eq!(
+        metric(&metrics, "tideline_group_members", "{group=\"billing\"}"),
+        Some(3)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "tideline_group_state",
+            "{group=\"billing\",state=\"Stable\"}"
+        ),
+        Some(1)
+    );
 
     let mut produced = produce(&broker, 0, 600);
     wait_for(
@@ -340,6 +353,14 @@ fn offset_fetch(broker: &Broker, group: &str, partitions: i32, version: i16) -> 
     }
 }
 
+/// The value of `name{labels}` in Prometheus text.
+fn metric(text: &str, name: &str, labels: &str) -> Option<i64> {
+    let prefix = format!("{name}{labels} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.parse::<f64>().expect("a number") as i64)
+}
+
 #[test]
 fn commits_auto_sync_and_async_agree_with_offset_fetch_and_survive_restarts() {
     let mut broker = start_broker();
@@ -412,6 +433,43 @@ fn commits_auto_sync_and_async_agree_with_offset_fetch_and_survive_restarts() {
         }
     };
     check(&broker, "before restart");
+
+    // /metrics: committed offsets and lag per group and partition.
+    let metrics = broker.metrics();
+    for p in 0..3 {
+        let labels =
+            |group: &str| format!("{{group=\"{group}\",partition=\"{p}\",topic=\"{TOPIC}\"}}");
+        assert_eq!(
+            metric(
+                &metrics,
+                "tideline_group_committed_offset",
+                &labels("manual")
+            ),
+            Some(expected_manual[&p]),
+            "{metrics}"
+        );
+        assert_eq!(
+            metric(&metrics, "tideline_group_lag", &labels("auto")),
+            Some(0)
+        );
+        let lag = if p == 0 { 0 } else { 1 };
+        assert_eq!(
+            metric(&metrics, "tideline_group_lag", &labels("manual")),
+            Some(lag)
+        );
+    }
+    assert_eq!(
+        metric(&metrics, "tideline_group_members", "{group=\"manual\"}"),
+        Some(0)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "tideline_group_state",
+            "{group=\"manual\",state=\"Empty\"}"
+        ),
+        Some(1)
+    );
     broker.stop();
     broker.restart();
     check(&broker, "after a clean restart");

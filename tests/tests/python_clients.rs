@@ -9,7 +9,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use tideline_tests::Broker;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tideline_tests::clients::produce_n;
+use tideline_tests::member::{wait_for, Member};
+use tideline_tests::{create_topic, Broker, TestRecord};
 
 fn python() -> String {
     std::env::var("TIDELINE_PYTHON").unwrap_or_else(|_| "python3".into())
@@ -66,4 +71,79 @@ fn confluent_kafka_smoke() {
     require_module("confluent_kafka", "confluent-kafka");
     let broker = Broker::start_with(&[]);
     run_script("smoke_confluent_kafka.py", &broker.bootstrap());
+}
+
+/// kafka-python (its own implementation of the group protocol) and an
+/// rdkafka member in one group: they split the partitions, and when the
+/// kafka-python member leaves, the rdkafka member takes over and nothing
+/// produced is missed.
+#[test]
+fn kafka_python_and_rdkafka_share_a_consumer_group() {
+    require_module("kafka", "kafka-python");
+    let broker = Broker::start_with(&[("group.initial.rebalance.delay.ms", "300")]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "mixed", 6, &[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join("group_member_kafka_python.py");
+    let mut command = Command::new(python());
+    command
+        .arg(&script)
+        .args([&bootstrap, "mixed", "mixed-group"]);
+    let mut py = Member::spawn_command("kafka-python", command);
+    let rd = Member::spawn("rdkafka", &bootstrap, "mixed", "mixed-group", &[]);
+    let split = || {
+        let (a, b) = (py.assignment(), rd.assignment());
+        a.len() == 3 && b.len() == 3 && a.is_disjoint(&b)
+    };
+    wait_for(
+        "three partitions each",
+        Duration::from_secs(60),
+        &[&py, &rd],
+        split,
+    );
+
+    let make = |i: u64| TestRecord {
+        key: Some(format!("k{i}").into_bytes()),
+        value: Some(b"v".to_vec()),
+        ..TestRecord::default()
+    };
+    let (_, delivered) = produce_n(&bootstrap, "mixed", 600, make);
+    let mut produced: BTreeSet<(i32, i64)> =
+        delivered.iter().map(|d| (d.partition, d.offset)).collect();
+    let consumed = |members: &[&Member]| -> BTreeSet<(i32, i64)> {
+        members.iter().flat_map(|m| m.records()).collect()
+    };
+    wait_for(
+        "all 600 records",
+        Duration::from_secs(60),
+        &[&py, &rd],
+        || consumed(&[&py, &rd]).is_superset(&produced),
+    );
+    assert!(!py.records().is_empty() && !rd.records().is_empty());
+
+    py.terminate();
+    wait_for(
+        "rdkafka to own all six",
+        Duration::from_secs(60),
+        &[&rd],
+        || rd.assignment().len() == 6,
+    );
+    let (_, delivered) = produce_n(&bootstrap, "mixed", 300, make);
+    produced.extend(delivered.iter().map(|d| (d.partition, d.offset)));
+    wait_for(
+        "the next 300 records",
+        Duration::from_secs(60),
+        &[&rd],
+        || consumed(&[&py, &rd]).is_superset(&produced),
+    );
+    // kafka-python committed after each record and left cleanly, so rdkafka
+    // resumed exactly where it stopped: nothing was read twice.
+    let all: Vec<(i32, i64)> = py.records().into_iter().chain(rd.records()).collect();
+    let unique: BTreeSet<_> = all.iter().copied().collect();
+    assert_eq!(
+        all.len(),
+        unique.len(),
+        "records consumed twice after a clean leave"
+    );
 }
