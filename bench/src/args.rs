@@ -48,7 +48,8 @@ pub struct Args {
     pub recreate: bool,
 
     /// `produce`: produce (and consume concurrently); `consume`: only read an
-    /// existing topic from the beginning.
+    /// existing topic from the beginning; `commit`: send --messages offset
+    /// commits for every partition of the topic from --consumers committers.
     #[arg(long, value_enum, default_value_t = Mode::Produce)]
     pub mode: Mode,
 
@@ -140,6 +141,7 @@ pub struct Args {
 pub enum Mode {
     Produce,
     Consume,
+    Commit,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +191,7 @@ impl Mode {
         match self {
             Mode::Produce => "produce",
             Mode::Consume => "consume",
+            Mode::Commit => "commit",
         }
     }
 }
@@ -225,6 +228,11 @@ impl Args {
             Mode::Consume => {
                 if self.consumers == 0 {
                     bail!("--mode consume needs at least one consumer");
+                }
+            }
+            Mode::Commit => {
+                if self.messages == 0 {
+                    bail!("--mode commit needs --messages (the number of commits) of at least 1");
                 }
             }
         }

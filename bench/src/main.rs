@@ -18,6 +18,7 @@
 
 mod args;
 mod cluster;
+mod committer;
 mod consumer;
 mod payload;
 mod producer;
@@ -54,6 +55,14 @@ fn main() -> Result<()> {
     let mut report = match args.mode {
         Mode::Produce => run_produce(&args, &admin)?,
         Mode::Consume => run_consume(&args, &admin)?,
+        Mode::Commit => {
+            let partitions = cluster::ensure_topic(&admin, &args)?;
+            Report {
+                partitions,
+                commit: Some(committer::run(&args, partitions)?),
+                ..Report::default()
+            }
+        }
     };
     report.rss = rss.map(RssSampler::finish).transpose()?;
 
@@ -156,7 +165,7 @@ fn run_produce(args: &Args, admin: &cluster::Admin) -> Result<Report> {
         partitions,
         produce: Some(produce),
         consume,
-        rss: None,
+        ..Report::default()
     })
 }
 
@@ -202,7 +211,7 @@ fn run_consume(args: &Args, admin: &cluster::Admin) -> Result<Report> {
         consume: Some(consume_report(
             &stats, outcomes, start, expected, caught_up, false,
         )?),
-        rss: None,
+        ..Report::default()
     })
 }
 

@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::args::{Acks, Args, Mode};
+use crate::committer::CommitReport;
 use crate::consumer::ConsumeStats;
 use crate::producer::ProduceStats;
 use crate::rss::RssReport;
@@ -78,10 +79,12 @@ pub struct ConsumeReport {
     pub first_errors: Vec<String>,
 }
 
+#[derive(Default)]
 pub struct Report {
     pub partitions: i32,
     pub produce: Option<ProduceReport>,
     pub consume: Option<ConsumeReport>,
+    pub commit: Option<CommitReport>,
     pub rss: Option<RssReport>,
 }
 
@@ -234,6 +237,21 @@ impl Report {
                 println!("  consume error: {e}");
             }
         }
+        if let Some(c) = &self.commit {
+            println!(
+                "commit: {:.0} commits/s, {:.0} offsets/s ({} commits of {} partitions in {:.2} s; {} errors)",
+                per_sec(c.commits, c.elapsed),
+                per_sec(c.records, c.elapsed),
+                c.commits,
+                self.partitions,
+                c.elapsed.as_secs_f64(),
+                c.errors
+            );
+            println!("commit latency ms: {}", latency_line(&c.latency_us));
+            for e in &c.first_errors {
+                println!("  commit error: {e}");
+            }
+        }
         if let Some(r) = &self.rss {
             println!(
                 "broker RSS MiB (pid {}): idle {:.1}, peak {:.1} (sampled 1/s), final {:.1}, VmHWM {:.1}",
@@ -276,6 +294,17 @@ impl Report {
                 "first_errors": c.first_errors,
             })
         });
+        let commit = self.commit.as_ref().map(|c| {
+            json!({
+                "commits": c.commits,
+                "offsets": c.records,
+                "errors": c.errors,
+                "elapsed_s": c.elapsed.as_secs_f64(),
+                "commits_per_sec": per_sec(c.commits, c.elapsed),
+                "latency": latency_json(&c.latency_us),
+                "first_errors": c.first_errors,
+            })
+        });
         let rss = self.rss.map(|r| {
             json!({
                 "pid": r.pid,
@@ -307,6 +336,7 @@ impl Report {
             },
             "produce": produce,
             "consume": consume,
+            "commit": commit,
             "broker_rss": rss,
         })
     }

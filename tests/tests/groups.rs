@@ -494,3 +494,28 @@ fn commits_auto_sync_and_async_agree_with_offset_fetch_and_survive_restarts() {
         "consumption resumes at the committed offsets"
     );
 }
+
+#[test]
+fn deleting_a_topic_deletes_its_committed_offsets() {
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, TOPIC, 3, &[]);
+    let c = group_consumer(&bootstrap, "forgetful", &[]);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(TOPIC, 1, Offset::Offset(5))
+        .unwrap();
+    c.commit(&tpl, CommitMode::Sync).unwrap();
+    assert_eq!(committed(&c, 3), BTreeMap::from([(1, 5)]));
+
+    let admin = tideline_tests::admin_client(&bootstrap);
+    let opts = rdkafka::admin::AdminOptions::new();
+    for r in tideline_tests::block_on(admin.delete_topics(&[TOPIC], &opts)).unwrap() {
+        r.unwrap();
+    }
+    create_topic(&bootstrap, TOPIC, 3, &[]);
+    assert_eq!(
+        offset_fetch(&broker, "forgetful", 3, 9),
+        BTreeMap::new(),
+        "a topic created again under the same name starts without the old offsets"
+    );
+}

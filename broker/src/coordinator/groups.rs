@@ -78,7 +78,13 @@ struct State {
     partitions: HashMap<i32, OffsetsPartition>,
     /// Partitions of `__consumer_offsets`; 0 until the topic exists.
     num_partitions: i32,
+    /// Topic ids as of the last metadata seen, to notice a topic deleted
+    /// and created again between two updates.
+    topic_ids: HashMap<String, uuid::Uuid>,
 }
+
+/// A topic's partitions with their committed offset, if any.
+pub type TopicOffsets = (String, Vec<(i32, Option<OffsetValue>)>);
 
 /// What a described group looks like (DescribeGroups).
 pub struct GroupDescription {
@@ -152,6 +158,39 @@ impl State {
             Err(e) => {
                 tracing::error!(partition = %part.partition.tp, error = %e, "cannot write to the offsets topic");
                 Err(ResponseError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// Deletes committed offsets of topics that no longer exist, as Kafka
+    /// does when a topic is deleted, so a topic created again under the
+    /// same name starts without stale offsets.
+    fn drop_offsets_of_deleted_topics(&mut self, image: &MetadataImage) {
+        let recreated: HashSet<String> = self
+            .topic_ids
+            .iter()
+            .filter(|(name, id)| image.topics.get(*name).is_some_and(|t| t.topic_id != **id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.topic_ids = image
+            .topics
+            .values()
+            .map(|t| (t.name.clone(), t.topic_id))
+            .collect();
+        let partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        for partition in partitions {
+            let records: Vec<StoreRecord> = self.partitions[&partition]
+                .store
+                .keys()
+                .filter(|k| !image.topics.contains_key(&k.topic) || recreated.contains(&k.topic))
+                .map(|k| offset_record(&k, None))
+                .collect();
+            if !records.is_empty() {
+                tracing::info!(
+                    offsets = records.len(),
+                    "deleting committed offsets of deleted topics"
+                );
+                let _ = self.append(partition, &records);
             }
         }
     }
@@ -326,6 +365,7 @@ impl GroupCoordinator {
                 },
             );
         }
+        self.state.lock().drop_offsets_of_deleted_topics(image);
         if loaded_partitions > 0 {
             tracing::info!(
                 partitions = loaded_partitions,
@@ -519,7 +559,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         partitions: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Result<Vec<(String, Vec<(i32, Option<OffsetValue>)>)>, ResponseError> {
+    ) -> Result<Vec<TopicOffsets>, ResponseError> {
         let state = self.state.lock();
         let partition = state.route(group_id)?;
         let store = &state.partitions[&partition].store;
@@ -828,6 +868,10 @@ mod tests {
                 configs: Default::default(),
             },
         );
+        // The topic the tests commit offsets for.
+        let mut t = image.topics[OFFSETS_TOPIC].clone();
+        t.name = "t".into();
+        image.topics.insert("t".into(), t);
         let config = CoordinatorConfig {
             limits: GroupLimits {
                 initial_rebalance_delay_ms: 0,
@@ -978,6 +1022,73 @@ mod tests {
         let left = coordinator.fetch_offsets("g", None).unwrap();
         assert_eq!(left[0].1.len(), 1);
         assert_eq!(left[0].1[0].0, 1);
+    }
+
+    /// ConsumerProtocolSubscription v0 naming `topics`.
+    fn subscription(topics: &[&str]) -> Bytes {
+        let mut b = vec![0u8, 0];
+        b.extend((topics.len() as i32).to_be_bytes());
+        for t in topics {
+            b.extend((t.len() as i16).to_be_bytes());
+            b.extend(t.as_bytes());
+        }
+        b.extend((-1i32).to_be_bytes()); // no user data
+        Bytes::from(b)
+    }
+
+    #[tokio::test]
+    async fn offset_delete_keeps_offsets_of_subscribed_topics_of_an_active_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (coordinator, _) = coordinator(dir.path());
+        let mut req = request("");
+        req.protocols = vec![("range".into(), subscription(&["t"]))];
+        let member = coordinator.join("g", req.clone()).await.member_id;
+        req.member_id = member.clone();
+        let joined = coordinator.join("g", req).await;
+        coordinator
+            .sync("g", &member, &None, joined.generation_id, vec![])
+            .await;
+        coordinator
+            .commit_offsets(
+                "g",
+                &member,
+                &None,
+                joined.generation_id,
+                &[("t".into(), 0, value(1)), ("u".into(), 0, value(2))],
+            )
+            .unwrap();
+        let results = coordinator
+            .delete_offsets("g", &[("t".into(), 0), ("u".into(), 0)])
+            .unwrap();
+        assert_eq!(
+            results,
+            vec![Some(ResponseError::GroupSubscribedToTopic), None]
+        );
+        let left = coordinator.fetch_offsets("g", None).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, "t");
+    }
+
+    #[test]
+    fn offsets_of_a_deleted_topic_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (coordinator, mut image) = coordinator(dir.path());
+        coordinator
+            .commit_offsets(
+                "g",
+                "",
+                &None,
+                -1,
+                &[("kept".into(), 0, value(1)), ("gone".into(), 0, value(2))],
+            )
+            .unwrap();
+        image
+            .topics
+            .insert("kept".into(), image.topics[OFFSETS_TOPIC].clone());
+        coordinator.on_metadata(&image);
+        let left = coordinator.fetch_offsets("g", None).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, "kept");
     }
 
     #[test]

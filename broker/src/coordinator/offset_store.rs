@@ -140,6 +140,17 @@ impl OffsetStore {
         &self.groups
     }
 
+    /// Every committed offset's key.
+    pub fn keys(&self) -> impl Iterator<Item = OffsetKey> + '_ {
+        self.offsets.iter().flat_map(|(group, offsets)| {
+            offsets.keys().map(move |(topic, partition)| OffsetKey {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+            })
+        })
+    }
+
     /// Every group with committed offsets.
     pub fn groups_with_offsets(&self) -> impl Iterator<Item = &str> {
         self.offsets.keys().map(String::as_str)

@@ -24,6 +24,9 @@ use crate::error::ResponseError;
 use crate::metadata::MetadataImage;
 use crate::util::now_ms;
 
+/// A topic's partitions, each with the error found for it, if any.
+type PartitionErrors = (String, Vec<(i32, Option<ResponseError>)>);
+
 fn partition_exists(image: &MetadataImage, topic: &str, partition: i32) -> bool {
     image
         .topics
@@ -40,7 +43,7 @@ pub fn offset_commit(
     let max_metadata = broker.groups.config().max_metadata_bytes;
     let now = now_ms();
     // Per partition: the error found before reaching the coordinator, if any.
-    let mut checked: Vec<(String, Vec<(i32, Option<ResponseError>)>)> = Vec::new();
+    let mut checked: Vec<PartitionErrors> = Vec::new();
     let mut to_commit = Vec::new();
     for topic in &request.topics {
         let name = topic.name.to_string();
