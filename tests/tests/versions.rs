@@ -200,7 +200,11 @@ fn every_advertised_version_gets_a_decodable_answer() {
     for v in min..=max {
         let mut req = FindCoordinatorRequest::default();
         if v >= 4 {
-            req.coordinator_keys = vec![StrBytes::from_static_str("group")];
+            // Batched: one lookup for several groups.
+            req.coordinator_keys = vec![
+                StrBytes::from_static_str("group"),
+                StrBytes::from_static_str("another-group"),
+            ];
         } else {
             req.key = StrBytes::from_static_str("group");
         }
@@ -219,6 +223,12 @@ fn every_advertised_version_gets_a_decodable_answer() {
             resp.port
         };
         assert_eq!(port, broker.kafka_port() as i32, "FindCoordinator v{v}");
+        if v >= 4 {
+            assert_eq!(resp.coordinators.len(), 2, "FindCoordinator v{v}");
+            assert_eq!(resp.coordinators[1].key.as_str(), "another-group");
+            assert_eq!(resp.coordinators[1].error_code, 0, "FindCoordinator v{v}");
+            assert_eq!(resp.coordinators[1].node_id.0, 1, "FindCoordinator v{v}");
+        }
     }
 
     group_apis(&mut conn, &range, &topic);
