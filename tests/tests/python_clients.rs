@@ -147,3 +147,10 @@ fn kafka_python_and_rdkafka_share_a_consumer_group() {
         "records consumed twice after a clean leave"
     );
 }
+
+#[test]
+fn confluent_kafka_group_administration() {
+    require_module("confluent_kafka", "confluent-kafka");
+    let broker = Broker::start_with(&[("group.initial.rebalance.delay.ms", "0")]);
+    run_script("group_admin_confluent_kafka.py", &broker.bootstrap());
+}
