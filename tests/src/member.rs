@@ -84,6 +84,15 @@ impl Member {
             .collect()
     }
 
+    /// Every consumer error the member reported.
+    pub fn errors(&self) -> Vec<String> {
+        self.lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("ERROR "))
+            .map(String::from)
+            .collect()
+    }
+
     /// (partition, offset) of every record processed.
     pub fn records(&self) -> Vec<(i32, i64)> {
         self.parsed("RECORD ")

@@ -519,3 +519,65 @@ fn deleting_a_topic_deletes_its_committed_offsets() {
         "a topic created again under the same name starts without the old offsets"
     );
 }
+
+#[test]
+fn a_second_member_with_the_same_instance_id_fences_the_first() {
+    let broker = start_broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, TOPIC, 2, &[]);
+    let instance = ["group.instance.id=only-one", "session.timeout.ms=30000"];
+    let first = Member::spawn("first", &bootstrap, TOPIC, "fencing", &instance);
+    wait_for(
+        "the first member's assignment",
+        Duration::from_secs(60),
+        &[&first],
+        || first.assignment().len() == 2,
+    );
+    let second = Member::spawn("second", &bootstrap, TOPIC, "fencing", &instance);
+    wait_for(
+        "the second member to take over",
+        Duration::from_secs(60),
+        &[&first, &second],
+        || second.assignment().len() == 2,
+    );
+    wait_for(
+        "the first member to be fenced",
+        Duration::from_secs(60),
+        &[&first],
+        || {
+            first
+                .errors()
+                .iter()
+                .any(|e| e.to_lowercase().contains("fenced"))
+        },
+    );
+}
+
+#[test]
+fn a_full_group_refuses_another_member() {
+    let broker = Broker::start_with(&[
+        ("group.initial.rebalance.delay.ms", "300"),
+        ("group.max.size", "2"),
+    ]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, TOPIC, 4, &[]);
+    let a = Member::spawn("a", &bootstrap, TOPIC, "small", &[]);
+    let b = Member::spawn("b", &bootstrap, TOPIC, "small", &[]);
+    wait_for("two members", Duration::from_secs(60), &[&a, &b], || {
+        a.assignment().len() == 2 && b.assignment().len() == 2
+    });
+    let c = Member::spawn("c", &bootstrap, TOPIC, "small", &[]);
+    wait_for(
+        "the third member to be refused",
+        Duration::from_secs(60),
+        &[&c],
+        || {
+            c.errors()
+                .iter()
+                .any(|e| e.to_lowercase().contains("maximum size"))
+        },
+    );
+    // The two members keep their partitions.
+    assert_eq!(a.assignment().len() + b.assignment().len(), 4);
+    assert!(c.assignment().is_empty());
+}

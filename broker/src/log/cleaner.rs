@@ -933,6 +933,37 @@ mod tests {
     }
 
     #[test]
+    fn the_dirty_ratio_and_max_compaction_lag_decide_when_a_pass_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config();
+        cfg.min_cleanable_dirty_ratio = 0.9;
+        let (mut log, _) = PartitionLog::open(dir.path(), cfg.clone(), false, 0, 0, 0).unwrap();
+        fill(&mut log, 6, 1000);
+        log.roll(1000).unwrap();
+        let log = Mutex::new(log);
+        // Everything is dirty: the ratio (1.0) is over 0.9.
+        let first = clean(&log, None, 2000, None, false).unwrap().unwrap();
+        let checkpoint = first.cleaned_to;
+        // A little more data: dirty / cleanable stays under 0.9, no pass.
+        fill(&mut log.lock(), 1, 3000);
+        log.lock().roll(3000).unwrap();
+        assert!(clean(&log, Some(checkpoint), 4000, None, false)
+            .unwrap()
+            .is_none());
+        // max.compaction.lag.ms forces it once the oldest dirty batch is older.
+        cfg.max_compaction_lag_ms = 5000;
+        log.lock().set_config(cfg);
+        assert!(clean(&log, Some(checkpoint), 7000, None, false)
+            .unwrap()
+            .is_none());
+        let forced = clean(&log, Some(checkpoint), 9000, None, false).unwrap();
+        assert!(
+            forced.is_some(),
+            "a dirty batch past max.compaction.lag.ms is due"
+        );
+    }
+
+    #[test]
     fn the_last_batch_of_each_producer_survives_as_an_empty_batch() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = open(dir.path());

@@ -17,6 +17,7 @@
 //! ASSIGNMENT <p,p,...>        the full assignment after every rebalance
 //! RECORD <partition> <offset> <key>
 //! COMMITTED <partition> <next offset>
+//! ERROR <message>             a consumer error (fatal ones end in "fenced" etc.)
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,7 +85,7 @@ fn main() {
     while !STOP.load(Ordering::SeqCst) {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
-            Some(Err(e)) => eprintln!("consumer error: {e}"),
+            Some(Err(e)) => println!("ERROR {e}"),
             Some(Ok(m)) => {
                 let key = m
                     .key()
