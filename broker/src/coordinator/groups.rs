@@ -389,6 +389,10 @@ impl GroupCoordinator {
             if let Err(e) = state.route(group_id) {
                 return JoinResult::error(e, &member_id);
             }
+            // A member id means an earlier join; without the group it is stale.
+            if !member_id.is_empty() && !state.groups.contains_key(group_id) {
+                return JoinResult::error(ResponseError::UnknownMemberId, &member_id);
+            }
             let limits = self.config.limits;
             let entry = state
                 .groups
