@@ -221,6 +221,7 @@ mod tests {
             leader_epoch: 0,
             metadata: String::new(),
             commit_timestamp: 1,
+            expire_timestamp: None,
         }
     }
 

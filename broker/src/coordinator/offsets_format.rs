@@ -5,6 +5,8 @@
 //! ```text
 //! offset commit key   : version i16 = 1 | group string | topic string | partition i32
 //! offset commit value : version i16 = 3 | offset i64 | leader_epoch i32 | metadata string | commit_timestamp i64
+//!                       (version 1 when the commit set its own retention: offset | metadata
+//!                        | commit_timestamp | expire_timestamp i64)
 //! group metadata key  : version i16 = 2 | group string
 //! group metadata value: version i16 = 3 | protocol_type string | generation i32
 //!                       | protocol string? | leader string? | state_timestamp i64
@@ -39,6 +41,9 @@ pub struct OffsetValue {
     pub leader_epoch: i32,
     pub metadata: String,
     pub commit_timestamp: i64,
+    /// Set by OffsetCommit v2-v4 with an explicit retention time: the
+    /// offset expires then, whatever the group does.
+    pub expire_timestamp: Option<i64>,
 }
 
 /// What a group looked like when it last became stable or empty, so a
@@ -265,11 +270,23 @@ impl OffsetsKey {
 impl OffsetValue {
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::new();
-        buf.put_i16(OFFSET_VALUE_VERSION);
-        buf.put_i64(self.offset);
-        buf.put_i32(self.leader_epoch);
-        put_string(&mut buf, &self.metadata);
-        buf.put_i64(self.commit_timestamp);
+        match self.expire_timestamp {
+            // Only version 1 carries an expire timestamp (as Kafka writes it).
+            Some(expire) => {
+                buf.put_i16(1);
+                buf.put_i64(self.offset);
+                put_string(&mut buf, &self.metadata);
+                buf.put_i64(self.commit_timestamp);
+                buf.put_i64(expire);
+            }
+            None => {
+                buf.put_i16(OFFSET_VALUE_VERSION);
+                buf.put_i64(self.offset);
+                buf.put_i32(self.leader_epoch);
+                put_string(&mut buf, &self.metadata);
+                buf.put_i64(self.commit_timestamp);
+            }
+        }
         buf.freeze()
     }
 
@@ -299,11 +316,17 @@ impl OffsetValue {
             return Err(FormatError("commit timestamp"));
         }
         let commit_timestamp = buf.get_i64();
+        let expire_timestamp = if version == 1 {
+            Some(get_i64(&mut buf)?)
+        } else {
+            None
+        };
         Ok(OffsetValue {
             offset,
             leader_epoch,
             metadata,
             commit_timestamp,
+            expire_timestamp,
         })
     }
 }
@@ -339,6 +362,13 @@ mod tests {
             leader_epoch: 7,
             metadata: "m".into(),
             commit_timestamp: 1000,
+            expire_timestamp: None,
+        };
+        assert_eq!(OffsetValue::decode(value.encode()), Ok(value.clone()));
+        let value = OffsetValue {
+            leader_epoch: -1,
+            expire_timestamp: Some(5000),
+            ..value
         };
         assert_eq!(OffsetValue::decode(value.encode()), Ok(value));
         assert!(OffsetsKey::decode(Bytes::from_static(&[0, 1, 0, 9, b'x'])).is_err());

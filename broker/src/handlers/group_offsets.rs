@@ -67,6 +67,9 @@ pub fn offset_commit(
                         },
                         metadata: metadata.to_string(),
                         commit_timestamp: now,
+                        // v2-v4 may ask for their own retention (-1: the broker's).
+                        expire_timestamp: (version <= 4 && request.retention_time_ms >= 0)
+                            .then(|| now.saturating_add(request.retention_time_ms)),
                     },
                 ));
                 None
