@@ -635,3 +635,48 @@ fn a_stable_group_survives_a_coordinator_restart_without_a_rebalance() {
         "records read twice across restarts"
     );
 }
+
+/// OffsetCommit v2-v4 may set a retention for the offsets it commits; the
+/// broker's expiry task removes them once it passes.
+#[test]
+fn offsets_committed_with_their_own_retention_expire() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::OffsetCommitRequest;
+
+    let broker = Broker::start_with(&[("offsets.retention.check.interval.ms", "200")]);
+    create_topic(&broker.bootstrap(), TOPIC, 3, &[]);
+    let mut conn = RawConn::connect(broker.kafka_addr());
+    let commit = |conn: &mut RawConn, group: &str, retention_ms: i64| {
+        let mut p = OffsetCommitRequestPartition::default();
+        p.partition_index = 0;
+        p.committed_offset = 42;
+        let mut t = OffsetCommitRequestTopic::default();
+        t.name = TopicName(StrBytes::from_string(TOPIC.into()));
+        t.partitions = vec![p];
+        let mut req = OffsetCommitRequest::default();
+        req.group_id = GroupId(StrBytes::from_string(group.into()));
+        req.generation_id_or_member_epoch = -1;
+        req.retention_time_ms = retention_ms;
+        req.topics = vec![t];
+        let resp = conn.request(&req, 2).expect("OffsetCommit v2");
+        assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+    };
+    commit(&mut conn, "short-lived", 300);
+    commit(&mut conn, "long-lived", -1);
+    assert_eq!(
+        offset_fetch(&broker, "short-lived", 1, 9),
+        BTreeMap::from([(0, 42)])
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !offset_fetch(&broker, "short-lived", 1, 9).is_empty() {
+        assert!(Instant::now() < deadline, "the offset never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        offset_fetch(&broker, "long-lived", 1, 9),
+        BTreeMap::from([(0, 42)]),
+        "an offset under the broker's 7-day retention stays"
+    );
+}
