@@ -49,11 +49,27 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind http.listener {}", config.http_listener))?;
 
     let listener = &config.advertised_listeners[0];
+    let controller_listener = match &config.controller_listener {
+        Some(l) => Some(
+            TcpListener::bind(l.bind_addr())
+                .await
+                .with_context(|| format!("cannot bind controller listener {}", l.bind_addr()))?,
+        ),
+        None => None,
+    };
+    let voters = config
+        .voters
+        .iter()
+        .map(|v| (v.id as u64, v.address()))
+        .collect();
     let quorum = Arc::new(
         MetadataQuorum::start(
             &log_dir.join(METADATA_DIR),
             config.node_id as u64,
             format!("{}:{}", listener.host, listener.port),
+            voters,
+            controller_listener,
+            shutdown_rx.clone(),
         )
         .await
         .context("cannot start the metadata quorum")?,

@@ -111,11 +111,21 @@ impl Broker {
         Broker::start(opts)
     }
 
+    /// Starts a broker process without waiting for it to be ready (a
+    /// cluster's nodes only become ready together); see [`Broker::wait_ready`].
+    pub fn launch(opts: BrokerOpts) -> Broker {
+        Broker::create(opts, false)
+    }
+
     /// Starts a broker and waits until `/readyz` answers 200.
     ///
     /// Harness defaults: `node.id=1`, `listeners=PLAINTEXT://127.0.0.1:<port>`,
     /// `log.dirs=<tmp>/data`, `http.listener=127.0.0.1:<port>`.
     pub fn start(opts: BrokerOpts) -> Broker {
+        Broker::create(opts, true)
+    }
+
+    fn create(opts: BrokerOpts, wait: bool) -> Broker {
         let bin = broker_bin();
         assert!(
             bin.is_file(),
@@ -165,7 +175,10 @@ impl Broker {
             child: None,
             starts: 0,
         };
-        broker.spawn_and_wait_ready();
+        broker.spawn();
+        if wait {
+            broker.wait_ready();
+        }
         broker
     }
 
@@ -327,6 +340,11 @@ impl Broker {
     }
 
     fn spawn_and_wait_ready(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "broker already running");
         self.starts += 1;
         let mut log = OpenOptions::new()
@@ -362,10 +380,11 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
         self.child = Some(child);
-        self.wait_ready();
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until `/readyz` answers 200; panics with the log tail if the
+    /// process exits or the ready timeout passes.
+    pub fn wait_ready(&mut self) {
         let started = Instant::now();
         let mut last;
         loop {

@@ -12,6 +12,8 @@
 //! - [`broker`]: start/stop/kill/pause/restart a broker process on free ports
 //!   with its own temporary data directory, wait for `/readyz`, and show the
 //!   broker's log when a test fails.
+//! - [`cluster`]: several brokers forming one cluster (a metadata quorum
+//!   over their controller listeners).
 //! - [`proxy`]: a TCP proxy that can sever every connection at once, so a
 //!   test can inject network faults between a client and the broker.
 //! - [`clients`]: rdkafka configuration builders and produce/consume helpers
@@ -28,6 +30,7 @@
 
 pub mod broker;
 pub mod clients;
+pub mod cluster;
 pub mod data;
 pub mod disk;
 pub mod http;

@@ -46,6 +46,38 @@ pub struct Listener {
     pub port: u16,
 }
 
+/// One entry of `controller.quorum.voters`: `id@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Voter {
+    fn parse(text: &str) -> Result<Voter, ConfigError> {
+        let invalid = || {
+            ConfigError::Invalid(format!(
+                "controller.quorum.voters: '{text}' is not id@host:port"
+            ))
+        };
+        let (id, addr) = text.split_once('@').ok_or_else(invalid)?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
+        Ok(Voter {
+            id: id.trim().parse().map_err(|_| invalid())?,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: port.parse().map_err(|_| invalid())?,
+        })
+    }
+
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
 impl Listener {
     fn parse(key: &str, text: &str) -> Result<Listener, ConfigError> {
         let invalid = || ConfigError::Invalid(format!("{key}: '{text}' is not NAME://host:port"));
@@ -83,8 +115,14 @@ pub struct BrokerConfig {
     /// Keys set explicitly, with their source; everything else is a default.
     explicit: BTreeMap<String, (String, Source)>,
     pub node_id: i32,
+    /// Listeners serving Kafka clients (every listener not named in
+    /// `controller.listener.names`).
     pub listeners: Vec<Listener>,
     pub advertised_listeners: Vec<Listener>,
+    /// The listener carrying metadata-quorum RPCs, if this node has one.
+    pub controller_listener: Option<Listener>,
+    /// `controller.quorum.voters`; empty means a quorum of this node alone.
+    pub voters: Vec<Voter>,
     pub log_dir: PathBuf,
     pub http_listener: SocketAddr,
     pub socket_request_max_bytes: usize,
@@ -140,6 +178,8 @@ impl BrokerConfig {
             node_id: 0,
             listeners: Vec::new(),
             advertised_listeners: Vec::new(),
+            controller_listener: None,
+            voters: Vec::new(),
             log_dir: PathBuf::new(),
             http_listener: "127.0.0.1:9644".parse().expect("valid default"),
             socket_request_max_bytes: 0,
@@ -156,21 +196,55 @@ impl BrokerConfig {
         let roles = config.get_list("process.roles");
         if !(roles.contains(&"broker".to_string()) && roles.contains(&"controller".to_string())) {
             return Err(ConfigError::Invalid(format!(
-                "process.roles={}: this build runs a combined broker and controller \
-                 (a single-node quorum); separate roles need controller.quorum.voters, \
-                 which arrives with clustering",
+                "process.roles={}: this build runs every node as a combined broker and \
+                 controller (a voter of controller.quorum.voters, or a quorum of one); \
+                 broker-only and controller-only nodes are not supported yet",
                 roles.join(",")
             )));
         }
-        config.listeners = config
+        let controller_names = config.get_list("controller.listener.names");
+        let all: Vec<Listener> = config
             .get_list("listeners")
             .iter()
             .map(|l| Listener::parse("listeners", l))
             .collect::<Result<_, _>>()?;
+        let (controllers, clients): (Vec<Listener>, Vec<Listener>) = all
+            .into_iter()
+            .partition(|l| controller_names.contains(&l.name));
+        config.listeners = clients;
+        config.controller_listener = controllers.into_iter().next();
         if config.listeners.is_empty() {
             return Err(ConfigError::Invalid(
-                "listeners: at least one listener is required".into(),
+                "listeners: at least one listener for Kafka clients is required".into(),
             ));
+        }
+        config.voters = config
+            .get_list("controller.quorum.voters")
+            .iter()
+            .map(|v| Voter::parse(v))
+            .collect::<Result<_, _>>()?;
+        if !config.voters.is_empty() {
+            if !config.voters.iter().any(|v| v.id == config.node_id) {
+                return Err(ConfigError::Invalid(format!(
+                    "controller.quorum.voters does not list this node (node.id={}); \
+                     this build runs every node as a combined broker and controller",
+                    config.node_id
+                )));
+            }
+            if config.get("cluster.id").is_none() {
+                return Err(ConfigError::Invalid(
+                    "controller.quorum.voters is set, but cluster.id is not: give every node \
+                     of the cluster the same cluster.id"
+                        .into(),
+                ));
+            }
+            if config.controller_listener.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "controller.quorum.voters is set, but listeners has no {} listener \
+                     for the quorum's traffic",
+                    controller_names.join("/")
+                )));
+            }
         }
         config.advertised_listeners = match config.get("advertised.listeners") {
             Some(_) => config
@@ -180,6 +254,9 @@ impl BrokerConfig {
                 .collect::<Result<_, _>>()?,
             None => config.listeners.clone(),
         };
+        config
+            .advertised_listeners
+            .retain(|l| !controller_names.contains(&l.name));
         for listener in &mut config.advertised_listeners {
             if listener.host.is_empty() || listener.host == "0.0.0.0" {
                 listener.host = "127.0.0.1".into();
@@ -341,6 +418,47 @@ mod tests {
         assert_eq!(config.node_id, 8);
         assert_eq!(config.get("log.retention.hours"), Some("5"));
         assert_eq!(config.source("num.partitions"), Some(Source::Flag));
+    }
+
+    #[test]
+    fn quorum_voters_and_the_controller_listener() {
+        let config = load(
+            "",
+            &[],
+            &[
+                "node.id=2",
+                "cluster.id=abc",
+                "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+                "controller.quorum.voters=1@h1:9093,2@127.0.0.1:9093,3@[::1]:9093",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            config.listeners.len(),
+            1,
+            "the controller listener serves no clients"
+        );
+        assert_eq!(config.listeners[0].name, "PLAINTEXT");
+        assert_eq!(config.advertised_listeners.len(), 1);
+        assert_eq!(config.controller_listener.as_ref().unwrap().port, 9093);
+        assert_eq!(config.voters.len(), 3);
+        assert_eq!(config.voters[0].address(), "h1:9093");
+        assert_eq!(config.voters[2].host, "::1");
+
+        let with = |extra: &[&str]| {
+            let mut flags = vec![
+                "node.id=2",
+                "cluster.id=abc",
+                "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+                "controller.quorum.voters=1@h1:9093,2@h2:9093",
+            ];
+            flags.extend_from_slice(extra);
+            load("", &[], &flags).map(|_| ()).unwrap_err().to_string()
+        };
+        assert!(with(&["node.id=5"]).contains("does not list this node"));
+        assert!(with(&["listeners=PLAINTEXT://127.0.0.1:9092"]).contains("CONTROLLER"));
+        assert!(with(&["controller.quorum.voters=1-h1:9093"]).contains("id@host:port"));
+        assert!(with(&["listeners=CONTROLLER://127.0.0.1:9093"]).contains("Kafka clients"));
     }
 
     #[test]

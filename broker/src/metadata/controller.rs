@@ -54,6 +54,21 @@ fn quorum_error(e: QuorumError) -> ApiError {
     }
 }
 
+/// Partitions have one replica until followers replicate from leaders
+/// (the ISR work of the cluster issue). Refusing more keeps `acks=all`
+/// honest: a second replica that never receives data must not count.
+pub const MAX_REPLICATION_FACTOR: usize = 1;
+
+fn not_replicated_yet(rf: usize) -> ApiError {
+    ApiError::new(
+        ResponseError::InvalidReplicationFactor,
+        format!(
+            "replication factor {rf}: partition replication is not implemented yet; \
+             topics have {MAX_REPLICATION_FACTOR} replica"
+        ),
+    )
+}
+
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     let invalid = |why: &str| {
         Err(ApiError::new(
@@ -174,6 +189,9 @@ impl Controller {
                     "a partition lists a broker twice",
                 ));
             }
+            if replicas.len() > MAX_REPLICATION_FACTOR {
+                return Err(not_replicated_yet(replicas.len()));
+            }
             if let Some(b) = replicas.iter().find(|b| !brokers.contains(b)) {
                 return Err(ApiError::new(
                     ResponseError::InvalidReplicaAssignment,
@@ -231,6 +249,9 @@ impl Controller {
                 n => n as i32,
             };
             let brokers = self.brokers().len();
+            if rf as usize > MAX_REPLICATION_FACTOR && brokers >= rf as usize {
+                return Err(not_replicated_yet(rf as usize));
+            }
             if brokers == 0 || rf as usize > brokers {
                 return Err(ApiError::new(
                     ResponseError::InvalidReplicationFactor,

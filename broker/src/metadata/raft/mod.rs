@@ -1,6 +1,7 @@
 //! The metadata quorum: a Raft group (openraft) that replicates the
-//! metadata log. A single node is a one-voter quorum that elects itself, so
-//! the embedded default runs the same code path as a cluster.
+//! metadata log among the voters of `controller.quorum.voters`. A single
+//! node without voters configured is a one-voter quorum that elects itself,
+//! so the embedded default runs the same code path as a cluster.
 
 mod log_store;
 mod network;
@@ -13,7 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use network::{PeerRequest, PeerResponse, ProposeFailure};
 
 use super::image::MetadataImage;
 use super::records::{ApplyOutcome, RecordBatch};
@@ -40,6 +44,9 @@ pub enum QuorumError {
     Rejected(String),
 }
 
+/// How long a metadata change may wait for a leader and its commit.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running member of the metadata quorum.
 pub struct MetadataQuorum {
     raft: Raft<TypeConfig>,
@@ -49,12 +56,18 @@ pub struct MetadataQuorum {
 }
 
 impl MetadataQuorum {
-    /// Opens the metadata log in `dir` and starts Raft. A fresh directory is
-    /// initialized as a one-voter quorum of this node.
+    /// Opens the metadata log in `dir` and starts Raft with `voters`
+    /// (node id → controller address; empty: a quorum of this node alone,
+    /// at `address`). Peers are served on `controller_listener` until
+    /// `shutdown`. A fresh directory is initialized with the voter set;
+    /// every voter does so with the same set, which Raft makes safe.
     pub async fn start(
         dir: &Path,
         node_id: NodeId,
         address: String,
+        voters: BTreeMap<NodeId, String>,
+        controller_listener: Option<TcpListener>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<MetadataQuorum, QuorumError> {
         let config = Config {
             cluster_name: "tideline-metadata".into(),
@@ -80,15 +93,31 @@ impl MetadataQuorum {
         )
         .await
         .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        if let Some(listener) = controller_listener {
+            tokio::spawn(network::serve(listener, raft.clone(), shutdown));
+        }
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
         if !initialized {
-            let members = BTreeMap::from([(node_id, BasicNode { addr: address })]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| QuorumError::Raft(e.to_string()))?;
+            let members: BTreeMap<NodeId, BasicNode> = if voters.is_empty() {
+                BTreeMap::from([(node_id, BasicNode { addr: address })])
+            } else {
+                voters
+                    .into_iter()
+                    .map(|(id, addr)| (id, BasicNode { addr }))
+                    .collect()
+            };
+            match raft.initialize(members).await {
+                Ok(()) => {}
+                // Another voter, initialized with the same set, already
+                // asked for this node's vote: the quorum is forming anyway.
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::InitializeError::NotAllowed(e),
+                )) => tracing::debug!(reason = %e, "quorum already forming"),
+                Err(e) => return Err(QuorumError::Raft(e.to_string())),
+            }
         }
         Ok(MetadataQuorum {
             raft,
@@ -98,21 +127,33 @@ impl MetadataQuorum {
         })
     }
 
-    /// Waits until a leader is elected and this node has applied everything
-    /// committed before now, so the image it serves is current.
+    /// Waits until a leader is elected and, on the leader, until everything
+    /// committed before now is applied here, so the image it serves is
+    /// current. A restarted node may briefly believe it still leads; it
+    /// waits out the election that follows.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), QuorumError> {
-        self.raft
-            .wait(Some(timeout))
-            .metrics(|m| m.current_leader.is_some(), "leader elected")
-            .await
-            .map_err(|e| QuorumError::Raft(e.to_string()))?;
-        if self.is_active_controller() {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             self.raft
-                .ensure_linearizable()
+                .wait(Some(left))
+                .metrics(|m| m.current_leader.is_some(), "leader elected")
                 .await
                 .map_err(|e| QuorumError::Raft(e.to_string()))?;
+            if !self.is_active_controller() {
+                return Ok(());
+            }
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(QuorumError::Raft(e.to_string()))
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "leadership not confirmed yet");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
         }
-        Ok(())
     }
 
     pub fn is_active_controller(&self) -> bool {
@@ -140,17 +181,62 @@ impl MetadataQuorum {
 
     /// Replicates a batch of records and returns once it is committed and
     /// applied here; a batch the image rejects comes back as `Rejected`.
+    /// On a voter that is not the leader the batch is forwarded to the
+    /// leader, retrying while an election is under way.
     pub async fn propose(&self, batch: RecordBatch) -> Result<ApplyOutcome, QuorumError> {
-        match self.raft.client_write(batch).await {
-            Ok(response) => match response.data.error {
-                Some(error) => Err(QuorumError::Rejected(error)),
-                None => Ok(response.data),
-            },
-            Err(openraft::error::RaftError::APIError(
-                openraft::error::ClientWriteError::ForwardToLeader(_),
-            )) => Err(QuorumError::NotController),
-            Err(e) => Err(QuorumError::Raft(e.to_string())),
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let outcome = match self.raft.client_write(batch.clone()).await {
+                Ok(response) => Ok(response.data),
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::ClientWriteError::ForwardToLeader(forward),
+                )) => match forward.leader_node {
+                    Some(leader) => self.forward(&leader.addr, &batch).await,
+                    None => Err(QuorumError::NotController),
+                },
+                Err(e) => Err(QuorumError::Raft(e.to_string())),
+            };
+            match outcome {
+                Ok(outcome) => {
+                    return match outcome.error {
+                        Some(error) => Err(QuorumError::Rejected(error)),
+                        None => Ok(outcome),
+                    }
+                }
+                Err(QuorumError::NotController) if tokio::time::Instant::now() < deadline => {
+                    // No leader yet, or it just changed: try again shortly.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
+    }
+
+    /// Sends a batch to the leader at `addr` and waits until this node has
+    /// applied it, so what the caller reads next includes the change.
+    async fn forward(&self, addr: &str, batch: &RecordBatch) -> Result<ApplyOutcome, QuorumError> {
+        let request = PeerRequest::Propose(batch.clone());
+        let proposed = match network::call_once(addr, &request, PROPOSE_TIMEOUT).await {
+            Ok(PeerResponse::Propose(Ok(proposed))) => proposed,
+            Ok(PeerResponse::Propose(Err(ProposeFailure::NotLeader))) | Err(_) => {
+                return Err(QuorumError::NotController)
+            }
+            Ok(PeerResponse::Propose(Err(ProposeFailure::Failed(e)))) => {
+                return Err(QuorumError::Raft(e))
+            }
+            Ok(_) => return Err(QuorumError::Raft("mismatched quorum response".into())),
+        };
+        let mut applied = self.applied_index.clone();
+        tokio::time::timeout(
+            PROPOSE_TIMEOUT,
+            applied.wait_for(|i| *i >= proposed.log_index),
+        )
+        .await
+        .map_err(|_| {
+            QuorumError::Raft("the change was committed but not applied here in time".into())
+        })?
+        .map_err(|_| QuorumError::Raft("the metadata quorum stopped".into()))?;
+        Ok(proposed.outcome)
     }
 
     pub async fn shutdown(&self) {

@@ -1,0 +1,109 @@
+//! Clusters of broker processes on this machine: each node is a combined
+//! broker and controller with its own Kafka, controller and HTTP ports and
+//! data directory, all listed in `controller.quorum.voters`.
+
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::DescribeClusterRequest;
+
+use crate::broker::{Broker, BrokerOpts};
+use crate::free_port;
+use crate::wire::RawConn;
+
+pub struct Cluster {
+    pub nodes: Vec<Broker>,
+}
+
+impl Cluster {
+    /// Starts `size` nodes (ids 1..=size) and waits until all are ready.
+    pub fn start(size: usize, overrides: &[(&str, &str)]) -> Cluster {
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let cluster_id = format!("tideline-test-{}", free_port());
+        let voters: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, controller))| format!("{}@127.0.0.1:{controller}", i + 1))
+            .collect();
+        let mut nodes: Vec<Broker> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (kafka, controller))| {
+                let mut opts = BrokerOpts::new()
+                    .kafka_port(*kafka)
+                    .set("node.id", i + 1)
+                    .set(
+                        "listeners",
+                        format!(
+                            "PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller}"
+                        ),
+                    )
+                    .set("controller.quorum.voters", voters.join(","))
+                    .set("cluster.id", &cluster_id);
+                for (k, v) in overrides {
+                    opts = opts.set(k, v);
+                }
+                opts.ready_timeout = Duration::from_secs(60);
+                Broker::launch(opts)
+            })
+            .collect();
+        for node in &mut nodes {
+            node.wait_ready();
+        }
+        Cluster { nodes }
+    }
+
+    /// `bootstrap.servers` naming every node.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Broker::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node `id` (1-based, as `node.id`).
+    pub fn node(&mut self, id: i32) -> &mut Broker {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    /// The active controller as node `id` reports it in DescribeCluster.
+    pub fn controller_seen_by(&self, id: i32) -> i32 {
+        let node = &self.nodes[id as usize - 1];
+        let mut conn = RawConn::connect(node.kafka_addr());
+        let response = conn
+            .request(&DescribeClusterRequest::default(), 0)
+            .expect("DescribeCluster");
+        response.controller_id.0
+    }
+
+    /// Waits until every running node in `among` reports the same active
+    /// controller (not `-1`) and returns it.
+    pub fn wait_for_controller(&self, among: &[i32], timeout: Duration) -> i32 {
+        self.wait_for_controller_other_than(among, -1, timeout)
+    }
+
+    /// Like [`Cluster::wait_for_controller`], for a controller other than
+    /// `old` (which the survivors keep reporting until they notice it died).
+    pub fn wait_for_controller_other_than(
+        &self,
+        among: &[i32],
+        old: i32,
+        timeout: Duration,
+    ) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen: Vec<i32> = among
+                .iter()
+                .map(|id| self.controller_seen_by(*id))
+                .collect();
+            if seen[0] >= 0 && seen[0] != old && seen.iter().all(|c| *c == seen[0]) {
+                return seen[0];
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed controller after {timeout:?}: {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

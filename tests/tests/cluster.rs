@@ -1,0 +1,133 @@
+//! Several brokers forming one cluster: a metadata quorum over their
+//! controller listeners (`controller.quorum.voters`). Any node takes
+//! controller-bound requests (forwarding them to the active controller),
+//! every node serves the same metadata, and the quorum survives the loss of
+//! its controller.
+//!
+//! Partition replication (ISR) is not built yet: topics here have one
+//! replica, spread over the brokers.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use tideline_tests::clients::produce_all;
+use tideline_tests::cluster::Cluster;
+use tideline_tests::wire::RawConn;
+use tideline_tests::{admin_client, block_on, consume_all, producer_config, TestRecord};
+
+/// Topic → partition leaders, as node `id` answers Metadata.
+fn leaders_seen_by(cluster: &Cluster, id: i32, topic: &str) -> Option<Vec<i32>> {
+    let node = &cluster.nodes[id as usize - 1];
+    let mut conn = RawConn::connect(node.kafka_addr());
+    let mut t = MetadataRequestTopic::default();
+    t.name = Some(TopicName(StrBytes::from_string(topic.into())));
+    let mut request = MetadataRequest::default();
+    request.topics = Some(vec![t]);
+    let response = conn.request(&request, 12).expect("Metadata");
+    assert_eq!(
+        response.brokers.len(),
+        cluster.nodes.len(),
+        "node {id} lists every broker"
+    );
+    let t = &response.topics[0];
+    (t.error_code == 0).then(|| t.partitions.iter().map(|p| p.leader_id.0).collect())
+}
+
+/// Creates `topic` through node `via` only (a node that may not be the
+/// controller, so the change is forwarded).
+fn create_via(cluster: &Cluster, via: i32, topic: &str, partitions: i32) {
+    let admin = admin_client(&cluster.nodes[via as usize - 1].bootstrap());
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for r in block_on(admin.create_topics(&[new], &opts)).expect("CreateTopics") {
+        r.expect("topic created");
+    }
+}
+
+fn wait_until_every_node_sees(cluster: &Cluster, nodes: &[i32], topic: &str) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen: Vec<Option<Vec<i32>>> = nodes
+            .iter()
+            .map(|id| leaders_seen_by(cluster, *id, topic))
+            .collect();
+        if let Some(Some(first)) = seen.first() {
+            if seen.iter().all(|s| s.as_ref() == Some(first)) {
+                return first.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes disagree on {topic}: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_voters_share_one_metadata_log_and_serve_clients_from_any_node() {
+    let cluster = Cluster::start(3, &[]);
+    let controller = cluster.wait_for_controller(&[1, 2, 3], Duration::from_secs(30));
+    let follower = (1..=3).find(|id| *id != controller).unwrap();
+    create_via(&cluster, follower, "spread", 6);
+    let leaders = wait_until_every_node_sees(&cluster, &[1, 2, 3], "spread");
+    let used: BTreeSet<i32> = leaders.iter().copied().collect();
+    assert_eq!(
+        used,
+        BTreeSet::from([1, 2, 3]),
+        "leaders spread over all brokers: {leaders:?}"
+    );
+
+    // Clients bootstrapped anywhere reach each partition's leader.
+    let records: Vec<TestRecord> = (0..600u64)
+        .map(|i| TestRecord {
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(format!("v{i}").into_bytes()),
+            ..TestRecord::default()
+        })
+        .collect();
+    let delivered = produce_all(&producer_config(&cluster.bootstrap()), "spread", &records);
+    let mut ends = [0i64; 6];
+    for d in &delivered {
+        ends[d.partition as usize] = ends[d.partition as usize].max(d.offset + 1);
+    }
+    let until: Vec<(i32, i64)> = (0..6).map(|p| (p, ends[p as usize])).collect();
+    let consumed = consume_all(&cluster.bootstrap(), "spread", &until);
+    assert_eq!(consumed.values().map(Vec::len).sum::<usize>(), 600);
+
+    // Replication is not built yet: more than one replica is refused.
+    let admin = admin_client(&cluster.bootstrap());
+    let new = NewTopic::new("replicated", 1, TopicReplication::Fixed(3));
+    let result = block_on(admin.create_topics(&[new], &AdminOptions::new())).unwrap();
+    assert!(
+        result[0].is_err(),
+        "RF=3 must be refused until replication exists"
+    );
+}
+
+#[test]
+fn the_quorum_elects_a_new_controller_when_the_active_one_dies() {
+    let mut cluster = Cluster::start(3, &[]);
+    let old = cluster.wait_for_controller(&[1, 2, 3], Duration::from_secs(30));
+    let survivors: Vec<i32> = (1..=3).filter(|id| *id != old).collect();
+    cluster.node(old).kill();
+    let killed_at = Instant::now();
+    let new = cluster.wait_for_controller_other_than(&survivors, old, Duration::from_secs(30));
+    eprintln!("new controller {new} after {:?}", killed_at.elapsed());
+
+    // Metadata changes go on with two of three voters.
+    create_via(&cluster, survivors[0], "after-failover", 2);
+    wait_until_every_node_sees(&cluster, &survivors, "after-failover");
+
+    // The old controller comes back and catches up.
+    cluster.node(old).restart();
+    wait_until_every_node_sees(&cluster, &[1, 2, 3], "after-failover");
+    assert_eq!(
+        cluster.wait_for_controller(&[1, 2, 3], Duration::from_secs(30)),
+        new
+    );
+}
