@@ -231,6 +231,26 @@ fn spawn_background_tasks(
             }
         },
     ));
+    // Heartbeats to the active controller, and (on the controller) fencing
+    // of brokers whose heartbeats stopped.
+    let heartbeat_ms = broker
+        .config
+        .get_i64("broker.heartbeat.interval.ms")
+        .max(10) as u64;
+    let session = Duration::from_millis(broker.config.get_i64("broker.session.timeout.ms") as u64);
+    let b = broker.clone();
+    let mut stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut heartbeat = tokio::time::interval(Duration::from_millis(heartbeat_ms));
+        let mut check = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = heartbeat.tick() => b.quorum.send_heartbeat(b.node_id()).await,
+                _ = check.tick() => b.quorum.apply_liveness(session).await,
+                _ = stop.changed() => break,
+            }
+        }
+    }));
     // Keep local logs in step with metadata changes made elsewhere.
     let b = broker.clone();
     let mut images = broker.quorum.subscribe();

@@ -19,8 +19,17 @@ use tideline_tests::cluster::Cluster;
 use tideline_tests::wire::RawConn;
 use tideline_tests::{admin_client, block_on, consume_all, producer_config, TestRecord};
 
-/// Topic → partition leaders, as node `id` answers Metadata.
+/// Topic → partition leaders, as node `id` answers Metadata; `None` until
+/// the topic exists and every node is listed as a live broker.
 fn leaders_seen_by(cluster: &Cluster, id: i32, topic: &str) -> Option<Vec<i32>> {
+    let (brokers, leaders) = metadata_seen_by(cluster, id, topic);
+    (brokers.len() == cluster.nodes.len())
+        .then_some(leaders)
+        .flatten()
+}
+
+/// (live brokers, partition leaders of `topic`) as node `id` answers Metadata.
+fn metadata_seen_by(cluster: &Cluster, id: i32, topic: &str) -> (Vec<i32>, Option<Vec<i32>>) {
     let node = &cluster.nodes[id as usize - 1];
     let mut conn = RawConn::connect(node.kafka_addr());
     let mut t = MetadataRequestTopic::default();
@@ -28,13 +37,10 @@ fn leaders_seen_by(cluster: &Cluster, id: i32, topic: &str) -> Option<Vec<i32>> 
     let mut request = MetadataRequest::default();
     request.topics = Some(vec![t]);
     let response = conn.request(&request, 12).expect("Metadata");
-    assert_eq!(
-        response.brokers.len(),
-        cluster.nodes.len(),
-        "node {id} lists every broker"
-    );
+    let brokers = response.brokers.iter().map(|b| b.node_id.0).collect();
     let t = &response.topics[0];
-    (t.error_code == 0).then(|| t.partitions.iter().map(|p| p.leader_id.0).collect())
+    let leaders = (t.error_code == 0).then(|| t.partitions.iter().map(|p| p.leader_id.0).collect());
+    (brokers, leaders)
 }
 
 /// Creates `topic` through node `via` only (a node that may not be the
@@ -130,4 +136,74 @@ fn the_quorum_elects_a_new_controller_when_the_active_one_dies() {
         cluster.wait_for_controller(&[1, 2, 3], Duration::from_secs(30)),
         new
     );
+}
+
+#[test]
+fn a_broker_that_stops_heartbeating_is_fenced_and_its_partitions_return_with_it() {
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            ("broker.session.timeout.ms", "2000"),
+            ("broker.heartbeat.interval.ms", "300"),
+        ],
+    );
+    let controller = cluster.wait_for_controller(&[1, 2, 3], Duration::from_secs(30));
+    let paused = (1..=3).find(|id| *id != controller).unwrap();
+    let observer = (1..=3)
+        .find(|id| *id != controller && *id != paused)
+        .unwrap();
+    create_via(&cluster, controller, "fencing", 3);
+    let leaders = wait_until_every_node_sees(&cluster, &[1, 2, 3], "fencing");
+    let owned: Vec<usize> = (0..3).filter(|p| leaders[*p] == paused).collect();
+    assert!(
+        !owned.is_empty(),
+        "the paused broker leads a partition: {leaders:?}"
+    );
+
+    // SIGSTOP: the process hangs with its sockets open, like a long pause.
+    cluster.node(paused).pause();
+    let paused_at = Instant::now();
+    let deadline = paused_at + Duration::from_secs(30);
+    loop {
+        let (brokers, leaders) = metadata_seen_by(&cluster, observer, "fencing");
+        if !brokers.contains(&paused) {
+            // Its partitions have no other in-sync replica: offline, not
+            // handed to a replica without the data.
+            let leaders = leaders.expect("the topic is still there");
+            for p in &owned {
+                assert_eq!(leaders[*p], -1, "partition {p} has no leader: {leaders:?}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker {paused} was never fenced"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fenced_after = paused_at.elapsed();
+    eprintln!("broker {paused} fenced {fenced_after:?} after it stopped");
+    assert!(
+        fenced_after >= Duration::from_millis(1500),
+        "fenced before its session ran out"
+    );
+    let offline = cluster.nodes[controller as usize - 1]
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix("tideline_offline_partitions "))
+        .map(|v| v.parse::<f64>().unwrap() as usize);
+    assert_eq!(
+        offline,
+        Some(owned.len()),
+        "the controller reports the offline partitions"
+    );
+
+    cluster.node(paused).resume();
+    let leaders = wait_until_every_node_sees(&cluster, &[1, 2, 3], "fencing");
+    for p in owned {
+        assert_eq!(
+            leaders[p], paused,
+            "partition {p} is led by its only replica again"
+        );
+    }
 }

@@ -15,12 +15,14 @@ pub struct BrokerEndpoint {
     pub rack: Option<String>,
 }
 
-/// The brokers registered in the metadata log.
+/// The brokers registered in the metadata log and not fenced (as Kafka,
+/// clients are only told about brokers the controller hears from).
 pub fn brokers(broker: &Broker) -> Vec<BrokerEndpoint> {
-    broker
-        .image()
+    let image = broker.image();
+    image
         .brokers
         .values()
+        .filter(|b| image.is_live(b.broker_id))
         .map(|b| BrokerEndpoint {
             id: b.broker_id,
             host: b.host.clone(),

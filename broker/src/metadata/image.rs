@@ -2,7 +2,7 @@
 //! Brokers answer Metadata, DescribeConfigs and friends from it, and the
 //! log manager opens and deletes partition logs to match it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -27,6 +27,9 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     pub cluster_configs: BTreeMap<String, String>,
     pub next_producer_id: i64,
+    /// Registered brokers the controller stopped hearing from.
+    #[serde(default)]
+    pub fenced_brokers: BTreeSet<i32>,
 }
 
 impl MetadataImage {
@@ -130,14 +133,122 @@ impl MetadataImage {
                 outcome.producer_id_start = Some(self.next_producer_id);
                 self.next_producer_id += count;
             }
+            MetadataRecord::FenceBroker { broker_id } => {
+                self.fenced_brokers.insert(*broker_id);
+                self.move_leadership_off(*broker_id);
+            }
+            MetadataRecord::UnfenceBroker { broker_id } => {
+                self.fenced_brokers.remove(broker_id);
+                self.restore_leadership_to(*broker_id);
+            }
         }
         Ok(())
+    }
+
+    /// Whether a broker is registered and not fenced.
+    pub fn is_live(&self, broker_id: i32) -> bool {
+        self.brokers.contains_key(&broker_id) && !self.fenced_brokers.contains(&broker_id)
+    }
+
+    /// Partitions led by a fenced broker get the first live ISR member as
+    /// leader, or none; the broker leaves ISRs it shares with others (the
+    /// last ISR member stays, as in Kafka, so the partition can recover).
+    fn move_leadership_off(&mut self, broker_id: i32) {
+        let live: BTreeSet<i32> = self
+            .brokers
+            .keys()
+            .filter(|b| !self.fenced_brokers.contains(b))
+            .copied()
+            .collect();
+        for topic in self.topics.values_mut() {
+            for p in &mut topic.partitions {
+                let mut changed = false;
+                if p.isr.len() > 1 && p.isr.contains(&broker_id) {
+                    p.isr.retain(|b| *b != broker_id);
+                    changed = true;
+                }
+                if p.leader == broker_id {
+                    p.leader = p
+                        .isr
+                        .iter()
+                        .copied()
+                        .find(|b| *b != broker_id && live.contains(b))
+                        .unwrap_or(-1);
+                    p.leader_epoch += 1;
+                    changed = true;
+                }
+                if changed {
+                    p.partition_epoch += 1;
+                }
+            }
+        }
+    }
+
+    /// Offline partitions whose ISR holds `broker_id` get it as leader.
+    fn restore_leadership_to(&mut self, broker_id: i32) {
+        for topic in self.topics.values_mut() {
+            for p in &mut topic.partitions {
+                if p.leader < 0 && p.isr.contains(&broker_id) {
+                    p.leader = broker_id;
+                    p.leader_epoch += 1;
+                    p.partition_epoch += 1;
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn register(id: i32) -> MetadataRecord {
+        MetadataRecord::RegisterBroker(BrokerRegistration {
+            broker_id: id,
+            incarnation_id: Uuid::new_v4(),
+            host: "h".into(),
+            port: 1,
+            rack: None,
+        })
+    }
+
+    #[test]
+    fn fencing_moves_leadership_within_the_isr_or_takes_the_partition_offline() {
+        let mut image = MetadataImage::default();
+        let shared = PartitionRecord::new(vec![1, 2]);
+        let alone = PartitionRecord::new(vec![1]);
+        image.apply(&RecordBatch(vec![
+            register(1),
+            register(2),
+            MetadataRecord::CreateTopic {
+                name: "t".into(),
+                topic_id: Uuid::new_v4(),
+                partitions: vec![shared, alone],
+                configs: BTreeMap::new(),
+            },
+        ]));
+        image.apply(&RecordBatch(vec![MetadataRecord::FenceBroker {
+            broker_id: 1,
+        }]));
+        let p = &image.topics["t"].partitions;
+        assert_eq!(
+            (p[0].leader, p[0].isr.clone(), p[0].leader_epoch),
+            (2, vec![2], 1)
+        );
+        assert_eq!(
+            (p[1].leader, p[1].isr.clone()),
+            (-1, vec![1]),
+            "offline, not unclean"
+        );
+        assert!(!image.is_live(1));
+        image.apply(&RecordBatch(vec![MetadataRecord::UnfenceBroker {
+            broker_id: 1,
+        }]));
+        let p = &image.topics["t"].partitions;
+        assert_eq!((p[1].leader, p[1].leader_epoch), (1, 2));
+        assert_eq!(p[0].leader, 2, "a live leader keeps its partition");
+        assert!(image.is_live(1));
+    }
 
     #[test]
     fn a_conflicting_batch_changes_nothing() {

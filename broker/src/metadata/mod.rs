@@ -1,9 +1,10 @@
 //! Cluster metadata: the records of the metadata log, the image they build,
-//! the Raft quorum that replicates them, and the controller that turns
-//! admin requests into records.
+//! the Raft quorum that replicates them, the controller that turns admin
+//! requests into records, and broker liveness (heartbeats and fencing).
 
 pub mod controller;
 pub mod image;
+pub mod liveness;
 pub mod raft;
 pub mod records;
 

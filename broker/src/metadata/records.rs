@@ -79,6 +79,17 @@ pub enum MetadataRecord {
         broker_id: i32,
         count: i64,
     },
+    /// The active controller stopped hearing from a broker for
+    /// `broker.session.timeout.ms`: it is fenced, and every partition it
+    /// led gets another in-sync replica as leader, or none (offline).
+    FenceBroker {
+        broker_id: i32,
+    },
+    /// A fenced broker heartbeats again: partitions left without a leader
+    /// whose ISR holds it get it back.
+    UnfenceBroker {
+        broker_id: i32,
+    },
 }
 
 /// A group of records applied atomically (one Raft entry).

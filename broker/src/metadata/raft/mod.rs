@@ -20,7 +20,8 @@ use tokio::sync::watch;
 use network::{PeerRequest, PeerResponse, ProposeFailure};
 
 use super::image::MetadataImage;
-use super::records::{ApplyOutcome, RecordBatch};
+use super::liveness::Liveness;
+use super::records::{ApplyOutcome, MetadataRecord, RecordBatch};
 
 pub type NodeId = u64;
 pub type Node = BasicNode;
@@ -50,6 +51,7 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A running member of the metadata quorum.
 pub struct MetadataQuorum {
     raft: Raft<TypeConfig>,
+    liveness: Arc<Liveness>,
     node_id: NodeId,
     image: watch::Receiver<Arc<MetadataImage>>,
     applied_index: watch::Receiver<u64>,
@@ -93,8 +95,14 @@ impl MetadataQuorum {
         )
         .await
         .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let liveness = Arc::new(Liveness::default());
         if let Some(listener) = controller_listener {
-            tokio::spawn(network::serve(listener, raft.clone(), shutdown));
+            tokio::spawn(network::serve(
+                listener,
+                raft.clone(),
+                liveness.clone(),
+                shutdown,
+            ));
         }
         let initialized = raft
             .is_initialized()
@@ -121,6 +129,7 @@ impl MetadataQuorum {
         }
         Ok(MetadataQuorum {
             raft,
+            liveness,
             node_id,
             image,
             applied_index,
@@ -237,6 +246,54 @@ impl MetadataQuorum {
         })?
         .map_err(|_| QuorumError::Raft("the metadata quorum stopped".into()))?;
         Ok(proposed.outcome)
+    }
+
+    /// Tells the active controller that `broker_id` is alive (locally when
+    /// this node is the controller).
+    pub async fn send_heartbeat(&self, broker_id: i32) {
+        let metrics = self.raft.metrics().borrow().clone();
+        let Some(leader) = metrics.current_leader else {
+            return;
+        };
+        if leader == self.node_id && metrics.state == ServerState::Leader {
+            self.liveness
+                .heard_from(broker_id, std::time::Instant::now());
+            return;
+        }
+        let Some(node) = metrics.membership_config.membership().get_node(&leader) else {
+            return;
+        };
+        let request = PeerRequest::BrokerHeartbeat { broker_id };
+        if let Err(e) = network::call_once(&node.addr, &request, Duration::from_secs(2)).await {
+            tracing::debug!(controller = leader, error = %e, "heartbeat not delivered");
+        }
+    }
+
+    /// On the active controller: fences brokers whose session expired and
+    /// unfences those heard from again, through the metadata log.
+    pub async fn apply_liveness(&self, session_timeout: Duration) {
+        let image = self.image();
+        let changes = self.liveness.changes_due(
+            &image,
+            self.is_active_controller(),
+            session_timeout,
+            std::time::Instant::now(),
+        );
+        for change in changes {
+            let what = match &change {
+                MetadataRecord::FenceBroker { broker_id } => {
+                    format!("fencing broker {broker_id}: no heartbeat within the session timeout")
+                }
+                MetadataRecord::UnfenceBroker { broker_id } => {
+                    format!("unfencing broker {broker_id}: heartbeats resumed")
+                }
+                _ => String::new(),
+            };
+            match self.propose(RecordBatch(vec![change])).await {
+                Ok(_) => tracing::warn!("{what}"),
+                Err(e) => tracing::warn!(error = %e, "{what} failed"),
+            }
+        }
     }
 
     pub async fn shutdown(&self) {

@@ -31,6 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::{Node, NodeId, TypeConfig};
+use crate::metadata::liveness::Liveness;
 use crate::metadata::records::{ApplyOutcome, RecordBatch};
 
 /// Snapshots travel in one frame; the metadata image stays far below this.
@@ -44,6 +45,10 @@ pub enum PeerRequest {
     Vote(VoteRequest<NodeId>),
     /// A metadata change from a voter that is not the leader.
     Propose(RecordBatch),
+    /// "Broker N is alive", sent to the active controller.
+    BrokerHeartbeat {
+        broker_id: i32,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -54,6 +59,10 @@ pub enum PeerResponse {
     ),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Propose(Result<Proposed, ProposeFailure>),
+    /// Whether the receiver is the active controller and took the heartbeat.
+    BrokerHeartbeat {
+        accepted: bool,
+    },
 }
 
 /// A forwarded change once committed: its outcome and its log index, so
@@ -97,6 +106,7 @@ async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> io:
 pub async fn serve(
     listener: TcpListener,
     raft: Raft<TypeConfig>,
+    liveness: std::sync::Arc<Liveness>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -112,6 +122,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
+        let liveness = liveness.clone();
         tokio::spawn(async move {
             loop {
                 let request: PeerRequest = match read_frame(&mut stream).await {
@@ -122,7 +133,7 @@ pub async fn serve(
                         break;
                     }
                 };
-                let response = answer(&raft, request).await;
+                let response = answer(&raft, &liveness, request).await;
                 if write_frame(&mut stream, &response).await.is_err() {
                     break;
                 }
@@ -131,8 +142,20 @@ pub async fn serve(
     }
 }
 
-async fn answer(raft: &Raft<TypeConfig>, request: PeerRequest) -> PeerResponse {
+async fn answer(
+    raft: &Raft<TypeConfig>,
+    liveness: &Liveness,
+    request: PeerRequest,
+) -> PeerResponse {
     match request {
+        PeerRequest::BrokerHeartbeat { broker_id } => {
+            let metrics = raft.metrics().borrow().clone();
+            let accepted = metrics.current_leader == Some(metrics.id);
+            if accepted {
+                liveness.heard_from(broker_id, std::time::Instant::now());
+            }
+            PeerResponse::BrokerHeartbeat { accepted }
+        }
         PeerRequest::AppendEntries(rpc) => {
             PeerResponse::AppendEntries(raft.append_entries(rpc).await)
         }
