@@ -3,9 +3,10 @@
 //! Layout: `config` (Kafka property names and topic configs), `log` (the
 //! segmented log on disk), `metadata` (the Raft-replicated metadata log and
 //! the controller), `server` (connections and framing), `handlers` (one
-//! module per Kafka API family), `ops` (metrics and HTTP), `broker` (the
-//! shared state tying them together) and `startup` (bringing it all up and
-//! down in order).
+//! module per Kafka API family), `coordinator` (consumer groups and their
+//! offsets), `ops` (metrics and HTTP), `broker` (the shared state tying them
+//! together), `startup` (bringing it all up and down in order) and
+//! `local_cluster` (several brokers on one machine, for trying things out).
 
 pub mod alloc;
 pub mod broker;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod handlers;
+pub mod local_cluster;
 pub mod log;
 pub mod metadata;
 pub mod ops;

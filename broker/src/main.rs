@@ -25,6 +25,15 @@ struct Args {
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Start a cluster of N brokers on this machine instead of one broker:
+    /// Kafka ports from --base-port on, data under ./data/cluster. Ctrl-C
+    /// stops it. --override settings apply to every node.
+    #[arg(long, value_name = "N")]
+    local_cluster: Option<usize>,
+    /// First Kafka port of --local-cluster (controller ports start 100
+    /// higher, HTTP ports 200 higher).
+    #[arg(long, default_value_t = 9092, requires = "local_cluster")]
+    base_port: u16,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -35,6 +44,16 @@ enum LogFormat {
 
 fn main() {
     let args = Args::parse();
+    if let Some(nodes) = args.local_cluster {
+        let root = std::path::Path::new("data").join("cluster");
+        if let Err(e) =
+            tideline_broker::local_cluster::run(nodes, args.base_port, &root, &args.overrides)
+        {
+            eprintln!("tideline-broker: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let builder = tracing_subscriber::fmt()

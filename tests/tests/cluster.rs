@@ -207,3 +207,69 @@ fn a_broker_that_stops_heartbeating_is_fenced_and_its_partitions_return_with_it(
         );
     }
 }
+
+/// The README's one command for a local cluster: `tideline-broker
+/// --local-cluster 3` starts three brokers that form one cluster, and
+/// Ctrl-C stops them all.
+#[test]
+fn the_local_cluster_command_starts_and_stops_three_brokers() {
+    use kafka_protocol::messages::DescribeClusterRequest;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    // Three consecutive free-looking ports for each of Kafka, controller, HTTP.
+    let base = 20_000 + (std::process::id() % 20_000) as u16;
+    let mut child = Command::new(tideline_tests::broker::broker_bin())
+        .args(["--local-cluster", "3", "--base-port", &base.to_string()])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the local cluster");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..3u16 {
+        let http = std::net::SocketAddr::from(([127, 0, 0, 1], base + 200 + i));
+        loop {
+            if matches!(tideline_tests::http::get(http, "/readyz"), Ok(r) if r.status == 200) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} never became ready",
+                i + 1
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the local cluster exited"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let kafka = std::net::SocketAddr::from(([127, 0, 0, 1], base));
+    let response = RawConn::connect(kafka)
+        .request(&DescribeClusterRequest::default(), 0)
+        .expect("DescribeCluster");
+    assert_eq!(response.brokers.len(), 3, "one cluster of three brokers");
+    assert!(dir
+        .path()
+        .join("data/cluster/node-3/meta.properties")
+        .exists());
+
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the local cluster did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "stopped with {status}");
+    assert!(
+        std::net::TcpStream::connect(kafka).is_err(),
+        "node 1 still listens after the cluster stopped"
+    );
+}

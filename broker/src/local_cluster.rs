@@ -1,0 +1,120 @@
+//! `tideline-broker --local-cluster N`: a cluster of N brokers on this
+//! machine for trying things out. Each node is a child process of this one
+//! with its own ports and data directory, chosen from a base port:
+//!
+//! ```text
+//! node i (1..=N): Kafka 127.0.0.1:<base+i-1>, controller <base+100+i-1>,
+//!                 HTTP <base+200+i-1>, data ./data/cluster/node-<i>
+//! ```
+//!
+//! Every line a node logs is prefixed with `[node i]`. Ctrl-C (or SIGTERM)
+//! stops every node cleanly; running the command again restarts the same
+//! cluster with its data.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// The settings of node `id` of an `nodes`-node cluster.
+pub fn node_settings(id: usize, nodes: usize, base_port: u16, data_root: &Path) -> Vec<String> {
+    let port = |offset: usize, i: usize| base_port as usize + offset + i - 1;
+    let voters: Vec<String> = (1..=nodes)
+        .map(|i| format!("{i}@127.0.0.1:{}", port(100, i)))
+        .collect();
+    vec![
+        format!("node.id={id}"),
+        format!(
+            "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+            port(0, id),
+            port(100, id)
+        ),
+        format!("http.listener=127.0.0.1:{}", port(200, id)),
+        format!("controller.quorum.voters={}", voters.join(",")),
+        format!("cluster.id=tideline-local-{nodes}"),
+        format!(
+            "log.dirs={}",
+            data_root.join(format!("node-{id}")).display()
+        ),
+    ]
+}
+
+/// Runs the cluster until Ctrl-C or SIGTERM; `extra` settings (from
+/// `--override`) apply to every node.
+pub fn run(nodes: usize, base_port: u16, data_root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    if !(1..=9).contains(&nodes) {
+        bail!("--local-cluster takes 1 to 9 nodes, not {nodes}");
+    }
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let mut children: Vec<(usize, Child)> = Vec::new();
+    for id in 1..=nodes {
+        let mut command = Command::new(&exe);
+        for setting in node_settings(id, nodes, base_port, data_root)
+            .iter()
+            .chain(extra)
+        {
+            command.arg("--override").arg(setting);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start node {id}"))?;
+        prefix_lines(id, child.stdout.take());
+        prefix_lines(id, child.stderr.take());
+        children.push((id, child));
+    }
+    let bootstrap: Vec<String> = (1..=nodes)
+        .map(|i| format!("127.0.0.1:{}", base_port as usize + i - 1))
+        .collect();
+    eprintln!(
+        "local cluster of {nodes} brokers starting; bootstrap.servers={}; data under {}; Ctrl-C stops it",
+        bootstrap.join(","),
+        data_root.display()
+    );
+    while !STOP.load(Ordering::SeqCst) {
+        for (id, child) in &mut children {
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!("node {id} exited ({status}); stopping the others");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("stopping the local cluster");
+    for (_, child) in &children {
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    for (id, mut child) in children {
+        let status = child.wait()?;
+        eprintln!("node {id} stopped ({status})");
+    }
+    Ok(())
+}
+
+fn prefix_lines(id: usize, stream: Option<impl std::io::Read + Send + 'static>) {
+    if let Some(stream) = stream {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                eprintln!("[node {id}] {line}");
+            }
+        });
+    }
+}
