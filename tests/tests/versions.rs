@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -29,9 +30,9 @@ use kafka_protocol::messages::offset_fetch_request::{
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId,
-    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest, FetchRequest,
+    FindCoordinatorRequest, GroupId, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -232,6 +233,48 @@ fn every_advertised_version_gets_a_decodable_answer() {
     }
 
     group_apis(&mut conn, &range, &topic);
+
+    let (min, max) = range(ApiKey::DescribeLogDirs);
+    for v in min..=max {
+        for everything in [true, false] {
+            let mut req = DescribeLogDirsRequest::default();
+            req.topics = None; // null: every partition
+            if !everything {
+                let mut t = DescribableLogDirTopic::default();
+                t.topic = name(&topic);
+                t.partitions = vec![0];
+                req.topics = Some(vec![t]);
+            }
+            let resp = conn
+                .request(&req, v)
+                .unwrap_or_else(|e| panic!("DescribeLogDirs v{v}: {e}"));
+            assert_eq!(resp.results.len(), 1, "DescribeLogDirs v{v}: one log dir");
+            let dir = &resp.results[0];
+            assert_eq!(dir.error_code, 0, "DescribeLogDirs v{v}");
+            let ours = dir
+                .topics
+                .iter()
+                .find(|t| t.name.as_str() == topic)
+                .unwrap_or_else(|| panic!("DescribeLogDirs v{v}: {topic} missing: {dir:?}"));
+            assert!(
+                ours.partitions[0].partition_size > 0,
+                "DescribeLogDirs v{v}: data was produced"
+            );
+            if !everything {
+                assert_eq!(
+                    dir.topics.len(),
+                    1,
+                    "DescribeLogDirs v{v}: only what was asked"
+                );
+            }
+            if v >= 4 {
+                assert!(
+                    dir.total_bytes > 0 && dir.usable_bytes >= 0,
+                    "DescribeLogDirs v{v}"
+                );
+            }
+        }
+    }
 
     let (min, max) = range(ApiKey::ApiVersions);
     for v in min..=max {

@@ -9,6 +9,7 @@ pub mod fetch;
 pub mod group_offsets;
 pub mod groups;
 pub mod list_offsets;
+pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 pub mod producer_ids;
@@ -48,6 +49,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 pub fn is_supported(api_key: ApiKey, version: i16) -> bool {
@@ -97,6 +99,7 @@ pub async fn handle(
             configs::incremental_alter(broker, r).await.into()
         }
         RequestKind::DescribeCluster(r) => cluster::describe_cluster(broker, r).into(),
+        RequestKind::DescribeLogDirs(r) => log_dirs::describe_log_dirs(broker, r, version).into(),
         RequestKind::InitProducerId(r) => producer_ids::init_producer_id(broker, r).await.into(),
         other => {
             // `is_supported` filters requests before decoding, so this is a bug.

@@ -333,7 +333,7 @@ impl Metrics {
         self.active_controller.set(is_controller as i64);
         self.metadata_offset
             .set(broker.quorum.applied_index() as i64);
-        if let Some((used, total)) = disk_usage(broker.logs.dir()) {
+        if let Some((used, total)) = crate::util::disk_usage(broker.logs.dir()) {
             self.disk_used.set(used as i64);
             self.disk_total.set(total as i64);
         }
@@ -374,20 +374,4 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
-}
-
-/// (used, total) bytes of the filesystem holding `path`.
-fn disk_usage(path: &std::path::Path) -> Option<(u64, u64)> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c_path is a valid NUL-terminated string and stat is a valid out-pointer.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return None;
-    }
-    let block = stat.f_frsize as u64;
-    let total = stat.f_blocks as u64 * block;
-    let free = stat.f_bfree as u64 * block;
-    Some((total - free, total))
 }
