@@ -62,7 +62,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .iter()
         .map(|v| (v.id as u64, v.address()))
         .collect();
-    let quorum = Arc::new(
+    let quorum = if config.is_controller {
         MetadataQuorum::start(
             &log_dir.join(METADATA_DIR),
             config.node_id as u64,
@@ -72,8 +72,10 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             shutdown_rx.clone(),
         )
         .await
-        .context("cannot start the metadata quorum")?,
-    );
+    } else {
+        MetadataQuorum::start_observer(config.node_id as u64, voters, shutdown_rx.clone()).await
+    };
+    let quorum = Arc::new(quorum.context("cannot start the metadata quorum")?);
     let broker = Arc::new(Broker::new(
         config.clone(),
         cluster_id,

@@ -1,6 +1,7 @@
-//! Clusters of broker processes on this machine: each node is a combined
-//! broker and controller with its own Kafka, controller and HTTP ports and
-//! data directory, all listed in `controller.quorum.voters`.
+//! Clusters of broker processes on this machine, each node with its own
+//! Kafka, HTTP (and, for voters, controller) ports and data directory. The
+//! first nodes are combined broker/controllers listed in
+//! `controller.quorum.voters`; any further ones are broker-only observers.
 
 use std::time::{Duration, Instant};
 
@@ -15,12 +16,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `size` nodes (ids 1..=size) and waits until all are ready.
+    /// Starts `size` nodes (ids 1..=size), every one a voter, and waits
+    /// until all are ready.
     pub fn start(size: usize, overrides: &[(&str, &str)]) -> Cluster {
-        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        Cluster::start_mixed(size, size, overrides)
+    }
+
+    /// Starts `size` nodes of which the first `voters` vote in the metadata
+    /// quorum and the rest are broker-only, and waits until all are ready.
+    pub fn start_mixed(voters: usize, size: usize, overrides: &[(&str, &str)]) -> Cluster {
         let cluster_id = format!("tideline-test-{}", free_port());
-        let voters: Vec<String> = ports
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let voter_list: Vec<String> = ports
             .iter()
+            .take(voters)
             .enumerate()
             .map(|(i, (_, controller))| format!("{}@127.0.0.1:{controller}", i + 1))
             .collect();
@@ -28,16 +37,19 @@ impl Cluster {
             .iter()
             .enumerate()
             .map(|(i, (kafka, controller))| {
+                let voter = i < voters;
+                let listeners = if voter {
+                    format!("PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller}")
+                } else {
+                    format!("PLAINTEXT://127.0.0.1:{kafka}")
+                };
+                let roles = if voter { "broker,controller" } else { "broker" };
                 let mut opts = BrokerOpts::new()
                     .kafka_port(*kafka)
                     .set("node.id", i + 1)
-                    .set(
-                        "listeners",
-                        format!(
-                            "PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller}"
-                        ),
-                    )
-                    .set("controller.quorum.voters", voters.join(","))
+                    .set("process.roles", roles)
+                    .set("listeners", listeners)
+                    .set("controller.quorum.voters", voter_list.join(","))
                     .set("cluster.id", &cluster_id);
                 for (k, v) in overrides {
                     opts = opts.set(k, v);

@@ -273,3 +273,39 @@ fn the_local_cluster_command_starts_and_stops_three_brokers() {
         "node 1 still listens after the cluster stopped"
     );
 }
+
+/// Three voters and two broker-only nodes (observers of the metadata): all
+/// five serve clients, take admin requests and host partitions.
+#[test]
+fn broker_only_nodes_follow_the_voters_and_host_partitions() {
+    let cluster = Cluster::start_mixed(3, 5, &[]);
+    let controller = cluster.wait_for_controller(&[1, 2, 3, 4, 5], Duration::from_secs(30));
+    assert!(controller <= 3, "a voter leads: {controller}");
+    create_via(&cluster, 5, "five-ways", 10);
+    let leaders = wait_until_every_node_sees(&cluster, &[1, 2, 3, 4, 5], "five-ways");
+    let used: BTreeSet<i32> = leaders.iter().copied().collect();
+    assert_eq!(
+        used,
+        BTreeSet::from([1, 2, 3, 4, 5]),
+        "leaders on every broker: {leaders:?}"
+    );
+    let records: Vec<TestRecord> = (0..500u64)
+        .map(|i| TestRecord {
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(b"v".to_vec()),
+            ..TestRecord::default()
+        })
+        .collect();
+    let delivered = produce_all(
+        &producer_config(&cluster.nodes[4].bootstrap()),
+        "five-ways",
+        &records,
+    );
+    let mut ends = [0i64; 10];
+    for d in &delivered {
+        ends[d.partition as usize] = ends[d.partition as usize].max(d.offset + 1);
+    }
+    let until: Vec<(i32, i64)> = (0..10).map(|p| (p, ends[p as usize])).collect();
+    let consumed = consume_all(&cluster.nodes[3].bootstrap(), "five-ways", &until);
+    assert_eq!(consumed.values().map(Vec::len).sum::<usize>(), 500);
+}

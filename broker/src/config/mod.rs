@@ -123,6 +123,9 @@ pub struct BrokerConfig {
     pub controller_listener: Option<Listener>,
     /// `controller.quorum.voters`; empty means a quorum of this node alone.
     pub voters: Vec<Voter>,
+    /// Whether `process.roles` includes `controller` (a voter, or the
+    /// single node); otherwise the node observes the voters' metadata.
+    pub is_controller: bool,
     pub log_dir: PathBuf,
     pub http_listener: SocketAddr,
     pub socket_request_max_bytes: usize,
@@ -180,6 +183,7 @@ impl BrokerConfig {
             advertised_listeners: Vec::new(),
             controller_listener: None,
             voters: Vec::new(),
+            is_controller: true,
             log_dir: PathBuf::new(),
             http_listener: "127.0.0.1:9644".parse().expect("valid default"),
             socket_request_max_bytes: 0,
@@ -194,14 +198,15 @@ impl BrokerConfig {
             }
         }
         let roles = config.get_list("process.roles");
-        if !(roles.contains(&"broker".to_string()) && roles.contains(&"controller".to_string())) {
+        let has = |role: &str| roles.iter().any(|r| r == role);
+        if !has("broker") {
             return Err(ConfigError::Invalid(format!(
-                "process.roles={}: this build runs every node as a combined broker and \
-                 controller (a voter of controller.quorum.voters, or a quorum of one); \
-                 broker-only and controller-only nodes are not supported yet",
+                "process.roles={}: controller-only nodes are not supported yet; \
+                 every node serves clients as a broker",
                 roles.join(",")
             )));
         }
+        config.is_controller = has("controller");
         let controller_names = config.get_list("controller.listener.names");
         let all: Vec<Listener> = config
             .get_list("listeners")
@@ -223,12 +228,22 @@ impl BrokerConfig {
             .iter()
             .map(|v| Voter::parse(v))
             .collect::<Result<_, _>>()?;
+        let is_voter = config.voters.iter().any(|v| v.id == config.node_id);
+        if config.voters.is_empty() && !config.is_controller {
+            return Err(ConfigError::Invalid(
+                "process.roles=broker needs controller.quorum.voters: a broker-only node \
+                 follows the metadata of the voters"
+                    .into(),
+            ));
+        }
         if !config.voters.is_empty() {
-            if !config.voters.iter().any(|v| v.id == config.node_id) {
+            if config.is_controller != is_voter {
                 return Err(ConfigError::Invalid(format!(
-                    "controller.quorum.voters does not list this node (node.id={}); \
-                     this build runs every node as a combined broker and controller",
-                    config.node_id
+                    "node.id={} is {}in controller.quorum.voters but process.roles is {}: \
+                     voters have the controller role and only voters do",
+                    config.node_id,
+                    if is_voter { "" } else { "not " },
+                    roles.join(",")
                 )));
             }
             if config.get("cluster.id").is_none() {
@@ -238,7 +253,7 @@ impl BrokerConfig {
                         .into(),
                 ));
             }
-            if config.controller_listener.is_none() {
+            if config.is_controller && config.controller_listener.is_none() {
                 return Err(ConfigError::Invalid(format!(
                     "controller.quorum.voters is set, but listeners has no {} listener \
                      for the quorum's traffic",
@@ -455,7 +470,26 @@ mod tests {
             flags.extend_from_slice(extra);
             load("", &[], &flags).map(|_| ()).unwrap_err().to_string()
         };
-        assert!(with(&["node.id=5"]).contains("does not list this node"));
+        assert!(with(&["node.id=5"]).contains("not in controller.quorum.voters"));
+        let observer = load(
+            "",
+            &[],
+            &[
+                "node.id=5",
+                "process.roles=broker",
+                "cluster.id=abc",
+                "listeners=PLAINTEXT://127.0.0.1:9092",
+                "controller.quorum.voters=1@h1:9093,2@h2:9093",
+            ],
+        )
+        .unwrap();
+        assert!(!observer.is_controller);
+        assert!(with(&["process.roles=broker"]).contains("only voters do"));
+        assert!(load("", &[], &["process.roles=broker"])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+            .contains("needs controller.quorum.voters"));
         assert!(with(&["listeners=PLAINTEXT://127.0.0.1:9092"]).contains("CONTROLLER"));
         assert!(with(&["controller.quorum.voters=1-h1:9093"]).contains("id@host:port"));
         assert!(with(&["listeners=CONTROLLER://127.0.0.1:9093"]).contains("Kafka clients"));

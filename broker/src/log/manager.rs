@@ -30,6 +30,10 @@ const CLEAN_SHUTDOWN_FILE: &str = ".tideline_clean_shutdown";
 const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 const LOG_START_FILE: &str = "log-start-offset-checkpoint";
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
+/// When the tombstones each compacted partition kept may go (ms since the
+/// epoch), in the checkpoint format; without it a restart would forget them
+/// until new data makes the log dirty again.
+const TOMBSTONE_EXPIRY_FILE: &str = "cleaner-tombstone-expiry-checkpoint";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -99,8 +103,7 @@ pub struct LogManager {
 struct CleanerState {
     /// Below this offset a partition's log is compacted (persisted).
     checkpoints: HashMap<TopicPartition, i64>,
-    /// When a kept tombstone may be removed (in memory only; after a restart
-    /// tombstones go at the next pass that dirty data triggers).
+    /// When a kept tombstone may be removed (persisted with the checkpoints).
     tombstone_due: HashMap<TopicPartition, i64>,
 }
 
@@ -123,7 +126,7 @@ impl LogManager {
             partitions: RwLock::new(HashMap::new()),
             cleaner: Mutex::new(CleanerState {
                 checkpoints: read_checkpoint(&dir.join(cleaner::CHECKPOINT_FILE)),
-                tombstone_due: HashMap::new(),
+                tombstone_due: read_checkpoint(&dir.join(TOMBSTONE_EXPIRY_FILE)),
             }),
             cleaner_running: Mutex::new(()),
         })
@@ -326,17 +329,22 @@ impl LogManager {
 
     fn write_cleaner_checkpoint(&self) -> io::Result<()> {
         let live = self.partitions.read();
-        let mut entries: Vec<(TopicPartition, i64)> = self
-            .cleaner
-            .lock()
-            .checkpoints
-            .iter()
-            .filter(|(tp, _)| live.contains_key(*tp))
-            .map(|(tp, offset)| (tp.clone(), *offset))
-            .collect();
+        let state = self.cleaner.lock();
+        let of_live = |map: &HashMap<TopicPartition, i64>| {
+            let mut entries: Vec<(TopicPartition, i64)> = map
+                .iter()
+                .filter(|(tp, _)| live.contains_key(*tp))
+                .map(|(tp, value)| (tp.clone(), *value))
+                .collect();
+            entries.sort();
+            entries
+        };
+        let (checkpoints, tombstones) =
+            (of_live(&state.checkpoints), of_live(&state.tombstone_due));
+        drop(state);
         drop(live);
-        entries.sort();
-        write_checkpoint(&self.dir.join(cleaner::CHECKPOINT_FILE), &entries)
+        write_checkpoint(&self.dir.join(cleaner::CHECKPOINT_FILE), &checkpoints)?;
+        write_checkpoint(&self.dir.join(TOMBSTONE_EXPIRY_FILE), &tombstones)
     }
 
     /// Flushes logs whose `flush.ms` has elapsed.
@@ -478,7 +486,7 @@ mod tests {
             )
             .unwrap();
         for i in 0..20u8 {
-            let batch = keyed_batch(b"key", &[i]);
+            let batch = keyed_batch(b"key", Some(&[i]));
             partition.log.lock().append(&batch, 0, 0).unwrap();
             plain.log.lock().append(&batch, 0, 0).unwrap();
         }
@@ -491,8 +499,47 @@ mod tests {
         assert_eq!(manager.clean_logs(), 0, "nothing dirty");
     }
 
-    /// An uncompressed one-record batch with a key.
-    fn keyed_batch(key: &[u8], value: &[u8]) -> Vec<u8> {
+    #[test]
+    fn tombstones_kept_by_a_pass_are_removed_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            cleanup_compact: true,
+            cleanup_delete: false,
+            segment_bytes: 200,
+            ..LogConfig::default()
+        };
+        let tp = TopicPartition::new("c", 0);
+        let id = Uuid::new_v4();
+        {
+            let manager = LogManager::open(dir.path()).unwrap();
+            let (partition, _) = manager.open_partition(&tp, id, config.clone()).unwrap();
+            let mut log = partition.log.lock();
+            // Written at time 0: long past delete.retention.ms.
+            log.append(&keyed_batch(b"gone", Some(b"v")), 0, 0).unwrap();
+            log.append(&keyed_batch(b"gone", None), 0, 0).unwrap();
+            for i in 0..20u8 {
+                log.append(&keyed_batch(b"other", Some(&[i])), 0, 0)
+                    .unwrap();
+            }
+            drop(log);
+            // The first pass keeps the tombstone (it was in the dirty part)
+            // and notes when it may go.
+            assert_eq!(manager.clean_logs(), 1);
+            manager.shutdown().unwrap();
+        }
+        let manager = LogManager::open(dir.path()).unwrap();
+        let (partition, _) = manager.open_partition(&tp, id, config).unwrap();
+        let before = partition.log.lock().size_bytes();
+        assert_eq!(
+            manager.clean_logs(),
+            1,
+            "the kept tombstone's expiry was remembered"
+        );
+        assert!(partition.log.lock().size_bytes() < before);
+    }
+
+    /// An uncompressed one-record batch with a key (`None`: a tombstone).
+    fn keyed_batch(key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
         use kafka_protocol::records::*;
         let record = Record {
             transactional: false,
@@ -506,7 +553,7 @@ mod tests {
             sequence: -1,
             timestamp: 0,
             key: Some(bytes::Bytes::copy_from_slice(key)),
-            value: Some(bytes::Bytes::copy_from_slice(value)),
+            value: value.map(bytes::Bytes::copy_from_slice),
             headers: Default::default(),
         };
         let mut buf = bytes::BytesMut::new();

@@ -5,6 +5,7 @@
 
 mod log_store;
 mod network;
+mod observer;
 mod state_machine;
 
 use std::collections::BTreeMap;
@@ -48,9 +49,12 @@ pub enum QuorumError {
 /// How long a metadata change may wait for a leader and its commit.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running member of the metadata quorum.
+/// A running member of the metadata quorum: a voter (running Raft), or an
+/// observer that follows the voters' image.
 pub struct MetadataQuorum {
-    raft: Raft<TypeConfig>,
+    /// `None` on an observer.
+    raft: Option<Raft<TypeConfig>>,
+    observer: Option<Arc<observer::Observer>>,
     liveness: Arc<Liveness>,
     node_id: NodeId,
     image: watch::Receiver<Arc<MetadataImage>>,
@@ -97,10 +101,15 @@ impl MetadataQuorum {
         .map_err(|e| QuorumError::Raft(e.to_string()))?;
         let liveness = Arc::new(Liveness::default());
         if let Some(listener) = controller_listener {
+            let published = network::Published {
+                image: image.clone(),
+                applied: applied_index.clone(),
+            };
             tokio::spawn(network::serve(
                 listener,
                 raft.clone(),
                 liveness.clone(),
+                published,
                 shutdown,
             ));
         }
@@ -128,8 +137,30 @@ impl MetadataQuorum {
             }
         }
         Ok(MetadataQuorum {
-            raft,
+            raft: Some(raft),
+            observer: None,
             liveness,
+            node_id,
+            image,
+            applied_index,
+        })
+    }
+
+    /// Follows the metadata of `voters` (node id → controller address)
+    /// without voting: a broker-only node.
+    pub async fn start_observer(
+        node_id: NodeId,
+        voters: BTreeMap<NodeId, String>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<MetadataQuorum, QuorumError> {
+        let (publish, image) = watch::channel(Arc::new(MetadataImage::default()));
+        let (applied_tx, applied_index) = watch::channel(0);
+        let observer = observer::Observer::new(voters.into_iter().collect());
+        tokio::spawn(observer.clone().follow(publish, applied_tx, shutdown));
+        Ok(MetadataQuorum {
+            raft: None,
+            observer: Some(observer),
+            liveness: Arc::new(Liveness::default()),
             node_id,
             image,
             applied_index,
@@ -141,18 +172,20 @@ impl MetadataQuorum {
     /// current. A restarted node may briefly believe it still leads; it
     /// waits out the election that follows.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), QuorumError> {
+        let Some(raft) = &self.raft else {
+            return self.wait_observer_ready(timeout).await;
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            self.raft
-                .wait(Some(left))
+            raft.wait(Some(left))
                 .metrics(|m| m.current_leader.is_some(), "leader elected")
                 .await
                 .map_err(|e| QuorumError::Raft(e.to_string()))?;
             if !self.is_active_controller() {
                 return Ok(());
             }
-            match self.raft.ensure_linearizable().await {
+            match raft.ensure_linearizable().await {
                 Ok(_) => return Ok(()),
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(QuorumError::Raft(e.to_string()))
@@ -165,13 +198,51 @@ impl MetadataQuorum {
         }
     }
 
+    /// An observer is ready once it holds an image and knows the controller.
+    async fn wait_observer_ready(&self, timeout: Duration) -> Result<(), QuorumError> {
+        let observer = self.observer.as_ref().expect("an observer");
+        let mut applied = self.applied_index.clone();
+        let mut leader = observer.leader_changes();
+        let ready = async {
+            let _ = applied.wait_for(|i| *i > 0).await;
+            let _ = leader.wait_for(|l| l.is_some()).await;
+        };
+        tokio::time::timeout(timeout, ready)
+            .await
+            .map_err(|_| QuorumError::Raft("no voter answered with the metadata".into()))
+    }
+
     pub fn is_active_controller(&self) -> bool {
-        let metrics = self.raft.metrics().borrow().clone();
+        let Some(raft) = &self.raft else {
+            return false;
+        };
+        let metrics = raft.metrics().borrow().clone();
         metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node_id)
     }
 
     pub fn active_controller(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        match (&self.raft, &self.observer) {
+            (Some(raft), _) => raft.metrics().borrow().current_leader,
+            (None, Some(observer)) => observer.leader(),
+            (None, None) => None,
+        }
+    }
+
+    /// The controller address of the active controller, as far as known.
+    fn controller_address(&self) -> Option<String> {
+        match (&self.raft, &self.observer) {
+            (Some(raft), _) => {
+                let metrics = raft.metrics().borrow().clone();
+                let leader = metrics.current_leader?;
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map(|n| n.addr.clone())
+            }
+            (None, Some(observer)) => observer.address_of(observer.leader()?).map(String::from),
+            (None, None) => None,
+        }
     }
 
     /// The latest applied image.
@@ -195,12 +266,25 @@ impl MetadataQuorum {
     pub async fn propose(&self, batch: RecordBatch) -> Result<ApplyOutcome, QuorumError> {
         let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
         loop {
-            let outcome = match self.raft.client_write(batch.clone()).await {
+            let written = match &self.raft {
+                Some(raft) => raft.client_write(batch.clone()).await,
+                // An observer always forwards to the controller.
+                None => Err(openraft::error::RaftError::APIError(
+                    openraft::error::ClientWriteError::ForwardToLeader(
+                        openraft::error::ForwardToLeader::empty(),
+                    ),
+                )),
+            };
+            let outcome = match written {
                 Ok(response) => Ok(response.data),
                 Err(openraft::error::RaftError::APIError(
                     openraft::error::ClientWriteError::ForwardToLeader(forward),
-                )) => match forward.leader_node {
-                    Some(leader) => self.forward(&leader.addr, &batch).await,
+                )) => match forward
+                    .leader_node
+                    .map(|n| n.addr)
+                    .or_else(|| self.controller_address())
+                {
+                    Some(addr) => self.forward(&addr, &batch).await,
                     None => Err(QuorumError::NotController),
                 },
                 Err(e) => Err(QuorumError::Raft(e.to_string())),
@@ -251,21 +335,17 @@ impl MetadataQuorum {
     /// Tells the active controller that `broker_id` is alive (locally when
     /// this node is the controller).
     pub async fn send_heartbeat(&self, broker_id: i32) {
-        let metrics = self.raft.metrics().borrow().clone();
-        let Some(leader) = metrics.current_leader else {
-            return;
-        };
-        if leader == self.node_id && metrics.state == ServerState::Leader {
+        if self.is_active_controller() {
             self.liveness
                 .heard_from(broker_id, std::time::Instant::now());
             return;
         }
-        let Some(node) = metrics.membership_config.membership().get_node(&leader) else {
+        let Some(addr) = self.controller_address() else {
             return;
         };
         let request = PeerRequest::BrokerHeartbeat { broker_id };
-        if let Err(e) = network::call_once(&node.addr, &request, Duration::from_secs(2)).await {
-            tracing::debug!(controller = leader, error = %e, "heartbeat not delivered");
+        if let Err(e) = network::call_once(&addr, &request, Duration::from_secs(2)).await {
+            tracing::debug!(controller = addr, error = %e, "heartbeat not delivered");
         }
     }
 
@@ -297,7 +377,10 @@ impl MetadataQuorum {
     }
 
     pub async fn shutdown(&self) {
-        if let Err(e) = self.raft.shutdown().await {
+        let Some(raft) = &self.raft else {
+            return;
+        };
+        if let Err(e) = raft.shutdown().await {
             tracing::warn!(error = %e, "metadata quorum did not shut down cleanly");
         }
     }

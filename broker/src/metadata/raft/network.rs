@@ -31,6 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::{Node, NodeId, TypeConfig};
+use crate::metadata::image::MetadataImage;
 use crate::metadata::liveness::Liveness;
 use crate::metadata::records::{ApplyOutcome, RecordBatch};
 
@@ -49,6 +50,11 @@ pub enum PeerRequest {
     BrokerHeartbeat {
         broker_id: i32,
     },
+    /// An observer asks for the image once it is newer than `known_index`
+    /// (held up to a few seconds while it is not).
+    FetchImage {
+        known_index: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,6 +69,20 @@ pub enum PeerResponse {
     BrokerHeartbeat {
         accepted: bool,
     },
+    /// The receiver's applied index, its view of the leader, and its image
+    /// if newer than what the observer knew.
+    Image {
+        index: u64,
+        leader: Option<NodeId>,
+        image: Option<MetadataImage>,
+    },
+}
+
+/// What a voter serves observers from: its applied image and index.
+#[derive(Clone)]
+pub struct Published {
+    pub image: watch::Receiver<std::sync::Arc<MetadataImage>>,
+    pub applied: watch::Receiver<u64>,
 }
 
 /// A forwarded change once committed: its outcome and its log index, so
@@ -107,6 +127,7 @@ pub async fn serve(
     listener: TcpListener,
     raft: Raft<TypeConfig>,
     liveness: std::sync::Arc<Liveness>,
+    published: Published,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -123,6 +144,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
         let liveness = liveness.clone();
+        let published = published.clone();
         tokio::spawn(async move {
             loop {
                 let request: PeerRequest = match read_frame(&mut stream).await {
@@ -133,7 +155,7 @@ pub async fn serve(
                         break;
                     }
                 };
-                let response = answer(&raft, &liveness, request).await;
+                let response = answer(&raft, &liveness, &published, request).await;
                 if write_frame(&mut stream, &response).await.is_err() {
                     break;
                 }
@@ -145,9 +167,27 @@ pub async fn serve(
 async fn answer(
     raft: &Raft<TypeConfig>,
     liveness: &Liveness,
+    published: &Published,
     request: PeerRequest,
 ) -> PeerResponse {
     match request {
+        PeerRequest::FetchImage { known_index } => {
+            let mut applied = published.applied.clone();
+            let _ = tokio::time::timeout(
+                super::observer::LONG_POLL,
+                applied.wait_for(|i| *i > known_index),
+            )
+            .await;
+            // The index first: the state machine publishes the image before
+            // the index, so the image read next is at least this new.
+            let index = *published.applied.borrow();
+            let image = (index > known_index).then(|| (**published.image.borrow()).clone());
+            PeerResponse::Image {
+                index,
+                leader: raft.metrics().borrow().current_leader,
+                image,
+            }
+        }
         PeerRequest::BrokerHeartbeat { broker_id } => {
             let metrics = raft.metrics().borrow().clone();
             let accepted = metrics.current_leader == Some(metrics.id);

@@ -62,6 +62,7 @@ impl StateMachine {
         };
         let image = Arc::new(stored.image);
         publish.send_replace(image.clone());
+        applied_index.send_replace(stored.last_applied.map_or(0, |l| l.index));
         Ok(StateMachine {
             dir: dir.to_path_buf(),
             last_applied: stored.last_applied,
@@ -175,6 +176,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.membership = meta.last_membership.clone();
         self.image = Arc::new(stored.image);
         self.publish.send_replace(self.image.clone());
+        if let Some(last) = meta.last_log_id {
+            self.applied_index.send_replace(last.index);
+        }
         Ok(())
     }
 
