@@ -643,7 +643,7 @@ fn offsets_committed_with_their_own_retention_expire() {
     use kafka_protocol::messages::offset_commit_request::{
         OffsetCommitRequestPartition, OffsetCommitRequestTopic,
     };
-    use kafka_protocol::messages::OffsetCommitRequest;
+    use kafka_protocol::messages::{FindCoordinatorRequest, OffsetCommitRequest};
 
     let broker = Broker::start_with(&[("offsets.retention.check.interval.ms", "200")]);
     create_topic(&broker.bootstrap(), TOPIC, 3, &[]);
@@ -663,6 +663,14 @@ fn offsets_committed_with_their_own_retention_expire() {
         let resp = conn.request(&req, 2).expect("OffsetCommit v2");
         assert_eq!(resp.topics[0].partitions[0].error_code, 0);
     };
+    // As every client does: find the coordinator first (which creates the
+    // offsets topic on a fresh broker).
+    for group in ["short-lived", "long-lived"] {
+        let mut find = FindCoordinatorRequest::default();
+        find.key = StrBytes::from_string(group.into());
+        let found = conn.request(&find, 3).expect("FindCoordinator");
+        assert_eq!(found.error_code, 0, "FindCoordinator {group}");
+    }
     commit(&mut conn, "short-lived", 300);
     commit(&mut conn, "long-lived", -1);
     assert_eq!(

@@ -412,16 +412,15 @@ impl GroupCoordinator {
                     state_since_ms: now_ms(),
                 });
             let before = entry.group.state;
-            let known: HashSet<String> =
-                entry.group.members().map(|m| m.member_id.clone()).collect();
             let (reply, effects) = entry.group.join(now_ms(), request);
-            // A member admitted now has its id only in the group; find it to park.
+            // A member admitted now has its id only in the group: members
+            // are kept in join order, so it is the last one.
             let parked_id = match &reply {
                 Reply::Pending if member_id.is_empty() => entry
                     .group
                     .members()
+                    .last()
                     .map(|m| m.member_id.clone())
-                    .find(|id| !known.contains(id))
                     .unwrap_or_default(),
                 _ => member_id.clone(),
             };

@@ -311,8 +311,19 @@ impl MetadataQuorum {
         let request = PeerRequest::Propose(batch.clone());
         let proposed = match network::call_once(addr, &request, PROPOSE_TIMEOUT).await {
             Ok(PeerResponse::Propose(Ok(proposed))) => proposed,
-            Ok(PeerResponse::Propose(Err(ProposeFailure::NotLeader))) | Err(_) => {
+            // Not the leader, or not reachable at all: nothing was proposed,
+            // so trying again cannot apply the change twice.
+            Ok(PeerResponse::Propose(Err(ProposeFailure::NotLeader))) => {
                 return Err(QuorumError::NotController)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(QuorumError::NotController)
+            }
+            // Lost mid-way: the change may or may not be committed.
+            Err(e) => {
+                return Err(QuorumError::Raft(format!(
+                    "the controller at {addr} did not answer ({e}); the change may or may not have been applied"
+                )))
             }
             Ok(PeerResponse::Propose(Err(ProposeFailure::Failed(e)))) => {
                 return Err(QuorumError::Raft(e))
