@@ -660,8 +660,21 @@ fn offsets_committed_with_their_own_retention_expire() {
         req.generation_id_or_member_epoch = -1;
         req.retention_time_ms = retention_ms;
         req.topics = vec![t];
-        let resp = conn.request(&req, 2).expect("OffsetCommit v2");
-        assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+        // Retriable coordinator errors (loading, moving, not available) are
+        // retried, as clients do.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let resp = conn.request(&req, 2).expect("OffsetCommit v2");
+            let code = resp.topics[0].partitions[0].error_code;
+            if code == 0 {
+                break;
+            }
+            assert!(
+                [14, 15, 16].contains(&code) && Instant::now() < deadline,
+                "OffsetCommit v2 failed with error {code}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     };
     // As every client does: find the coordinator first (which creates the
     // offsets topic on a fresh broker).

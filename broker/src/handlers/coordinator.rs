@@ -110,6 +110,11 @@ async fn locate_group_coordinator(broker: &Broker, group: &str) -> Located {
         .brokers
         .get(&leader)
         .ok_or_else(|| unavailable("the offsets partition of this group has no leader"))?;
+    if leader == broker.node_id() && broker.groups.check_coordinator(group).is_err() {
+        // This broker leads the partition but has not loaded it yet (the
+        // topic was just created): load it before sending clients here.
+        broker.sync_logs().await;
+    }
     Ok((leader, endpoint.host.clone(), endpoint.port))
 }
 
