@@ -65,8 +65,8 @@ impl MetadataQuorum {
     /// Opens the metadata log in `dir` and starts Raft with `voters`
     /// (node id → controller address; empty: a quorum of this node alone,
     /// at `address`). Peers are served on `controller_listener` until
-    /// `shutdown`. A fresh directory is initialized with the voter set;
-    /// every voter does so with the same set, which Raft makes safe.
+    /// `shutdown`. On a fresh cluster the lowest voter initializes the
+    /// quorum with the voter set.
     pub async fn start(
         dir: &Path,
         node_id: NodeId,
@@ -117,7 +117,12 @@ impl MetadataQuorum {
             .is_initialized()
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
-        if !initialized {
+        // Only the lowest voter writes the initial membership; the others
+        // learn it from the first leader. (Initializing every voter with the
+        // same set is allowed by openraft, but a test run with it hit an
+        // openraft debug assertion while the quorum formed.)
+        let initializer = voters.keys().next().is_none_or(|first| *first == node_id);
+        if !initialized && initializer {
             let members: BTreeMap<NodeId, BasicNode> = if voters.is_empty() {
                 BTreeMap::from([(node_id, BasicNode { addr: address })])
             } else {
