@@ -14,8 +14,10 @@ use crate::coordinator::groups::{CoordinatorConfig, GroupCoordinator};
 use crate::error::{ApiError, ResponseError};
 use crate::log::{LogManager, Partition, TopicPartition};
 use crate::metadata::controller::{Controller, NewTopic};
+use crate::metadata::elections;
 use crate::metadata::{MetadataImage, MetadataQuorum, TopicImage};
 use crate::ops::metrics::Metrics;
+use crate::replication::ReplicaManager;
 
 pub struct Broker {
     pub config: Arc<BrokerConfig>,
@@ -25,6 +27,7 @@ pub struct Broker {
     pub logs: Arc<LogManager>,
     pub metrics: Arc<Metrics>,
     pub groups: Arc<GroupCoordinator>,
+    pub replicas: Arc<ReplicaManager>,
     /// The producer-id block this broker hands out from: (next, end).
     producer_ids: AsyncMutex<(i64, i64)>,
     /// Serializes reconciliations of local logs with the image.
@@ -42,9 +45,18 @@ impl Broker {
     ) -> Broker {
         let groups =
             GroupCoordinator::new(coordinator_config(&config), logs.clone(), config.node_id);
+        let controller = Controller::new(quorum.clone(), config.clone());
+        let replicas = ReplicaManager::new(
+            &config,
+            logs.clone(),
+            controller.clone(),
+            quorum.clone(),
+            metrics.clone(),
+        );
         Broker {
-            controller: Controller::new(quorum.clone(), config.clone()),
+            controller,
             groups,
+            replicas,
             config,
             cluster_id,
             quorum,
@@ -156,6 +168,8 @@ impl Broker {
             }
         });
         self.metrics.partitions.set(self.logs.all().len() as i64);
+        // Lead, follow or stand by, as the image says.
+        tokio::task::block_in_place(|| self.replicas.apply_metadata(&image));
         // Offsets partitions this broker now leads make it their groups' coordinator.
         tokio::task::block_in_place(|| self.groups.on_metadata(&image));
     }
@@ -178,6 +192,110 @@ impl Broker {
             }
             Err(e) if e.kind == ResponseError::TopicAlreadyExists => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The active controller's periodic elections: unclean elections of
+    /// offline partitions whose topic allows them and, when `rebalance` is
+    /// set, preferred elections for imbalanced brokers.
+    pub async fn run_elections(&self, rebalance: bool) {
+        if !self.quorum.is_active_controller() {
+            return;
+        }
+        let image = self.image();
+        let unclean = elections::unclean_elections(&image, |topic| {
+            self.log_config(&image, topic).unclean_leader_election
+        });
+        for change in unclean {
+            let leader = change.leader.unwrap_or(-1);
+            let partition = change.partition;
+            let topic = image
+                .topic_names
+                .get(&change.topic_id)
+                .cloned()
+                .unwrap_or_default();
+            match self.controller.change_partitions(vec![change]).await {
+                Ok(()) => tracing::warn!(
+                    topic, partition, leader,
+                    "unclean leader election: no in-sync replica is live, so an out-of-sync replica leads; records it did not have are lost"
+                ),
+                Err(e) => tracing::warn!(topic, partition, error = %e, "unclean leader election failed"),
+            }
+        }
+        if rebalance && self.config.get_bool("auto.leader.rebalance.enable") {
+            let percentage = self
+                .config
+                .get_i64("leader.imbalance.per.broker.percentage");
+            for change in elections::rebalance_elections(&image, percentage) {
+                let partition = change.partition;
+                let leader = change.leader.unwrap_or(-1);
+                let topic = image
+                    .topic_names
+                    .get(&change.topic_id)
+                    .cloned()
+                    .unwrap_or_default();
+                match self.controller.change_partitions(vec![change]).await {
+                    Ok(()) => tracing::info!(
+                        topic,
+                        partition,
+                        leader,
+                        "preferred leader election (auto rebalance)"
+                    ),
+                    Err(e) => {
+                        tracing::debug!(topic, partition, error = %e, "preferred leader election failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Controlled shutdown: asks the controller to move every leadership off
+    /// this broker and waits (at most `timeout`) until the metadata shows it
+    /// leads nothing another replica could lead. Skipped when no other
+    /// broker is live: there is nowhere to move leadership to.
+    pub async fn controlled_shutdown(&self, timeout: std::time::Duration) {
+        let me = self.node_id();
+        let image = self.image();
+        if !image.brokers.keys().any(|b| *b != me && image.is_live(*b)) {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let started = std::time::Instant::now();
+        let mut images = self.quorum.subscribe();
+        let mut requested = false;
+        loop {
+            if !requested {
+                match self.controller.shutdown_broker(me).await {
+                    Ok(()) => requested = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "controlled shutdown request failed; retrying")
+                    }
+                }
+            }
+            let image = self.image();
+            let still_leading = image
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.iter())
+                .filter(|p| p.leader == me)
+                .count();
+            if requested && still_leading == 0 {
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "controlled shutdown: leadership moved off this broker"
+                );
+                // Let the local replicas see it before the listeners stop.
+                self.sync_logs().await;
+                return;
+            }
+            tokio::select! {
+                _ = images.changed() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(still_leading, "controlled shutdown timed out; stopping anyway");
+                    return;
+                }
+            }
         }
     }
 

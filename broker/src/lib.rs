@@ -18,6 +18,7 @@ pub mod local_cluster;
 pub mod log;
 pub mod metadata;
 pub mod ops;
+pub mod replication;
 pub mod server;
 pub mod startup;
 pub mod util;

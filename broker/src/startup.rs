@@ -130,7 +130,14 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
 
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if config.get_bool("controlled.shutdown.enable") {
+        let timeout = config.get_i64("controlled.shutdown.timeout.ms").max(0) as u64;
+        broker
+            .controlled_shutdown(Duration::from_millis(timeout))
+            .await;
+    }
     broker.set_ready(false);
+    broker.replicas.shutdown();
     let _ = shutdown_tx.send(true);
     // Members parked in JoinGroup/SyncGroup are told to find the coordinator
     // again, so their connections can drain now.
@@ -178,6 +185,14 @@ fn spawn_background_tasks(
         .get_i64("log.flush.scheduler.interval.ms")
         .clamp(10, 1000) as u64;
     let mut tasks = Vec::new();
+    // Followers that stopped catching up leave the ISR (checked at half
+    // the allowed lag, as Kafka does).
+    let b = broker.clone();
+    tasks.push(every(
+        broker.replicas.lag_max() / 2,
+        shutdown.clone(),
+        move || b.replicas.shrink_isrs(),
+    ));
     let b = broker.clone();
     tasks.push(every(
         Duration::from_millis(retention_ms),
@@ -245,10 +260,23 @@ fn spawn_background_tasks(
     tasks.push(tokio::spawn(async move {
         let mut heartbeat = tokio::time::interval(Duration::from_millis(heartbeat_ms));
         let mut check = tokio::time::interval(Duration::from_millis(500));
+        let imbalance_every = Duration::from_secs(
+            b.config
+                .get_i64("leader.imbalance.check.interval.seconds")
+                .max(1) as u64,
+        );
+        let mut last_rebalance = Instant::now();
         loop {
             tokio::select! {
                 _ = heartbeat.tick() => b.quorum.send_heartbeat(b.node_id()).await,
-                _ = check.tick() => b.quorum.apply_liveness(session).await,
+                _ = check.tick() => {
+                    b.quorum.apply_liveness(session).await;
+                    let rebalance = last_rebalance.elapsed() >= imbalance_every;
+                    if rebalance {
+                        last_rebalance = Instant::now();
+                    }
+                    b.run_elections(rebalance).await;
+                }
                 _ = stop.changed() => break,
             }
         }

@@ -4,8 +4,8 @@
 //! every node serves the same metadata, and the quorum survives the loss of
 //! its controller.
 //!
-//! Partition replication (ISR) is not built yet: topics here have one
-//! replica, spread over the brokers.
+//! Topics here have one replica, spread over the brokers; replication
+//! itself is tested in `replication.rs`.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -105,14 +105,11 @@ fn three_voters_share_one_metadata_log_and_serve_clients_from_any_node() {
     let consumed = consume_all(&cluster.bootstrap(), "spread", &until);
     assert_eq!(consumed.values().map(Vec::len).sum::<usize>(), 600);
 
-    // Replication is not built yet: more than one replica is refused.
+    // More replicas than live brokers are refused.
     let admin = admin_client(&cluster.bootstrap());
-    let new = NewTopic::new("replicated", 1, TopicReplication::Fixed(3));
+    let new = NewTopic::new("too-many-replicas", 1, TopicReplication::Fixed(4));
     let result = block_on(admin.create_topics(&[new], &AdminOptions::new())).unwrap();
-    assert!(
-        result[0].is_err(),
-        "RF=3 must be refused until replication exists"
-    );
+    assert!(result[0].is_err(), "RF=4 on 3 brokers must be refused");
 }
 
 #[test]

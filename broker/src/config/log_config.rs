@@ -123,6 +123,8 @@ pub struct LogConfig {
     pub cleanup_delete: bool,
     pub cleanup_compact: bool,
     pub min_insync_replicas: i32,
+    /// `unclean.leader.election.enable`.
+    pub unclean_leader_election: bool,
     /// `delete.retention.ms`: how long a tombstone survives once cleaned.
     pub delete_retention_ms: i64,
     /// `min.cleanable.dirty.ratio`.
@@ -179,6 +181,7 @@ impl LogConfig {
             cleanup_delete: policy.split(',').any(|p| p.trim() == "delete"),
             cleanup_compact: policy.split(',').any(|p| p.trim() == "compact"),
             min_insync_replicas: int("min.insync.replicas") as i32,
+            unclean_leader_election: text("unclean.leader.election.enable").trim() == "true",
             delete_retention_ms: int("delete.retention.ms").max(0),
             min_cleanable_dirty_ratio: values
                 .get("min.cleanable.dirty.ratio")

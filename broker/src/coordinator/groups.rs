@@ -148,7 +148,13 @@ impl State {
     }
 
     /// Appends records to an offsets partition and applies them to its view.
-    fn append(&mut self, partition: i32, records: &[StoreRecord]) -> Result<(), ResponseError> {
+    /// Returns what to wait for before the write counts as durable: the
+    /// partition's ISR must have it (see [`Durability`]).
+    fn append(
+        &mut self,
+        partition: i32,
+        records: &[StoreRecord],
+    ) -> Result<Durability, ResponseError> {
         let Some(part) = self.partitions.get_mut(&partition) else {
             return Err(ResponseError::NotCoordinator);
         };
@@ -163,7 +169,11 @@ impl State {
                 for (key, value) in records {
                     part.store.apply_decoded(key.clone(), value.clone());
                 }
-                Ok(())
+                Ok(Durability {
+                    partition: part.partition.clone(),
+                    leader_epoch: part.leader_epoch,
+                    required_offset: end,
+                })
             }
             Err(e) => {
                 tracing::error!(partition = %part.partition.tp, error = %e, "cannot write to the offsets topic");
@@ -234,6 +244,15 @@ impl State {
             }
         }
     }
+}
+
+/// An offsets-topic write the caller must see replicated (the high
+/// watermark past `required_offset`) before acknowledging it, as Kafka's
+/// coordinator appends with `acks=all`.
+pub struct Durability {
+    pub partition: Arc<Partition>,
+    pub leader_epoch: i32,
+    pub required_offset: i64,
 }
 
 pub struct GroupCoordinator {
@@ -525,7 +544,7 @@ impl GroupCoordinator {
         instance: &Option<String>,
         generation: i32,
         offsets: &[(String, i32, OffsetValue)],
-    ) -> Result<(), ResponseError> {
+    ) -> Result<Option<Durability>, ResponseError> {
         let mut state = self.state.lock();
         let partition = state.route(group_id)?;
         let now = now_ms();
@@ -548,7 +567,7 @@ impl GroupCoordinator {
             None => return Err(ResponseError::IllegalGeneration),
         }
         if offsets.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let records: Vec<StoreRecord> = offsets
             .iter()
@@ -563,7 +582,7 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        state.append(partition, &records)
+        state.append(partition, &records).map(Some)
     }
 
     /// Committed offsets of a group: of the given partitions, or all of

@@ -119,22 +119,19 @@ async fn locate_group_coordinator(broker: &Broker, group: &str) -> Located {
 }
 
 /// Creates `__consumer_offsets` (compacted, `offsets.topic.*` settings).
-/// The replication factor is capped at the registered brokers, so a single
-/// node works without configuration, and at what replication supports
-/// today; the cap is logged.
+/// The replication factor is capped at the live brokers, so a single node
+/// works without configuration; the cap is logged.
 async fn create_offsets_topic(broker: &Broker) -> Result<(), ApiError> {
     let config = &broker.config;
     let wanted = config.get_i64("offsets.topic.replication.factor");
-    let brokers = broker.image().brokers.len() as i64;
-    let replication = wanted
-        .min(brokers)
-        .min(crate::metadata::controller::MAX_REPLICATION_FACTOR as i64)
-        .max(1);
+    let image = broker.image();
+    let brokers = image.brokers.keys().filter(|b| image.is_live(**b)).count() as i64;
+    let replication = wanted.min(brokers).max(1);
     if replication < wanted {
         tracing::warn!(
             wanted,
             brokers,
-            "offsets.topic.replication.factor is larger than the registered brokers (or than replication supports); creating {OFFSETS_TOPIC} with {replication}"
+            "offsets.topic.replication.factor is larger than the live brokers; creating {OFFSETS_TOPIC} with {replication}"
         );
     }
     let configs = BTreeMap::from([

@@ -1,6 +1,12 @@
 //! Fetch: return record batches from the requested offsets, long-polling
 //! until `min_bytes` are available or `max_wait_ms` passes. Waiting is
-//! event driven: every append signals the partition's watchers.
+//! event driven: consumers wake when the high watermark moves (they read
+//! below it), followers when the log end moves (they read up to it).
+//!
+//! A fetch naming a replica id comes from a follower: its fetch offset is
+//! its log end, which the replica manager records before reading (that is
+//! how the leader's high watermark advances). Replicas a reassignment is
+//! adding are throttled by `leader.replication.throttled.rate`.
 //!
 //! Limits follow KIP-74: `partition_max_bytes` per partition and `max_bytes`
 //! for the response, except that the first batch of the first non-empty
@@ -30,6 +36,8 @@ struct Target {
     error: Option<ResponseError>,
     fetch_offset: i64,
     max_bytes: usize,
+    /// A follower fetch subject to the replication throttle.
+    throttled: bool,
 }
 
 pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
@@ -42,6 +50,13 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         return response;
     }
     let image = broker.image();
+    // v15 moved the replica id into ReplicaState (KIP-903).
+    let replica_id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let follower = (replica_id >= 0).then_some(replica_id);
     let mut targets = Vec::new();
     for (ti, topic) in request.topics.iter().enumerate() {
         let found = if version >= 13 {
@@ -70,6 +85,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                 error: None,
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
+                throttled: false,
             };
             match found.and_then(|t| t.partitions.get(p.partition as usize).map(|a| (t, a))) {
                 None if found.is_none() && version >= 13 => {
@@ -87,8 +103,19 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                         target.error = Some(ResponseError::UnknownLeaderEpoch);
                     } else {
                         target.partition = broker.partition(&t.name, p.partition);
-                        if target.partition.is_none() {
-                            target.error = Some(ResponseError::NotLeaderOrFollower);
+                        match (&target.partition, follower) {
+                            (None, _) => target.error = Some(ResponseError::NotLeaderOrFollower),
+                            (Some(partition), Some(id)) => {
+                                if let Err(e) =
+                                    broker
+                                        .replicas
+                                        .on_follower_fetch(partition, id, p.fetch_offset)
+                                {
+                                    target.error = Some(e);
+                                }
+                                target.throttled = partition.replica.lock().adding.contains(&id);
+                            }
+                            (Some(_), None) => {}
                         }
                     }
                 }
@@ -111,9 +138,19 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         // wait still wakes us.
         let mut watchers: Vec<_> = targets
             .iter()
-            .filter_map(|t| t.partition.as_ref().map(|p| p.subscribe()))
+            .filter_map(|t| t.partition.as_ref())
+            .map(|p| match follower {
+                Some(_) => p.subscribe(),
+                None => p.subscribe_high_watermark(),
+            })
             .collect();
-        let (total, any_error) = collect(broker, &mut response, &targets, max_bytes);
+        let (total, any_error) = collect(
+            broker,
+            &mut response,
+            &targets,
+            max_bytes,
+            follower.is_some(),
+        );
         if total >= min_bytes.max(1)
             || any_error
             || Instant::now() >= deadline
@@ -136,6 +173,7 @@ fn collect(
     response: &mut FetchResponse,
     targets: &[Target],
     max_bytes: usize,
+    for_follower: bool,
 ) -> (usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
@@ -143,6 +181,11 @@ fn collect(
         let data = &mut response.responses[target.topic_index].partitions[target.partition_index];
         if let Some(error) = target.error {
             data.error_code = error.code();
+            if let Some(partition) = &target.partition {
+                // A follower out of range needs these to recover.
+                data.log_start_offset = partition.log.lock().log_start_offset();
+                data.high_watermark = partition.high_watermark();
+            }
             any_error = true;
             continue;
         }
@@ -151,13 +194,25 @@ fn collect(
             .as_ref()
             .expect("no error means a partition");
         let remaining = max_bytes.saturating_sub(total);
-        let limit = target.max_bytes.min(remaining);
-        let (slice, hw, start) = {
+        let mut limit = target.max_bytes.min(remaining);
+        if target.throttled && broker.replicas.leader_throttle.is_exceeded() {
+            limit = 0;
+        }
+        let hw = partition.high_watermark();
+        let (slice, start) = {
             let log = partition.log.lock();
-            let hw = log.log_end_offset();
+            // Followers replicate everything; consumers see committed records.
+            let upper_bound = if for_follower {
+                log.log_end_offset()
+            } else {
+                hw
+            };
             let start = log.log_start_offset();
-            let min_one = total == 0;
-            (log.read(target.fetch_offset, limit, min_one, hw), hw, start)
+            let min_one = total == 0 && limit > 0;
+            (
+                log.read(target.fetch_offset, limit, min_one, upper_bound),
+                start,
+            )
         };
         data.high_watermark = hw;
         data.last_stable_offset = hw;
@@ -167,9 +222,14 @@ fn collect(
             Ok(Some(slice)) => match slice.read() {
                 Ok(bytes) => {
                     total += bytes.len();
-                    broker
-                        .metrics
-                        .record_fetch(&partition.tp.topic, bytes.len() as u64);
+                    if target.throttled {
+                        broker.replicas.leader_throttle.record(bytes.len());
+                    }
+                    if !for_follower {
+                        broker
+                            .metrics
+                            .record_fetch(&partition.tp.topic, bytes.len() as u64);
+                    }
                     data.records = Some(Bytes::from(bytes));
                 }
                 Err(e) => {

@@ -22,7 +22,10 @@ use crate::broker::Broker;
 use crate::coordinator::offsets_format::OffsetValue;
 use crate::error::ResponseError;
 use crate::metadata::MetadataImage;
+use crate::replication::ReplicaManager;
 use crate::util::now_ms;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A topic's partitions, each with the error found for it, if any.
 type PartitionErrors = (String, Vec<(i32, Option<ResponseError>)>);
@@ -34,7 +37,11 @@ fn partition_exists(image: &MetadataImage, topic: &str, partition: i32) -> bool 
         .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len())
 }
 
-pub fn offset_commit(
+/// How long a commit waits for the offsets partition's ISR (Kafka's
+/// `offsets.commit.timeout.ms` default).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn offset_commit(
     broker: &Broker,
     request: OffsetCommitRequest,
     version: i16,
@@ -85,6 +92,29 @@ pub fn offset_commit(
         request.generation_id_or_member_epoch,
         &to_commit,
     );
+    // A commit is acknowledged once the offsets partition's ISR has it, so
+    // a coordinator fail-over cannot lose it (Kafka maps the replication
+    // errors of commits as below).
+    let outcome = match outcome {
+        Ok(Some(write)) => {
+            let min_isr = write.partition.log.lock().config().min_insync_replicas;
+            ReplicaManager::wait_for_replication(
+                &write.partition,
+                write.leader_epoch,
+                write.required_offset,
+                min_isr,
+                Instant::now() + COMMIT_TIMEOUT,
+            )
+            .await
+            .map_err(|e| match e {
+                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                ResponseError::RequestTimedOut => ResponseError::RequestTimedOut,
+                _ => ResponseError::CoordinatorNotAvailable,
+            })
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
     let mut response = OffsetCommitResponse::default();
     response.topics = checked
         .into_iter()

@@ -53,8 +53,9 @@ pub async fn handle(
                 (Some(_), None) => out.error_code = ResponseError::NotLeaderOrFollower.code(),
                 (Some(a), Some(partition)) => {
                     out.leader_epoch = a.leader_epoch;
+                    let high_watermark = partition.high_watermark();
                     let log = partition.log.lock();
-                    match lookup(&log, p.timestamp) {
+                    match lookup(&log, p.timestamp, high_watermark) {
                         Ok(Some((offset, timestamp, epoch))) => {
                             out.offset = offset;
                             out.timestamp = timestamp;
@@ -82,9 +83,28 @@ pub async fn handle(
 }
 
 /// (offset, timestamp, leader epoch of the batch) for a ListOffsets query.
-fn lookup(log: &PartitionLog, timestamp: i64) -> std::io::Result<Option<(i64, i64, Option<i32>)>> {
+/// Consumers only see committed records: "latest" is the high watermark and
+/// a lookup never lands at or above it.
+fn lookup(
+    log: &PartitionLog,
+    timestamp: i64,
+    high_watermark: i64,
+) -> std::io::Result<Option<(i64, i64, Option<i32>)>> {
+    let found = lookup_in_log(log, timestamp)?;
+    Ok(match timestamp {
+        LATEST => Some((high_watermark, -1, None)),
+        _ => found.filter(|(offset, _, _)| {
+            *offset < high_watermark || timestamp == EARLIEST || timestamp == EARLIEST_LOCAL
+        }),
+    })
+}
+
+fn lookup_in_log(
+    log: &PartitionLog,
+    timestamp: i64,
+) -> std::io::Result<Option<(i64, i64, Option<i32>)>> {
     match timestamp {
-        LATEST => Ok(Some((log.log_end_offset(), -1, None))),
+        LATEST => Ok(None),
         EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1, None))),
         LATEST_TIERED => Ok(None),
         MAX_TIMESTAMP => match log.find_max_timestamp()? {

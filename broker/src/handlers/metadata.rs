@@ -12,7 +12,7 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::error::ResponseError;
 use crate::metadata::controller::validate_topic_name;
-use crate::metadata::TopicImage;
+use crate::metadata::{MetadataImage, TopicImage};
 
 pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
     // v0 asks for all topics with an empty list; later versions with null.
@@ -61,7 +61,11 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         .collect();
 
     response.topics = match requested {
-        None => image.topics.values().map(describe_topic).collect(),
+        None => image
+            .topics
+            .values()
+            .map(|t| describe_topic(&image, t))
+            .collect(),
         Some(requested) => requested
             .into_iter()
             .map(|(name, id)| {
@@ -70,7 +74,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                     None => image.topic_by_id(&id),
                 };
                 match found {
-                    Some(topic) => describe_topic(topic),
+                    Some(topic) => describe_topic(&image, topic),
                     None => {
                         let mut t = MetadataResponseTopic::default();
                         t.error_code = match &name {
@@ -92,7 +96,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
     response
 }
 
-fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
+fn describe_topic(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
     t.name = Some(TopicName(str_bytes(topic.name.clone())));
     t.topic_id = topic.topic_id;
@@ -109,6 +113,13 @@ fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
             m.leader_epoch = p.leader_epoch;
             m.replica_nodes = p.replicas.iter().copied().map(BrokerId).collect();
             m.isr_nodes = p.isr.iter().copied().map(BrokerId).collect();
+            m.offline_replicas = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|b| !image.is_live(*b))
+                .map(BrokerId)
+                .collect();
             if p.leader < 0 {
                 m.error_code = ResponseError::LeaderNotAvailable.code();
             }

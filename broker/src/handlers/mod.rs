@@ -5,9 +5,11 @@ pub mod api_versions;
 pub mod cluster;
 pub mod configs;
 pub mod coordinator;
+pub mod elections;
 pub mod fetch;
 pub mod group_offsets;
 pub mod groups;
+pub mod leader_epochs;
 pub mod list_offsets;
 pub mod log_dirs;
 pub mod metadata;
@@ -50,6 +52,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::OffsetForLeaderEpoch, 0, 4),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 pub fn is_supported(api_key: ApiKey, version: i16) -> bool {
@@ -86,7 +90,9 @@ pub async fn handle(
         RequestKind::ListGroups(r) => groups::list_groups(broker, r, version).into(),
         RequestKind::DescribeGroups(r) => groups::describe_groups(broker, r, version).into(),
         RequestKind::DeleteGroups(r) => groups::delete_groups(broker, r).into(),
-        RequestKind::OffsetCommit(r) => group_offsets::offset_commit(broker, r, version).into(),
+        RequestKind::OffsetCommit(r) => group_offsets::offset_commit(broker, r, version)
+            .await
+            .into(),
         RequestKind::OffsetFetch(r) => group_offsets::offset_fetch(broker, r, version).into(),
         RequestKind::OffsetDelete(r) => group_offsets::offset_delete(broker, r).into(),
         RequestKind::ListOffsets(r) => list_offsets::handle(broker, r, version).await.into(),
@@ -100,6 +106,10 @@ pub async fn handle(
         }
         RequestKind::DescribeCluster(r) => cluster::describe_cluster(broker, r).into(),
         RequestKind::DescribeLogDirs(r) => log_dirs::describe_log_dirs(broker, r, version).into(),
+        RequestKind::ElectLeaders(r) => elections::elect_leaders(broker, r, version).await.into(),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            leader_epochs::offsets_for_leader_epoch(broker, r).into()
+        }
         RequestKind::InitProducerId(r) => producer_ids::init_producer_id(broker, r).await.into(),
         other => {
             // `is_supported` filters requests before decoding, so this is a bug.

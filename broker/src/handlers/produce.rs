@@ -1,5 +1,16 @@
 //! Produce: validate and append record batches, then acknowledge with the
 //! assigned base offset (or the original one for a retried idempotent batch).
+//!
+//! `acks=0` gets no response, `acks=1` is answered once the leader wrote the
+//! batch, and `acks=all` once the whole ISR has it (the high watermark passed
+//! it) — refused up front with NOT_ENOUGH_REPLICAS when the ISR is below
+//! `min.insync.replicas`. The wait is event driven (a watch on the high
+//! watermark) and bounded by the request's timeout.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use tokio::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
@@ -7,8 +18,19 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::error::ResponseError;
-use crate::log::{AppendError, AppendInfo};
+use crate::log::{AppendError, AppendInfo, Partition};
+use crate::replication::ReplicaManager;
 use crate::util::now_ms;
+
+/// An appended batch an `acks=all` response must wait for.
+struct PendingReplication {
+    topic: usize,
+    partition: usize,
+    replica: Arc<Partition>,
+    leader_epoch: i32,
+    required_offset: i64,
+    min_isr: i32,
+}
 
 pub async fn handle(
     broker: &Broker,
@@ -16,8 +38,10 @@ pub async fn handle(
     version: i16,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
+    let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     let image = broker.image();
     let mut response = ProduceResponse::default();
+    let mut pending = Vec::new();
     for topic_data in request.topic_data {
         // v13 names topics by id (KIP-516); earlier versions by name.
         let topic = if version >= 13 {
@@ -53,10 +77,20 @@ pub async fn handle(
                 }
             };
             match result {
-                Ok((info, log_start)) => {
+                Ok((info, log_start, wait)) => {
                     p.base_offset = info.base_offset;
                     p.log_append_time_ms = info.log_append_time;
                     p.log_start_offset = log_start;
+                    if let Some((replica, leader_epoch, min_isr)) = wait {
+                        pending.push(PendingReplication {
+                            topic: response.responses.len(),
+                            partition: topic_response.partition_responses.len(),
+                            replica,
+                            leader_epoch,
+                            required_offset: info.last_offset + 1,
+                            min_isr,
+                        });
+                    }
                 }
                 Err((error, message)) => {
                     p.error_code = error.code();
@@ -71,11 +105,39 @@ pub async fn handle(
         response.responses.push(topic_response);
     }
     if acks == 0 {
-        None
-    } else {
-        Some(response)
+        return None;
     }
+    let outcomes = join_all(pending.iter().map(|w| {
+        ReplicaManager::wait_for_replication(
+            &w.replica,
+            w.leader_epoch,
+            w.required_offset,
+            w.min_isr,
+            deadline,
+        )
+    }))
+    .await;
+    for (wait, outcome) in pending.iter().zip(outcomes) {
+        if let Err(error) = outcome {
+            let p = &mut response.responses[wait.topic].partition_responses[wait.partition];
+            p.error_code = error.code();
+            p.error_message = Some(str_bytes(match error {
+                ResponseError::NotEnoughReplicasAfterAppend => {
+                    "written, but the ISR fell below min.insync.replicas".to_string()
+                }
+                ResponseError::RequestTimedOut => {
+                    "the in-sync replicas did not confirm the write in time".to_string()
+                }
+                _ => "leadership moved before the in-sync replicas confirmed the write".to_string(),
+            }));
+            broker.metrics.record_produce_error(error);
+        }
+    }
+    Some(response)
 }
+
+/// A successful append: what to answer, and for `acks=all` what to wait for.
+type Appended = (AppendInfo, i64, Option<(Arc<Partition>, i32, i32)>);
 
 fn append(
     broker: &Broker,
@@ -84,41 +146,50 @@ fn append(
     records: &[u8],
     acks: i16,
     version: i16,
-) -> Result<(AppendInfo, i64), (ResponseError, String)> {
+) -> Result<Appended, (ResponseError, String)> {
     let Some(assignment) = topic.partitions.get(index as usize) else {
         return Err((
             ResponseError::UnknownTopicOrPartition,
             format!("partition {index} does not exist"),
         ));
     };
-    if assignment.leader != broker.node_id() {
-        return Err((
+    let not_leader = || {
+        Err((
             ResponseError::NotLeaderOrFollower,
-            "this broker is not the leader".into(),
-        ));
+            format!("broker {} does not lead this partition", broker.node_id()),
+        ))
+    };
+    if assignment.leader != broker.node_id() {
+        return not_leader();
     }
     let Some(partition) = broker.partition(&topic.name, index) else {
-        return Err((
-            ResponseError::NotLeaderOrFollower,
-            "the partition log is not open yet".into(),
-        ));
+        return not_leader();
     };
+    // The replica's own state decides: it changes only with its role.
+    let (is_leader, leader_epoch, isr_size) = {
+        let st = partition.replica.lock();
+        (st.is_leader, st.leader_epoch, st.isr.len() as i32)
+    };
+    if !is_leader {
+        return not_leader();
+    }
     let mut log = partition.log.lock();
-    if acks == -1 && (assignment.isr.len() as i32) < log.config().min_insync_replicas {
+    let min_isr = log.config().min_insync_replicas;
+    if acks == -1 && isr_size < min_isr {
+        drop(log);
+        broker
+            .metrics
+            .record_produce_error(ResponseError::NotEnoughReplicas);
         return Err((
             ResponseError::NotEnoughReplicas,
-            format!(
-                "{} in-sync replica(s), min.insync.replicas is {}",
-                assignment.isr.len(),
-                log.config().min_insync_replicas
-            ),
+            format!("{isr_size} in-sync replica(s), min.insync.replicas is {min_isr}"),
         ));
     }
     let may_fsync = log.config().flush_messages < i64::MAX;
     let result = if may_fsync {
-        tokio::task::block_in_place(|| log.append(records, assignment.leader_epoch, now_ms()))
+        tokio::task::block_in_place(|| log.append(records, leader_epoch, now_ms()))
     } else {
-        log.append(records, assignment.leader_epoch, now_ms())
+        log.append(records, leader_epoch, now_ms())
     };
     let log_start = log.log_start_offset();
     let end = log.log_end_offset();
@@ -127,11 +198,13 @@ fn append(
         Ok(info) => {
             if !info.duplicate {
                 partition.notify(end);
+                broker.replicas.update_high_watermark(&partition);
                 broker
                     .metrics
                     .record_produce(&topic.name, info.bytes, info.records);
             }
-            Ok((info, log_start))
+            let wait = (acks == -1).then(|| (partition.clone(), leader_epoch, min_isr));
+            Ok((info, log_start, wait))
         }
         Err(e) => {
             let code = match &e {
@@ -148,6 +221,8 @@ fn append(
                 AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
                 AppendError::Transactional => ResponseError::InvalidTxnState,
                 AppendError::Io(_) => ResponseError::KafkaStorageError,
+                // Only replicated appends check contiguity.
+                AppendError::NonContiguous { .. } => ResponseError::UnknownServerError,
             };
             if matches!(e, AppendError::Io(_)) {
                 tracing::error!(topic = %topic.name, partition = index, error = %e, "append failed");

@@ -7,6 +7,8 @@
 //! * `recovery-point-offset-checkpoint` — per partition, the offset below
 //!   which data was fsynced; recovery after a crash starts there.
 //! * `log-start-offset-checkpoint` — per partition, the log start offset.
+//! * `replication-offset-checkpoint` — per partition, the high watermark, so
+//!   a restarted replica never exposes records that were not committed.
 //! * `cleaner-offset-checkpoint` — per compacted partition, the offset below
 //!   which the log cleaner has compacted the log (see `cleaner`).
 //! * `.tideline_clean_shutdown` — present only after a clean stop; lets the
@@ -24,11 +26,13 @@ use uuid::Uuid;
 use super::cleaner;
 use super::partition_log::{PartitionLog, RecoveryReport};
 use crate::config::LogConfig;
+use crate::replication::ReplicaState;
 use crate::util::{now_ms, write_atomically};
 
 const CLEAN_SHUTDOWN_FILE: &str = ".tideline_clean_shutdown";
 const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+const HIGH_WATERMARK_FILE: &str = "replication-offset-checkpoint";
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
 /// When the tombstones each compacted partition kept may go (ms since the
 /// epoch), in the checkpoint format; without it a restart would forget them
@@ -66,13 +70,19 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
-/// A partition hosted by this broker: its log plus a signal that fires when
-/// the log end offset moves, which waiting fetches listen to.
+/// A partition hosted by this broker: its log, its replication state, and
+/// two signals: the log end offset moved (follower fetches wait on it) and
+/// the high watermark moved or the replica's role changed (consumer fetches
+/// and `acks=all` produces wait on it).
 pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: Uuid,
     pub log: Mutex<PartitionLog>,
+    /// Leadership, ISR and follower progress (see `replication`). Lock
+    /// order: `replica` is never held while taking `log`.
+    pub replica: Mutex<ReplicaState>,
     end_offset: watch::Sender<i64>,
+    high_watermark: watch::Sender<i64>,
 }
 
 impl Partition {
@@ -84,6 +94,41 @@ impl Partition {
     pub fn notify(&self, end_offset: i64) {
         self.end_offset.send_replace(end_offset);
     }
+
+    /// Consumers read below this offset: every in-sync replica has it.
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Moves the high watermark (forward as a leader learns its followers'
+    /// progress; a follower takes its leader's, capped by its own log end).
+    pub fn set_high_watermark(&self, offset: i64) {
+        self.high_watermark.send_if_modified(|hw| {
+            let changed = *hw != offset;
+            *hw = offset;
+            changed
+        });
+    }
+
+    /// Moves the high watermark forward to `offset` (never back).
+    pub fn advance_high_watermark(&self, offset: i64) {
+        self.high_watermark.send_if_modified(|hw| {
+            let advanced = offset > *hw;
+            if advanced {
+                *hw = offset;
+            }
+            advanced
+        });
+    }
+
+    /// Wakes everything waiting on the high watermark (the role changed).
+    pub fn wake_waiters(&self) {
+        self.high_watermark.send_modify(|_| {});
+    }
 }
 
 pub struct LogManager {
@@ -92,6 +137,7 @@ pub struct LogManager {
     was_clean: bool,
     recovery_points: HashMap<TopicPartition, i64>,
     log_starts: HashMap<TopicPartition, i64>,
+    high_watermarks: HashMap<TopicPartition, i64>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     cleaner: Mutex<CleanerState>,
     /// Serialises cleaning passes.
@@ -123,6 +169,7 @@ impl LogManager {
             was_clean,
             recovery_points: read_checkpoint(&dir.join(RECOVERY_POINT_FILE)),
             log_starts: read_checkpoint(&dir.join(LOG_START_FILE)),
+            high_watermarks: read_checkpoint(&dir.join(HIGH_WATERMARK_FILE)),
             partitions: RwLock::new(HashMap::new()),
             cleaner: Mutex::new(CleanerState {
                 checkpoints: read_checkpoint(&dir.join(cleaner::CHECKPOINT_FILE)),
@@ -187,11 +234,20 @@ impl LogManager {
         }
         write_partition_metadata(&dir, topic_id)?;
         let (end_offset, _) = watch::channel(log.log_end_offset());
+        let high_watermark = self
+            .high_watermarks
+            .get(tp)
+            .copied()
+            .unwrap_or(0)
+            .clamp(log.log_start_offset(), log.log_end_offset());
+        let (high_watermark, _) = watch::channel(high_watermark);
         let partition = Arc::new(Partition {
             tp: tp.clone(),
             topic_id,
             log: Mutex::new(log),
+            replica: Mutex::new(ReplicaState::default()),
             end_offset,
+            high_watermark,
         });
         self.partitions
             .write()
@@ -360,17 +416,20 @@ impl LogManager {
         }
     }
 
-    /// Writes the recovery-point and log-start checkpoints.
+    /// Writes the recovery-point, log-start and high-watermark checkpoints.
     pub fn write_checkpoints(&self) -> io::Result<()> {
         let mut recovery = Vec::new();
         let mut starts = Vec::new();
+        let mut high_watermarks = Vec::new();
         for partition in self.all() {
             let log = partition.log.lock();
             recovery.push((partition.tp.clone(), log.recovery_point()));
             starts.push((partition.tp.clone(), log.log_start_offset()));
+            high_watermarks.push((partition.tp.clone(), partition.high_watermark()));
         }
         write_checkpoint(&self.dir.join(RECOVERY_POINT_FILE), &recovery)?;
-        write_checkpoint(&self.dir.join(LOG_START_FILE), &starts)
+        write_checkpoint(&self.dir.join(LOG_START_FILE), &starts)?;
+        write_checkpoint(&self.dir.join(HIGH_WATERMARK_FILE), &high_watermarks)
     }
 
     /// Flushes and closes every log, then leaves the clean-shutdown marker.

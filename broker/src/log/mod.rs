@@ -9,6 +9,7 @@
 pub mod batch;
 pub mod cleaner;
 pub mod index;
+pub mod leader_epochs;
 pub mod manager;
 pub mod partition_log;
 pub mod producer_state;

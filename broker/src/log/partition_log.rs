@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{self, BatchError, BatchHeader};
+use super::leader_epochs::LeaderEpochCache;
 use super::producer_state::{BatchMetadata, ProducerState, SequenceCheck};
 use super::segment::{BatchPosition, Segment};
 use crate::config::log_config::{LogConfig, TimestampType};
@@ -34,6 +35,8 @@ pub enum AppendError {
     InvalidTimestamp { timestamp: i64 },
     #[error("transactional batches are not supported")]
     Transactional,
+    #[error("replicated batch at offset {got} does not continue the log at {expected}")]
+    NonContiguous { expected: i64, got: i64 },
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
 }
@@ -88,6 +91,7 @@ pub struct PartitionLog {
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
     producers: ProducerState,
+    leader_epochs: LeaderEpochCache,
     /// Everything below this offset is known to be fsynced.
     recovery_point: i64,
     unflushed_messages: i64,
@@ -184,6 +188,7 @@ impl PartitionLog {
             segments,
             log_start_offset: 0,
             producers: ProducerState::default(),
+            leader_epochs: LeaderEpochCache::empty(dir),
             recovery_point: 0,
             unflushed_messages: 0,
             last_flush_ms: now_ms,
@@ -200,6 +205,13 @@ impl PartitionLog {
             Some(state) => state,
             None => log.rebuild_producer_state()?,
         };
+        log.leader_epochs = match LeaderEpochCache::load(dir) {
+            Some(cache) => cache,
+            None => log.rebuild_leader_epochs()?,
+        };
+        if log.leader_epochs.truncate_from_end(log.log_end_offset()) {
+            log.leader_epochs.save()?;
+        }
         log.recovery_point = log.log_end_offset();
         Ok((log, report))
     }
@@ -212,8 +224,34 @@ impl PartitionLog {
         Ok(state)
     }
 
+    /// The epoch cache of a log written before it existed, from the
+    /// leader epochs stamped on its batches.
+    fn rebuild_leader_epochs(&self) -> io::Result<LeaderEpochCache> {
+        let mut cache = LeaderEpochCache::empty(&self.dir);
+        for segment in self.segments.values() {
+            segment.for_each_batch(|b| {
+                cache.assign(b.header.partition_leader_epoch, b.header.base_offset);
+            })?;
+        }
+        cache.save()?;
+        Ok(cache)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub fn leader_epochs(&self) -> &LeaderEpochCache {
+        &self.leader_epochs
+    }
+
+    /// Starts `epoch` at the log end (this replica became its leader).
+    pub fn assign_leader_epoch(&mut self, epoch: i32) -> io::Result<()> {
+        let end = self.log_end_offset();
+        if self.leader_epochs.assign(epoch, end) {
+            self.leader_epochs.save()?;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &LogConfig {
@@ -350,6 +388,9 @@ impl PartitionLog {
         for header in &headers {
             self.producers.record(header);
         }
+        if self.leader_epochs.assign(leader_epoch, base_offset) {
+            self.leader_epochs.save()?;
+        }
         self.unflushed_messages += count;
         if self.unflushed_messages >= self.config.flush_messages {
             self.flush(now_ms)?;
@@ -362,6 +403,130 @@ impl PartitionLog {
             bytes: bytes.len() as u64,
             duplicate: false,
         })
+    }
+
+    /// Appends batches fetched from the partition's leader, which already
+    /// carry their offsets and leader epochs: they are validated and stored
+    /// as they are, and must continue the log exactly.
+    pub fn append_replicated(
+        &mut self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        let mut spans = Vec::new();
+        let mut pos = 0;
+        let mut next = self.log_end_offset();
+        while pos < records.len() {
+            // A fetch response may end with a partial batch: stop there.
+            let Ok(size) = batch::batch_size_at(&records[pos..]) else {
+                break;
+            };
+            if pos + size > records.len() {
+                break;
+            }
+            let header = batch::validate(&records[pos..pos + size])?;
+            if header.last_offset() < next {
+                // Already have it (the leader's batch straddles our end).
+                pos += size;
+                continue;
+            }
+            if header.base_offset != next {
+                return Err(AppendError::NonContiguous {
+                    expected: next,
+                    got: header.base_offset,
+                });
+            }
+            next = header.last_offset() + 1;
+            spans.push((pos, size, header));
+            pos += size;
+        }
+        let base_offset = self.log_end_offset();
+        let Some((first, _, _)) = spans.first() else {
+            return Ok(AppendInfo {
+                base_offset,
+                last_offset: base_offset - 1,
+                log_append_time: -1,
+                records: 0,
+                bytes: 0,
+                duplicate: false,
+            });
+        };
+        let (last_pos, last_size, _) = spans.last().expect("not empty");
+        let bytes = &records[*first..last_pos + last_size];
+        self.maybe_roll(bytes.len() as u64, now_ms)?;
+        let headers: Vec<BatchHeader> = spans.iter().map(|(_, _, h)| *h).collect();
+        let interval = self.config.index_interval_bytes;
+        self.active_mut()
+            .append(bytes, &headers, interval, now_ms)?;
+        let mut count = 0;
+        let mut epochs_changed = false;
+        for header in &headers {
+            self.producers.record(header);
+            epochs_changed |= self
+                .leader_epochs
+                .assign(header.partition_leader_epoch, header.base_offset);
+            count += header.records_count as i64;
+        }
+        if epochs_changed {
+            self.leader_epochs.save()?;
+        }
+        self.unflushed_messages += count;
+        if self.unflushed_messages >= self.config.flush_messages {
+            self.flush(now_ms)?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time: -1,
+            records: count,
+            bytes: bytes.len() as u64,
+            duplicate: false,
+        })
+    }
+
+    /// Removes everything at and after `offset` (a follower diverged from
+    /// its leader). Returns whether anything was removed.
+    pub fn truncate_to(&mut self, offset: i64) -> io::Result<bool> {
+        if offset >= self.log_end_offset() {
+            return Ok(false);
+        }
+        if offset <= self.log_start_offset {
+            self.truncate_fully_and_start_at(offset.max(self.log_start_offset))?;
+            return Ok(true);
+        }
+        // The first segment starts at or below the log start, hence below
+        // `offset`: at least one segment stays.
+        let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
+        for base in doomed {
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.delete_files()?;
+            }
+        }
+        self.active_mut().truncate_to(offset)?;
+        self.after_truncation(offset)?;
+        Ok(true)
+    }
+
+    /// Deletes every segment and restarts the log empty at `offset` (a
+    /// follower whose log ends before the leader's log start).
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> io::Result<()> {
+        while let Some((_, segment)) = self.segments.pop_first() {
+            segment.delete_files()?;
+        }
+        self.segments
+            .insert(offset, Segment::create(&self.dir, offset)?);
+        self.log_start_offset = offset;
+        self.producers = ProducerState::default();
+        self.leader_epochs.clear();
+        self.after_truncation(offset)
+    }
+
+    fn after_truncation(&mut self, offset: i64) -> io::Result<()> {
+        self.producers.truncate_to(offset);
+        self.leader_epochs.truncate_from_end(offset);
+        self.leader_epochs.save()?;
+        self.recovery_point = self.recovery_point.min(self.log_end_offset());
+        Ok(())
     }
 
     fn duplicate_info(&self, meta: BatchMetadata, header: &BatchHeader) -> AppendInfo {

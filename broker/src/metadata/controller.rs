@@ -8,9 +8,11 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::image::{MetadataImage, TopicImage};
+use super::placement::{self, Candidate};
 use super::raft::{MetadataQuorum, QuorumError};
 use super::records::{
-    BrokerRegistration, ConfigResource, MetadataRecord, PartitionRecord, RecordBatch,
+    BrokerRegistration, ConfigResource, MetadataRecord, PartitionChange, PartitionRecord,
+    RecordBatch,
 };
 use crate::config::definitions::{broker_def, topic_def, validate_value};
 use crate::config::BrokerConfig;
@@ -21,6 +23,7 @@ const MAX_TOPIC_NAME_LENGTH: usize = 249;
 /// How many producer ids a broker takes at once.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
+#[derive(Clone)]
 pub struct Controller {
     quorum: Arc<MetadataQuorum>,
     config: Arc<BrokerConfig>,
@@ -52,21 +55,6 @@ fn quorum_error(e: QuorumError) -> ApiError {
         QuorumError::Rejected(msg) => ApiError::new(ResponseError::InvalidRequest, msg),
         other => ApiError::new(ResponseError::UnknownServerError, other.to_string()),
     }
-}
-
-/// Partitions have one replica until followers replicate from leaders
-/// (the ISR work of the cluster issue). Refusing more keeps `acks=all`
-/// honest: a second replica that never receives data must not count.
-pub const MAX_REPLICATION_FACTOR: usize = 1;
-
-fn not_replicated_yet(rf: usize) -> ApiError {
-    ApiError::new(
-        ResponseError::InvalidReplicationFactor,
-        format!(
-            "replication factor {rf}: partition replication is not implemented yet; \
-             topics have {MAX_REPLICATION_FACTOR} replica"
-        ),
-    )
 }
 
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
@@ -121,9 +109,23 @@ impl Controller {
         self.quorum.image()
     }
 
-    /// The registered brokers, which replicas can be placed on.
+    /// The registered brokers (explicit assignments may name any of them).
     fn brokers(&self) -> Vec<i32> {
         self.image().brokers.keys().copied().collect()
+    }
+
+    /// Brokers new replicas are placed on: registered and not fenced.
+    fn placement_candidates(&self) -> Vec<Candidate> {
+        let image = self.image();
+        image
+            .brokers
+            .values()
+            .filter(|b| image.is_live(b.broker_id))
+            .map(|b| Candidate {
+                id: b.broker_id,
+                rack: b.rack.clone(),
+            })
+            .collect()
     }
 
     /// Records this broker's endpoint in the metadata log (at every start,
@@ -148,8 +150,7 @@ impl Controller {
             .unwrap_or_else(|| self.config.get_i64(key))
     }
 
-    /// Round-robin placement starting at a per-topic offset, as Kafka does
-    /// without racks: replica `r` of partition `p` goes to broker `(start + p + r) % n`.
+    /// Kafka's placement (see `placement`) over the live brokers.
     fn place(
         &self,
         first_partition: i32,
@@ -157,18 +158,13 @@ impl Controller {
         replication_factor: usize,
         seed: usize,
     ) -> Vec<Vec<i32>> {
-        let brokers = self.brokers();
-        if brokers.is_empty() {
-            return Vec::new();
-        }
-        (0..count)
-            .map(|i| {
-                let p = (first_partition + i) as usize;
-                (0..replication_factor)
-                    .map(|r| brokers[(seed + p + r) % brokers.len()])
-                    .collect()
-            })
-            .collect()
+        placement::assign(
+            &self.placement_candidates(),
+            first_partition,
+            count,
+            replication_factor,
+            seed,
+        )
     }
 
     fn check_assignments(&self, assignments: &[Vec<i32>]) -> Result<(), ApiError> {
@@ -188,9 +184,6 @@ impl Controller {
                     ResponseError::InvalidReplicaAssignment,
                     "a partition lists a broker twice",
                 ));
-            }
-            if replicas.len() > MAX_REPLICATION_FACTOR {
-                return Err(not_replicated_yet(replicas.len()));
             }
             if let Some(b) = replicas.iter().find(|b| !brokers.contains(b)) {
                 return Err(ApiError::new(
@@ -248,10 +241,7 @@ impl Controller {
                 }
                 n => n as i32,
             };
-            let brokers = self.brokers().len();
-            if rf as usize > MAX_REPLICATION_FACTOR && brokers >= rf as usize {
-                return Err(not_replicated_yet(rf as usize));
-            }
+            let brokers = self.placement_candidates().len();
             if brokers == 0 || rf as usize > brokers {
                 return Err(ApiError::new(
                     ResponseError::InvalidReplicationFactor,
@@ -457,6 +447,40 @@ impl Controller {
     }
 
     /// Reserves a block of producer ids for this broker.
+    /// Commits partition changes (ISR changes from leaders, elections,
+    /// reassignment steps) as one atomic batch; a change computed from a
+    /// stale partition epoch fails the batch with INVALID_UPDATE_VERSION.
+    pub async fn change_partitions(&self, changes: Vec<PartitionChange>) -> Result<(), ApiError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.quorum
+            .propose(RecordBatch(
+                changes
+                    .into_iter()
+                    .map(MetadataRecord::ChangePartition)
+                    .collect(),
+            ))
+            .await
+            .map_err(|e| match e {
+                QuorumError::Rejected(m) => ApiError::new(ResponseError::InvalidUpdateVersion, m),
+                other => quorum_error(other),
+            })?;
+        Ok(())
+    }
+
+    /// Controlled shutdown: the controller moves every leadership off
+    /// `broker_id` and takes it out of the ISRs it shares.
+    pub async fn shutdown_broker(&self, broker_id: i32) -> Result<(), ApiError> {
+        self.quorum
+            .propose(RecordBatch(vec![MetadataRecord::ShutdownBroker {
+                broker_id,
+            }]))
+            .await
+            .map_err(quorum_error)?;
+        Ok(())
+    }
+
     pub async fn allocate_producer_ids(&self) -> Result<(i64, i64), ApiError> {
         let outcome = self
             .quorum

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::records::{
-    ApplyOutcome, BrokerRegistration, ConfigResource, MetadataRecord, PartitionRecord, RecordBatch,
+    ApplyOutcome, BrokerRegistration, ConfigResource, MetadataRecord, PartitionChange,
+    PartitionRecord, RecordBatch,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,10 @@ pub struct MetadataImage {
     /// Registered brokers the controller stopped hearing from.
     #[serde(default)]
     pub fenced_brokers: BTreeSet<i32>,
+    /// Brokers that shut down in a controlled way: fenced until they
+    /// register again, even though they heartbeat until they exit.
+    #[serde(default)]
+    pub shut_down_brokers: BTreeSet<i32>,
 }
 
 impl MetadataImage {
@@ -71,6 +76,7 @@ impl MetadataImage {
             MetadataRecord::RegisterBroker(registration) => {
                 self.brokers
                     .insert(registration.broker_id, registration.clone());
+                self.shut_down_brokers.remove(&registration.broker_id);
             }
             MetadataRecord::CreateTopic {
                 name,
@@ -137,11 +143,73 @@ impl MetadataImage {
                 self.fenced_brokers.insert(*broker_id);
                 self.move_leadership_off(*broker_id);
             }
+            MetadataRecord::ShutdownBroker { broker_id } => {
+                self.fenced_brokers.insert(*broker_id);
+                self.shut_down_brokers.insert(*broker_id);
+                self.move_leadership_off(*broker_id);
+            }
+            MetadataRecord::ChangePartition(change) => self.change_partition(change)?,
             MetadataRecord::UnfenceBroker { broker_id } => {
                 self.fenced_brokers.remove(broker_id);
                 self.restore_leadership_to(*broker_id);
             }
         }
+        Ok(())
+    }
+
+    fn change_partition(&mut self, change: &PartitionChange) -> Result<(), String> {
+        let live: BTreeSet<i32> = self
+            .brokers
+            .keys()
+            .copied()
+            .filter(|b| !self.fenced_brokers.contains(b))
+            .collect();
+        let name = self
+            .topic_names
+            .get(&change.topic_id)
+            .ok_or_else(|| format!("topic id {} does not exist", change.topic_id))?;
+        let topic = self.topics.get_mut(name).expect("names and topics agree");
+        let p = topic
+            .partitions
+            .get_mut(change.partition as usize)
+            .ok_or_else(|| format!("partition {} does not exist", change.partition))?;
+        if p.partition_epoch != change.expected_partition_epoch {
+            return Err(format!(
+                "stale change of {name}-{}: partition epoch is {}, not {}",
+                change.partition, p.partition_epoch, change.expected_partition_epoch
+            ));
+        }
+        let mut next = p.clone();
+        if let Some(set) = &change.replicas {
+            next.replicas = set.replicas.clone();
+            next.adding_replicas = set.adding.clone();
+            next.removing_replicas = set.removing.clone();
+        }
+        if let Some(isr) = &change.isr {
+            // Only a live broker may join an ISR (Kafka's INELIGIBLE_REPLICA).
+            if let Some(b) = isr.iter().find(|b| !p.isr.contains(b) && !live.contains(b)) {
+                return Err(format!("broker {b} is not live and cannot join the ISR"));
+            }
+            next.isr = isr.clone();
+        }
+        next.isr.retain(|b| next.replicas.contains(b));
+        if let Some(leader) = change.leader {
+            if leader >= 0 && !live.contains(&leader) {
+                return Err(format!("broker {leader} is not live and cannot lead"));
+            }
+            if leader >= 0 && !next.isr.contains(&leader) {
+                return Err(format!("broker {leader} is not in the ISR {:?}", next.isr));
+            }
+            if leader != p.leader {
+                next.leader = leader;
+                next.leader_epoch += 1;
+            }
+        }
+        if next.leader >= 0 && !next.replicas.contains(&next.leader) {
+            return Err(format!("leader {} is not a replica", next.leader));
+        }
+        next.partition_epoch += 1;
+        *p = next;
         Ok(())
     }
 
@@ -168,11 +236,12 @@ impl MetadataImage {
                     changed = true;
                 }
                 if p.leader == broker_id {
+                    // The first live ISR member in replica order, as Kafka picks.
                     p.leader = p
-                        .isr
+                        .replicas
                         .iter()
                         .copied()
-                        .find(|b| *b != broker_id && live.contains(b))
+                        .find(|b| *b != broker_id && live.contains(b) && p.isr.contains(b))
                         .unwrap_or(-1);
                     p.leader_epoch += 1;
                     changed = true;

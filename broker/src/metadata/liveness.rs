@@ -56,7 +56,8 @@ impl Liveness {
             let last = *state.last_heard.entry(broker_id).or_insert(now);
             let alive = now.duration_since(last) < session_timeout;
             let fenced = image.fenced_brokers.contains(&broker_id);
-            if fenced && alive {
+            let shut_down = image.shut_down_brokers.contains(&broker_id);
+            if fenced && alive && !shut_down {
                 changes.push(MetadataRecord::UnfenceBroker { broker_id });
             } else if !fenced && !alive {
                 changes.push(MetadataRecord::FenceBroker { broker_id });

@@ -3,8 +3,10 @@
 //! requests into records, and broker liveness (heartbeats and fencing).
 
 pub mod controller;
+pub mod elections;
 pub mod image;
 pub mod liveness;
+pub mod placement;
 pub mod raft;
 pub mod records;
 

@@ -16,6 +16,12 @@ pub struct PartitionRecord {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// During a reassignment: replicas being added (in `replicas`, catching
+    /// up) and replicas to remove once they have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionRecord {
@@ -26,8 +32,48 @@ impl PartitionRecord {
             replicas,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
+
+    /// The replicas a reassignment in progress is moving to.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+}
+
+/// A change to one partition's leader, ISR or replicas — Kafka's
+/// AlterPartition (from the leader, for ISR changes) and the controller's
+/// own elections and reassignment steps. It applies only if the partition
+/// is still at `expected_partition_epoch`, so two racing changes cannot both
+/// win; a leader change bumps the leader epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionChange {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub expected_partition_epoch: i32,
+    #[serde(default)]
+    pub leader: Option<i32>,
+    #[serde(default)]
+    pub isr: Option<Vec<i32>>,
+    /// New replica set with the reassignment bookkeeping.
+    #[serde(default)]
+    pub replicas: Option<ReplicaSet>,
+    /// The leader is not from the ISR: records may have been lost.
+    #[serde(default)]
+    pub unclean: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSet {
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
 }
 
 /// What a config change applies to.
@@ -88,6 +134,14 @@ pub enum MetadataRecord {
     /// A fenced broker heartbeats again: partitions left without a leader
     /// whose ISR holds it get it back.
     UnfenceBroker {
+        broker_id: i32,
+    },
+    /// A leader, ISR or replica change of one partition.
+    ChangePartition(PartitionChange),
+    /// A broker is shutting down (controlled shutdown): it leads nothing
+    /// and leaves every ISR it shares with others, as when fenced, and stays
+    /// fenced until it registers again.
+    ShutdownBroker {
         broker_id: i32,
     },
 }

@@ -4,8 +4,8 @@
 
 use kafka_protocol::messages::ApiKey;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::broker::Broker;
@@ -36,6 +36,11 @@ pub struct Metrics {
     group_lag: IntGaugeVec,
     group_members: IntGaugeVec,
     group_state: IntGaugeVec,
+    pub isr_shrinks: IntCounter,
+    pub isr_expands: IntCounter,
+    replicated_bytes: IntCounterVec,
+    replica_max_lag: IntGauge,
+    high_watermark: IntGaugeVec,
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -137,7 +142,7 @@ impl Metrics {
             group_lag: gauge_vec(
                 &r,
                 "tideline_group_lag",
-                "Records between a group's committed offset and the partition's end (partitions hosted here).",
+                "Records between a group's committed offset and the partition's high watermark (partitions hosted here).",
                 &["group", "topic", "partition"],
             ),
             group_members: gauge_vec(
@@ -246,6 +251,52 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            isr_shrinks: register(
+                &r,
+                IntCounter::new(
+                    "tideline_isr_shrinks_total",
+                    "ISR shrinks of partitions led here (a follower fell behind replica.lag.time.max.ms).",
+                )
+                .unwrap(),
+            ),
+            isr_expands: register(
+                &r,
+                IntCounter::new(
+                    "tideline_isr_expands_total",
+                    "ISR expansions of partitions led here (a follower caught up).",
+                )
+                .unwrap(),
+            ),
+            replicated_bytes: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tideline_replication_bytes_in_total",
+                        "Bytes this broker appended as a follower, by topic.",
+                    ),
+                    &["topic"],
+                )
+                .unwrap(),
+            ),
+            replica_max_lag: register(
+                &r,
+                IntGauge::new(
+                    "tideline_replica_max_lag",
+                    "Largest lag in records of a partition followed here behind its leader's high watermark.",
+                )
+                .unwrap(),
+            ),
+            high_watermark: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "tideline_high_watermark",
+                        "High watermark of a partition hosted here (consumers read below it).",
+                    ),
+                    &["topic", "partition"],
+                )
+                .unwrap(),
+            ),
             registry: r,
         }
     }
@@ -271,6 +322,12 @@ impl Metrics {
             .inc();
     }
 
+    pub fn record_replicated(&self, topic: &str, bytes: u64) {
+        self.replicated_bytes
+            .with_label_values(&[topic])
+            .inc_by(bytes);
+    }
+
     pub fn record_fetch(&self, topic: &str, bytes: u64) {
         self.bytes_out.with_label_values(&[topic]).inc_by(bytes);
     }
@@ -291,6 +348,7 @@ impl Metrics {
         self.log_size.reset();
         self.log_start.reset();
         self.log_end.reset();
+        self.high_watermark.reset();
         for partition in broker.logs.all() {
             let labels = [
                 partition.tp.topic.as_str(),
@@ -306,7 +364,12 @@ impl Metrics {
             self.log_end
                 .with_label_values(&labels)
                 .set(log.log_end_offset());
+            drop(log);
+            self.high_watermark
+                .with_label_values(&labels)
+                .set(partition.high_watermark());
         }
+        self.replica_max_lag.set(broker.replicas.max_follower_lag());
         let (mut under, mut under_min, mut offline, mut leaders) = (0, 0, 0, 0);
         let is_controller = broker.quorum.is_active_controller();
         for topic in image.topics.values() {
@@ -360,7 +423,7 @@ impl Metrics {
                     .with_label_values(&labels)
                     .set(*committed);
                 if let Some(p) = broker.partition(topic, *partition) {
-                    let end = p.log.lock().log_end_offset();
+                    let end = p.high_watermark();
                     self.group_lag
                         .with_label_values(&labels)
                         .set((end - committed).max(0));

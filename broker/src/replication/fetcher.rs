@@ -1,0 +1,578 @@
+//! Follower fetchers: one task per leader broker fetches every partition
+//! this broker follows from it, as Kafka's replica fetcher threads do.
+//!
+//! A partition starts (or restarts, after a leader change) in the
+//! truncating state: the fetcher asks the leader where this replica's
+//! latest leader epoch ended (OffsetsForLeaderEpoch) and cuts the local log
+//! there, repeating until the epochs agree. Then it fetches from its log end
+//! with its replica id, appends what comes back unchanged, and takes the
+//! leader's high watermark (capped by its own log end).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::client::KafkaClient;
+use crate::config::BrokerConfig;
+use crate::error::ResponseError;
+use crate::log::leader_epochs::UNDEFINED_OFFSET;
+use crate::log::{Partition, TopicPartition};
+use crate::metadata::MetadataQuorum;
+use crate::ops::metrics::Metrics;
+use crate::util::now_ms;
+
+/// Fetch v12: replica id in the body, topics by name, no fetch session.
+const FETCH_VERSION: i16 = 12;
+const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    pub max_wait_ms: i32,
+    pub partition_max_bytes: i32,
+    pub response_max_bytes: i32,
+    pub backoff: Duration,
+    pub socket_timeout: Duration,
+}
+
+impl FetchSettings {
+    pub fn from_config(config: &BrokerConfig) -> Self {
+        FetchSettings {
+            max_wait_ms: config.get_i64("replica.fetch.wait.max.ms") as i32,
+            partition_max_bytes: config.get_i64("replica.fetch.max.bytes") as i32,
+            response_max_bytes: config.get_i64("replica.fetch.response.max.bytes") as i32,
+            backoff: Duration::from_millis(config.get_i64("replica.fetch.backoff.ms") as u64),
+            socket_timeout: Duration::from_millis(
+                config.get_i64("replica.socket.timeout.ms") as u64
+            ),
+        }
+    }
+}
+
+/// One followed partition as its fetcher sees it.
+#[derive(Clone)]
+struct FetchState {
+    partition: Arc<Partition>,
+    leader_epoch: i32,
+    /// False until the log was truncated to agree with this leader epoch.
+    truncated: bool,
+    /// After an error, the partition waits until then.
+    retry_at: Option<Instant>,
+    /// Leader's high watermark minus our log end at the last fetch.
+    lag: i64,
+}
+
+impl FetchState {
+    fn ready(&self, now: Instant) -> bool {
+        self.retry_at.is_none_or(|t| now >= t)
+    }
+}
+
+/// What a fetcher task and its manager share.
+struct Shared {
+    partitions: Mutex<HashMap<TopicPartition, FetchState>>,
+    wake: Notify,
+}
+
+struct Fetcher {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+struct Context {
+    node_id: i32,
+    quorum: Arc<MetadataQuorum>,
+    settings: FetchSettings,
+    metrics: Arc<Metrics>,
+}
+
+pub struct FetcherManager {
+    context: Arc<Context>,
+    /// By leader broker id.
+    fetchers: Mutex<HashMap<i32, Fetcher>>,
+}
+
+impl FetcherManager {
+    pub fn new(
+        node_id: i32,
+        quorum: Arc<MetadataQuorum>,
+        settings: FetchSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        FetcherManager {
+            context: Arc::new(Context {
+                node_id,
+                quorum,
+                settings,
+                metrics,
+            }),
+            fetchers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts (or restarts, truncating first) replicating `partition` from
+    /// `leader` at `leader_epoch`.
+    pub fn follow(&self, leader: i32, partition: Arc<Partition>, leader_epoch: i32) {
+        let mut fetchers = self.fetchers.lock();
+        let tp = partition.tp.clone();
+        for (id, fetcher) in fetchers.iter() {
+            if *id != leader {
+                fetcher.shared.partitions.lock().remove(&tp);
+            }
+        }
+        let fetcher = fetchers.entry(leader).or_insert_with(|| {
+            let shared = Arc::new(Shared {
+                partitions: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+            });
+            let task = tokio::spawn(run(self.context.clone(), leader, shared.clone()));
+            Fetcher { shared, task }
+        });
+        fetcher.shared.partitions.lock().insert(
+            tp,
+            FetchState {
+                partition,
+                leader_epoch,
+                truncated: false,
+                retry_at: None,
+                lag: 0,
+            },
+        );
+        fetcher.shared.wake.notify_one();
+        drop_idle(&mut fetchers);
+    }
+
+    pub fn remove(&self, tp: &TopicPartition) {
+        let mut fetchers = self.fetchers.lock();
+        for fetcher in fetchers.values() {
+            fetcher.shared.partitions.lock().remove(tp);
+        }
+        drop_idle(&mut fetchers);
+    }
+
+    /// Keeps only the partitions `keep` approves (drops deleted logs).
+    pub fn retain(&self, keep: impl Fn(&TopicPartition, &Arc<Partition>) -> bool) {
+        let mut fetchers = self.fetchers.lock();
+        for fetcher in fetchers.values() {
+            fetcher
+                .shared
+                .partitions
+                .lock()
+                .retain(|tp, state| keep(tp, &state.partition));
+        }
+        drop_idle(&mut fetchers);
+    }
+
+    pub fn max_lag(&self) -> i64 {
+        self.fetchers
+            .lock()
+            .values()
+            .flat_map(|f| {
+                f.shared
+                    .partitions
+                    .lock()
+                    .values()
+                    .map(|s| s.lag)
+                    .collect::<Vec<_>>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn stop_all(&self) {
+        let mut fetchers = self.fetchers.lock();
+        for (_, fetcher) in fetchers.drain() {
+            fetcher.task.abort();
+        }
+    }
+}
+
+fn drop_idle(fetchers: &mut HashMap<i32, Fetcher>) {
+    fetchers.retain(|_, f| {
+        let idle = f.shared.partitions.lock().is_empty();
+        if idle {
+            f.task.abort();
+        }
+        !idle
+    });
+}
+
+/// The fetcher task for one leader.
+async fn run(context: Arc<Context>, leader: i32, shared: Arc<Shared>) {
+    let mut client: Option<KafkaClient> = None;
+    loop {
+        let now = Instant::now();
+        let states: Vec<(TopicPartition, FetchState)> = shared
+            .partitions
+            .lock()
+            .iter()
+            .map(|(tp, s)| (tp.clone(), s.clone()))
+            .collect();
+        if states.is_empty() {
+            shared.wake.notified().await;
+            continue;
+        }
+        let ready: Vec<_> = states.into_iter().filter(|(_, s)| s.ready(now)).collect();
+        if ready.is_empty() {
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            continue;
+        }
+        if client.is_none() {
+            match connect(&context, leader).await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    tracing::debug!(leader, error = %e, "cannot reach the leader");
+                    tokio::time::sleep(context.settings.backoff.min(Duration::from_millis(500)))
+                        .await;
+                    continue;
+                }
+            }
+        }
+        let connection = client.as_mut().expect("connected above");
+        let (truncating, fetching): (Vec<_>, Vec<_>) =
+            ready.into_iter().partition(|(_, s)| !s.truncated);
+        let result = if !truncating.is_empty() {
+            truncate(&context, connection, &shared, truncating).await
+        } else {
+            fetch(&context, connection, &shared, fetching).await
+        };
+        if let Err(e) = result {
+            tracing::debug!(leader, error = %e, "replica fetch failed; reconnecting");
+            client = None;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+async fn connect(context: &Context, leader: i32) -> anyhow::Result<KafkaClient> {
+    let image = context.quorum.image();
+    let broker = image
+        .brokers
+        .get(&leader)
+        .ok_or_else(|| anyhow::anyhow!("leader {leader} is not registered"))?;
+    let address = format!("{}:{}", broker.host, broker.port);
+    let client_id = format!("tideline-replica-fetcher-{}", context.node_id);
+    KafkaClient::connect(&address, &client_id, Duration::from_secs(5)).await
+}
+
+/// Updates a partition's fetch state if it is still followed at `epoch`.
+fn update_state(
+    shared: &Shared,
+    tp: &TopicPartition,
+    epoch: i32,
+    partition: &Arc<Partition>,
+    f: impl FnOnce(&mut FetchState),
+) {
+    let mut partitions = shared.partitions.lock();
+    if let Some(state) = partitions.get_mut(tp) {
+        if state.leader_epoch == epoch && Arc::ptr_eq(&state.partition, partition) {
+            f(state);
+        }
+    }
+}
+
+/// One OffsetsForLeaderEpoch round for the partitions that must truncate.
+async fn truncate(
+    context: &Context,
+    client: &mut KafkaClient,
+    shared: &Shared,
+    partitions: Vec<(TopicPartition, FetchState)>,
+) -> anyhow::Result<()> {
+    let mut request = OffsetForLeaderEpochRequest::default();
+    request.replica_id = BrokerId(context.node_id);
+    let mut asked = Vec::new();
+    for (tp, state) in partitions {
+        let latest = state.partition.log.lock().leader_epochs().latest_epoch();
+        let Some(latest) = latest else {
+            // Nothing written under any epoch: nothing can have diverged.
+            update_state(shared, &tp, state.leader_epoch, &state.partition, |s| {
+                s.truncated = true
+            });
+            continue;
+        };
+        let mut p = OffsetForLeaderPartition::default();
+        p.partition = tp.partition;
+        p.current_leader_epoch = state.leader_epoch;
+        p.leader_epoch = latest;
+        match request
+            .topics
+            .iter_mut()
+            .find(|t| t.topic.0.as_str() == tp.topic)
+        {
+            Some(topic) => topic.partitions.push(p),
+            None => {
+                let mut topic = OffsetForLeaderTopic::default();
+                topic.topic = TopicName(StrBytes::from_string(tp.topic.clone()));
+                topic.partitions.push(p);
+                request.topics.push(topic);
+            }
+        }
+        asked.push((tp, state, latest));
+    }
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let response = client
+        .send(
+            &request,
+            OFFSET_FOR_LEADER_EPOCH_VERSION,
+            context.settings.socket_timeout,
+        )
+        .await?;
+    for (tp, state, asked_epoch) in asked {
+        let answer = response
+            .topics
+            .iter()
+            .filter(|t| t.topic.0.as_str() == tp.topic)
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition == tp.partition);
+        let Some(answer) = answer else { continue };
+        if answer.error_code != 0 {
+            let error = ResponseError::try_from_code(answer.error_code);
+            tracing::debug!(partition = %tp, error = ?error, "OffsetsForLeaderEpoch failed; retrying");
+            let retry = Instant::now() + context.settings.backoff.min(Duration::from_millis(500));
+            update_state(shared, &tp, state.leader_epoch, &state.partition, |s| {
+                s.retry_at = Some(retry)
+            });
+            continue;
+        }
+        let done = tokio::task::block_in_place(|| {
+            truncate_to_leader(
+                &state.partition,
+                asked_epoch,
+                answer.leader_epoch,
+                answer.end_offset,
+            )
+        });
+        match done {
+            Ok(done) => update_state(shared, &tp, state.leader_epoch, &state.partition, |s| {
+                s.truncated = done;
+                s.retry_at = None;
+            }),
+            Err(e) => {
+                tracing::error!(partition = %tp, error = %e, "truncation failed");
+                let retry = Instant::now() + context.settings.backoff;
+                update_state(shared, &tp, state.leader_epoch, &state.partition, |s| {
+                    s.retry_at = Some(retry)
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kafka's follower truncation rule; returns whether the log now agrees
+/// with the leader (false: ask again with the new latest epoch).
+fn truncate_to_leader(
+    partition: &Partition,
+    asked_epoch: i32,
+    leader_epoch: i32,
+    leader_end_offset: i64,
+) -> std::io::Result<bool> {
+    let mut log = partition.log.lock();
+    let log_end = log.log_end_offset();
+    let (target, done) = if leader_end_offset == UNDEFINED_OFFSET {
+        // The leader knows nothing of our epoch: keep what is committed.
+        (partition.high_watermark(), true)
+    } else if leader_epoch == asked_epoch {
+        (leader_end_offset.min(log_end), true)
+    } else {
+        let (ours, our_end) = log.leader_epochs().end_offset_for(leader_epoch, log_end);
+        if ours == leader_epoch {
+            (leader_end_offset.min(our_end), true)
+        } else {
+            // We never had the leader's epoch: cut to where ours below it ended and ask again.
+            (our_end.min(log_end), false)
+        }
+    };
+    if target < log_end {
+        log.truncate_to(target)?;
+        let end = log.log_end_offset();
+        tracing::warn!(
+            partition = %partition.tp,
+            from = log_end,
+            to = end,
+            leader_epoch,
+            "truncated a diverged follower log to agree with the leader"
+        );
+        drop(log);
+        partition.set_high_watermark(partition.high_watermark().min(end));
+        partition.notify(end);
+    }
+    Ok(done || target >= log_end)
+}
+
+/// One fetch round for the partitions ready to fetch.
+async fn fetch(
+    context: &Context,
+    client: &mut KafkaClient,
+    shared: &Shared,
+    partitions: Vec<(TopicPartition, FetchState)>,
+) -> anyhow::Result<()> {
+    let settings = &context.settings;
+    let mut request = FetchRequest::default();
+    request.replica_id = BrokerId(context.node_id);
+    request.max_wait_ms = settings.max_wait_ms;
+    request.min_bytes = 1;
+    request.max_bytes = settings.response_max_bytes;
+    request.session_id = 0;
+    request.session_epoch = -1;
+    let mut offsets = HashMap::new();
+    for (tp, state) in &partitions {
+        let (fetch_offset, log_start) = {
+            let log = state.partition.log.lock();
+            (log.log_end_offset(), log.log_start_offset())
+        };
+        offsets.insert(tp.clone(), fetch_offset);
+        let mut p = FetchPartition::default();
+        p.partition = tp.partition;
+        p.current_leader_epoch = state.leader_epoch;
+        p.fetch_offset = fetch_offset;
+        p.log_start_offset = log_start;
+        p.partition_max_bytes = settings.partition_max_bytes;
+        p.last_fetched_epoch = -1;
+        match request
+            .topics
+            .iter_mut()
+            .find(|t| t.topic.0.as_str() == tp.topic)
+        {
+            Some(topic) => topic.partitions.push(p),
+            None => {
+                let mut topic = FetchTopic::default();
+                topic.topic = TopicName(StrBytes::from_string(tp.topic.clone()));
+                topic.partitions.push(p);
+                request.topics.push(topic);
+            }
+        }
+    }
+    let timeout = settings.socket_timeout + Duration::from_millis(settings.max_wait_ms as u64);
+    let response = client.send(&request, FETCH_VERSION, timeout).await?;
+    if response.error_code != 0 {
+        anyhow::bail!("fetch failed with error code {}", response.error_code);
+    }
+    let mut any_error = false;
+    for topic in &response.responses {
+        for data in &topic.partitions {
+            let tp = TopicPartition::new(topic.topic.0.as_str(), data.partition_index);
+            let Some((_, state)) = partitions.iter().find(|(t, _)| *t == tp) else {
+                continue;
+            };
+            let partition = &state.partition;
+            let still_followed = shared.partitions.lock().get(&tp).is_some_and(|s| {
+                s.leader_epoch == state.leader_epoch && Arc::ptr_eq(&s.partition, partition)
+            });
+            if !still_followed {
+                continue;
+            }
+            if data.error_code != 0 {
+                any_error = true;
+                handle_partition_error(context, shared, &tp, state, data, offsets[&tp]);
+                continue;
+            }
+            let records = data.records.as_deref().unwrap_or(&[]);
+            let appended = tokio::task::block_in_place(|| {
+                let mut log = partition.log.lock();
+                if log.log_end_offset() != offsets[&tp] {
+                    return Ok(None); // truncated meanwhile; the next round refetches
+                }
+                let info = if records.is_empty() {
+                    None
+                } else {
+                    Some(log.append_replicated(records, now_ms())?)
+                };
+                Ok::<_, crate::log::AppendError>(Some((info, log.log_end_offset())))
+            });
+            match appended {
+                Ok(Some((info, end))) => {
+                    if let Some(info) = info {
+                        if info.records > 0 {
+                            partition.notify(end);
+                            context.metrics.record_replicated(&tp.topic, info.bytes);
+                        }
+                    }
+                    if data.high_watermark >= 0 {
+                        partition.set_high_watermark(data.high_watermark.min(end));
+                    }
+                    let lag = (data.high_watermark - end).max(0);
+                    update_state(shared, &tp, state.leader_epoch, partition, |s| s.lag = lag);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    any_error = true;
+                    tracing::error!(partition = %tp, error = %e, "cannot append replicated records");
+                    let retry = Instant::now() + settings.backoff;
+                    update_state(shared, &tp, state.leader_epoch, partition, |s| {
+                        // A non-contiguous batch means the logs disagree: truncate again.
+                        s.truncated = false;
+                        s.retry_at = Some(retry);
+                    });
+                }
+            }
+        }
+    }
+    if any_error {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+fn handle_partition_error(
+    context: &Context,
+    shared: &Shared,
+    tp: &TopicPartition,
+    state: &FetchState,
+    data: &kafka_protocol::messages::fetch_response::PartitionData,
+    fetch_offset: i64,
+) {
+    let error = ResponseError::try_from_code(data.error_code);
+    let partition = &state.partition;
+    let backoff = context.settings.backoff.min(Duration::from_millis(500));
+    match error {
+        Some(ResponseError::OffsetOutOfRange) => {
+            // Our log ends before the leader's log start (retention moved
+            // on while we were away), or past its end (we diverged).
+            let leader_start = data.log_start_offset;
+            if leader_start >= 0 && fetch_offset < leader_start {
+                tracing::warn!(partition = %tp, fetch_offset, leader_start, "follower is behind the leader's log start: restarting the log there");
+                let result = tokio::task::block_in_place(|| {
+                    partition
+                        .log
+                        .lock()
+                        .truncate_fully_and_start_at(leader_start)
+                });
+                if let Err(e) = result {
+                    tracing::error!(partition = %tp, error = %e, "cannot reset the log");
+                }
+                partition.set_high_watermark(leader_start);
+                update_state(shared, tp, state.leader_epoch, partition, |s| {
+                    s.retry_at = None
+                });
+            } else {
+                update_state(shared, tp, state.leader_epoch, partition, |s| {
+                    s.truncated = false;
+                    s.retry_at = None;
+                });
+            }
+        }
+        _ => {
+            tracing::debug!(partition = %tp, error = ?error, "replica fetch error; retrying");
+            let retry = Instant::now() + backoff;
+            update_state(shared, tp, state.leader_epoch, partition, |s| {
+                s.retry_at = Some(retry)
+            });
+        }
+    }
+}
