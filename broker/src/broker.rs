@@ -254,12 +254,20 @@ impl Broker {
     /// leads nothing another replica could lead. Skipped when no other
     /// broker is live: there is nowhere to move leadership to.
     pub async fn controlled_shutdown(&self, timeout: std::time::Duration) {
+        if tokio::time::timeout(timeout, self.move_leadership_away())
+            .await
+            .is_err()
+        {
+            tracing::warn!("controlled shutdown timed out; stopping anyway");
+        }
+    }
+
+    async fn move_leadership_away(&self) {
         let me = self.node_id();
         let image = self.image();
         if !image.brokers.keys().any(|b| *b != me && image.is_live(*b)) {
             return;
         }
-        let deadline = tokio::time::Instant::now() + timeout;
         let started = std::time::Instant::now();
         let mut images = self.quorum.subscribe();
         let mut requested = false;
@@ -291,10 +299,6 @@ impl Broker {
             tokio::select! {
                 _ = images.changed() => {}
                 _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!(still_leading, "controlled shutdown timed out; stopping anyway");
-                    return;
-                }
             }
         }
     }

@@ -12,6 +12,7 @@
 //! cluster with its data.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,7 +70,10 @@ pub fn run(nodes: usize, base_port: u16, data_root: &Path, extra: &[String]) -> 
         {
             command.arg("--override").arg(setting);
         }
+        // Own process group: a terminal's Ctrl-C reaches only this
+        // supervisor, which then stops the nodes one at a time.
         let mut child = command
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -95,14 +99,14 @@ pub fn run(nodes: usize, base_port: u16, data_root: &Path, extra: &[String]) -> 
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // One node at a time, as a rolling stop: each controlled shutdown
+    // moves leadership to nodes still running, with the quorum intact.
     eprintln!("stopping the local cluster");
-    for (_, child) in &children {
+    for (id, mut child) in children.into_iter().rev() {
         // SAFETY: signalling our own child process.
         unsafe {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
-    }
-    for (id, mut child) in children {
         let status = child.wait()?;
         eprintln!("node {id} stopped ({status})");
     }

@@ -13,6 +13,9 @@ use crate::wire::RawConn;
 
 pub struct Cluster {
     pub nodes: Vec<Broker>,
+    cluster_id: String,
+    voter_list: Vec<String>,
+    overrides: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -33,35 +36,60 @@ impl Cluster {
             .enumerate()
             .map(|(i, (_, controller))| format!("{}@127.0.0.1:{controller}", i + 1))
             .collect();
-        let mut nodes: Vec<Broker> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (kafka, controller))| {
-                let voter = i < voters;
-                let listeners = if voter {
-                    format!("PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller}")
-                } else {
-                    format!("PLAINTEXT://127.0.0.1:{kafka}")
-                };
-                let roles = if voter { "broker,controller" } else { "broker" };
-                let mut opts = BrokerOpts::new()
-                    .kafka_port(*kafka)
-                    .set("node.id", i + 1)
-                    .set("process.roles", roles)
-                    .set("listeners", listeners)
-                    .set("controller.quorum.voters", voter_list.join(","))
-                    .set("cluster.id", &cluster_id);
-                for (k, v) in overrides {
-                    opts = opts.set(k, v);
-                }
-                opts.ready_timeout = Duration::from_secs(60);
-                Broker::launch(opts)
-            })
-            .collect();
-        for node in &mut nodes {
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            cluster_id,
+            voter_list,
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        for (i, (kafka, controller)) in ports.iter().enumerate() {
+            let node =
+                cluster.launch_node(i as i32 + 1, *kafka, (i < voters).then_some(*controller));
+            cluster.nodes.push(node);
+        }
+        for node in &mut cluster.nodes {
             node.wait_ready();
         }
-        Cluster { nodes }
+        cluster
+    }
+
+    /// Starts one more broker-only node (the next id) that joins the
+    /// cluster, as a scale-out does, and waits until it is ready.
+    pub fn add_broker(&mut self) -> i32 {
+        let id = self.nodes.len() as i32 + 1;
+        let mut node = self.launch_node(id, free_port(), None);
+        node.wait_ready();
+        self.nodes.push(node);
+        id
+    }
+
+    fn launch_node(&self, id: i32, kafka: u16, controller: Option<u16>) -> Broker {
+        let listeners = match controller {
+            Some(controller) => {
+                format!("PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller}")
+            }
+            None => format!("PLAINTEXT://127.0.0.1:{kafka}"),
+        };
+        let roles = if controller.is_some() {
+            "broker,controller"
+        } else {
+            "broker"
+        };
+        let mut opts = BrokerOpts::new()
+            .kafka_port(kafka)
+            .set("node.id", id)
+            .set("process.roles", roles)
+            .set("listeners", listeners)
+            .set("controller.quorum.voters", self.voter_list.join(","))
+            .set("cluster.id", &self.cluster_id);
+        for (k, v) in &self.overrides {
+            opts = opts.set(k, v);
+        }
+        opts.ready_timeout = Duration::from_secs(60);
+        Broker::launch(opts)
     }
 
     /// `bootstrap.servers` naming every node.

@@ -1021,8 +1021,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            coordinator.commit_offsets("g", "", &None, -1, &[("t".into(), 1, value(8))]),
-            Err(ResponseError::UnknownMemberId),
+            coordinator
+                .commit_offsets("g", "", &None, -1, &[("t".into(), 1, value(8))])
+                .err(),
+            Some(ResponseError::UnknownMemberId),
             "a simple commit to a group with members is refused"
         );
 

@@ -15,6 +15,7 @@ pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 pub mod producer_ids;
+pub mod reassignments;
 pub mod topics;
 
 use std::net::SocketAddr;
@@ -54,6 +55,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::OffsetForLeaderEpoch, 0, 4),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 pub fn is_supported(api_key: ApiKey, version: i16) -> bool {
@@ -106,6 +109,14 @@ pub async fn handle(
         }
         RequestKind::DescribeCluster(r) => cluster::describe_cluster(broker, r).into(),
         RequestKind::DescribeLogDirs(r) => log_dirs::describe_log_dirs(broker, r, version).into(),
+        RequestKind::AlterPartitionReassignments(r) => {
+            reassignments::alter_partition_reassignments(broker, r, version)
+                .await
+                .into()
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            reassignments::list_partition_reassignments(broker, r).into()
+        }
         RequestKind::ElectLeaders(r) => elections::elect_leaders(broker, r, version).await.into(),
         RequestKind::OffsetForLeaderEpoch(r) => {
             leader_epochs::offsets_for_leader_epoch(broker, r).into()

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::reassignment;
 use super::records::{
     ApplyOutcome, BrokerRegistration, ConfigResource, MetadataRecord, PartitionChange,
     PartitionRecord, RecordBatch,
@@ -205,8 +206,9 @@ impl MetadataImage {
                 next.leader_epoch += 1;
             }
         }
-        if next.leader >= 0 && !next.replicas.contains(&next.leader) {
-            return Err(format!("leader {} is not a replica", next.leader));
+        // A reassignment whose new replicas all caught up switches now.
+        if reassignment::settle(&mut next, &live) {
+            next.leader_epoch += 1;
         }
         next.partition_epoch += 1;
         *p = next;

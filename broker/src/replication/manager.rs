@@ -30,6 +30,8 @@ pub struct ReplicaManager {
     lag_max_ms: i64,
     /// Bytes sent to replicas a reassignment is adding.
     pub leader_throttle: Throttle,
+    /// The rate when no dynamic config sets one.
+    static_throttle_rate: i64,
 }
 
 impl ReplicaManager {
@@ -49,6 +51,7 @@ impl ReplicaManager {
             metrics,
             lag_max_ms: config.get_i64("replica.lag.time.max.ms"),
             leader_throttle: Throttle::new(config.get_i64("leader.replication.throttled.rate")),
+            static_throttle_rate: config.get_i64("leader.replication.throttled.rate"),
         })
     }
 
@@ -86,10 +89,9 @@ impl ReplicaManager {
                     .cluster_configs
                     .get("leader.replication.throttled.rate")
             })
-            .and_then(|v| v.parse().ok());
-        if let Some(rate) = rate {
-            self.leader_throttle.set_rate(rate);
-        }
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.static_throttle_rate);
+        self.leader_throttle.set_rate(rate);
     }
 
     fn apply_partition(self: &Arc<Self>, partition: &Arc<Partition>, record: &PartitionRecord) {
