@@ -28,6 +28,12 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let config = Arc::new(config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Some(host) = config.get("outbound.bind.host") {
+        let ip = host
+            .parse()
+            .with_context(|| format!("outbound.bind.host={host} is not an IP address"))?;
+        crate::util::set_outbound_bind(ip);
+    }
 
     let log_dir = config.log_dir.clone();
     std::fs::create_dir_all(&log_dir)

@@ -7,8 +7,13 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::DescribeClusterRequest;
 
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
 use crate::broker::{Broker, BrokerOpts};
 use crate::free_port;
+use crate::proxy::Proxy;
 use crate::wire::RawConn;
 
 pub struct Cluster {
@@ -16,6 +21,56 @@ pub struct Cluster {
     cluster_id: String,
     voter_list: Vec<String>,
     overrides: Vec<(String, String)>,
+    /// Present when every listener is behind a fault-injecting proxy.
+    net: Option<FaultNet>,
+}
+
+/// One end of a network link: a Kafka client, or a broker (by node id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Client,
+    Broker(i32),
+}
+
+/// The network of a cluster started with [`Cluster::start_with_faults`].
+///
+/// Every node's Kafka and controller listeners sit behind proxies, and the
+/// node advertises the proxies (clients and brokers alike connect through
+/// them). Node `i` originates its broker-to-broker connections from
+/// 127.0.0.(10+i) (`outbound.bind.host`), so a proxy knows from the source
+/// address which broker — or, from anything else, which client — is on the
+/// other end, and can refuse and cut exactly the links a test blocks:
+/// broker↔broker and client↔broker independently.
+struct FaultNet {
+    blocked: Arc<Mutex<HashSet<(Endpoint, i32)>>>,
+    kafka: Vec<Proxy>,
+    controller: Vec<Option<Proxy>>,
+}
+
+/// The source address node `id` binds its outbound connections to.
+fn node_ip(id: i32) -> IpAddr {
+    IpAddr::from([127, 0, 0, 10 + id as u8])
+}
+
+fn endpoint_of(ip: IpAddr) -> Endpoint {
+    match ip {
+        IpAddr::V4(v4)
+            if v4.octets()[..3] == [127, 0, 0] && (11..=60).contains(&v4.octets()[3]) =>
+        {
+            Endpoint::Broker(v4.octets()[3] as i32 - 10)
+        }
+        _ => Endpoint::Client,
+    }
+}
+
+fn proxy_to(port: u16, to: i32, blocked: &Arc<Mutex<HashSet<(Endpoint, i32)>>>) -> Proxy {
+    let blocked = blocked.clone();
+    Proxy::start_admitting(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Some(Arc::new(move |ip| {
+            !blocked.lock().unwrap().contains(&(endpoint_of(ip), to))
+        })),
+    )
 }
 
 impl Cluster {
@@ -44,10 +99,15 @@ impl Cluster {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            net: None,
         };
         for (i, (kafka, controller)) in ports.iter().enumerate() {
-            let node =
-                cluster.launch_node(i as i32 + 1, *kafka, (i < voters).then_some(*controller));
+            let node = cluster.launch_node(
+                i as i32 + 1,
+                *kafka,
+                (i < voters).then_some(*controller),
+                &[],
+            );
             cluster.nodes.push(node);
         }
         for node in &mut cluster.nodes {
@@ -56,17 +116,162 @@ impl Cluster {
         cluster
     }
 
+    /// Like [`Cluster::start_mixed`], with every listener behind a
+    /// fault-injecting proxy (see [`FaultNet`]) so tests can cut links.
+    pub fn start_with_faults(voters: usize, size: usize, overrides: &[(&str, &str)]) -> Cluster {
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let blocked = Arc::new(Mutex::new(HashSet::new()));
+        let kafka: Vec<Proxy> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| proxy_to(*k, i as i32 + 1, &blocked))
+            .collect();
+        let controller: Vec<Option<Proxy>> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, c))| (i < voters).then(|| proxy_to(*c, i as i32 + 1, &blocked)))
+            .collect();
+        let voter_list = controller
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| format!("{}@{}", i + 1, p.addr())))
+            .collect();
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            cluster_id: format!("tideline-test-{}", free_port()),
+            voter_list,
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            net: None,
+        };
+        for (i, (k, c)) in ports.iter().enumerate() {
+            let id = i as i32 + 1;
+            let extra = [
+                (
+                    "advertised.listeners".to_string(),
+                    format!("PLAINTEXT://{}", kafka[i].addr()),
+                ),
+                ("outbound.bind.host".to_string(), node_ip(id).to_string()),
+            ];
+            let node = cluster.launch_node(id, *k, (i < voters).then_some(*c), &extra);
+            cluster.nodes.push(node);
+        }
+        cluster.net = Some(FaultNet {
+            blocked,
+            kafka,
+            controller,
+        });
+        for node in &mut cluster.nodes {
+            node.wait_ready();
+        }
+        cluster
+    }
+
+    fn net(&self) -> &FaultNet {
+        self.net
+            .as_ref()
+            .expect("start the cluster with Cluster::start_with_faults to cut links")
+    }
+
+    /// Blocks `from` → broker `to` (new connections refused, live ones cut).
+    pub fn block(&self, from: Endpoint, to: i32) {
+        let net = self.net();
+        net.blocked.lock().unwrap().insert((from, to));
+        let selected = |ip| endpoint_of(ip) == from;
+        net.kafka[to as usize - 1].cut_from(selected);
+        if let Some(p) = &net.controller[to as usize - 1] {
+            p.cut_from(selected);
+        }
+    }
+
+    /// Cuts every link between the brokers of `side` and the other brokers,
+    /// both ways (clients still reach everyone).
+    pub fn partition(&self, side: &[i32]) {
+        let all: Vec<i32> = (1..=self.nodes.len() as i32).collect();
+        for a in side {
+            for b in all.iter().filter(|b| !side.contains(b)) {
+                self.block(Endpoint::Broker(*a), *b);
+                self.block(Endpoint::Broker(*b), *a);
+            }
+        }
+    }
+
+    /// Leader and ISR of every partition of `topic`, asked of the first of
+    /// `via` that answers (`None` if none does or the topic is unknown).
+    pub fn partition_states(&self, via: &[i32], topic: &str) -> Option<Vec<(i32, Vec<i32>)>> {
+        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+        use kafka_protocol::messages::{MetadataRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        for id in via {
+            let node = &self.nodes[*id as usize - 1];
+            let Ok(mut conn) = RawConn::try_connect(node.kafka_addr(), Duration::from_secs(5))
+            else {
+                continue;
+            };
+            let mut t = MetadataRequestTopic::default();
+            t.name = Some(TopicName(StrBytes::from_string(topic.into())));
+            let mut request = MetadataRequest::default();
+            request.topics = Some(vec![t]);
+            let Ok(response) = conn.request(&request, 12) else {
+                continue;
+            };
+            let t = response.topics.first()?;
+            if t.error_code != 0 {
+                return None;
+            }
+            let mut states: Vec<(i32, (i32, Vec<i32>))> = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
+                    isr.sort_unstable();
+                    (p.partition_index, (p.leader_id.0, isr))
+                })
+                .collect();
+            states.sort_by_key(|(i, _)| *i);
+            return Some(states.into_iter().map(|(_, s)| s).collect());
+        }
+        None
+    }
+
+    /// The active controller as the first of `via` that answers reports it.
+    pub fn controller_via(&self, via: &[i32]) -> Option<i32> {
+        via.iter().find_map(|id| {
+            let node = &self.nodes[*id as usize - 1];
+            let mut conn = RawConn::try_connect(node.kafka_addr(), Duration::from_secs(5)).ok()?;
+            let response = conn.request(&DescribeClusterRequest::default(), 0).ok()?;
+            (response.controller_id.0 >= 0).then_some(response.controller_id.0)
+        })
+    }
+
+    /// Removes every block.
+    pub fn heal(&self) {
+        self.net().blocked.lock().unwrap().clear();
+    }
+
     /// Starts one more broker-only node (the next id) that joins the
     /// cluster, as a scale-out does, and waits until it is ready.
     pub fn add_broker(&mut self) -> i32 {
+        assert!(
+            self.net.is_none(),
+            "add_broker does not support fault-injecting clusters"
+        );
         let id = self.nodes.len() as i32 + 1;
-        let mut node = self.launch_node(id, free_port(), None);
+        let mut node = self.launch_node(id, free_port(), None, &[]);
         node.wait_ready();
         self.nodes.push(node);
         id
     }
 
-    fn launch_node(&self, id: i32, kafka: u16, controller: Option<u16>) -> Broker {
+    fn launch_node(
+        &self,
+        id: i32,
+        kafka: u16,
+        controller: Option<u16>,
+        extra: &[(String, String)],
+    ) -> Broker {
         let listeners = match controller {
             Some(controller) => {
                 format!("PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller}")
@@ -85,20 +290,30 @@ impl Cluster {
             .set("listeners", listeners)
             .set("controller.quorum.voters", self.voter_list.join(","))
             .set("cluster.id", &self.cluster_id);
-        for (k, v) in &self.overrides {
+        for (k, v) in extra.iter().chain(&self.overrides) {
             opts = opts.set(k, v);
         }
         opts.ready_timeout = Duration::from_secs(60);
         Broker::launch(opts)
     }
 
-    /// `bootstrap.servers` naming every node.
+    /// `bootstrap.servers` naming every node (through the proxies of a
+    /// fault-injecting cluster).
     pub fn bootstrap(&self) -> String {
-        self.nodes
-            .iter()
-            .map(Broker::bootstrap)
-            .collect::<Vec<_>>()
-            .join(",")
+        match &self.net {
+            Some(net) => net
+                .kafka
+                .iter()
+                .map(Proxy::bootstrap)
+                .collect::<Vec<_>>()
+                .join(","),
+            None => self
+                .nodes
+                .iter()
+                .map(Broker::bootstrap)
+                .collect::<Vec<_>>()
+                .join(","),
+        }
     }
 
     /// Node `id` (1-based, as `node.id`).

@@ -13,7 +13,8 @@
 //!   with its own temporary data directory, wait for `/readyz`, and show the
 //!   broker's log when a test fails.
 //! - [`cluster`]: several brokers forming one cluster (a metadata quorum
-//!   over their controller listeners).
+//!   over their controller listeners), optionally with every link behind a
+//!   fault-injecting proxy so tests can partition the network.
 //! - [`proxy`]: a TCP proxy that can sever every connection at once, so a
 //!   test can inject network faults between a client and the broker.
 //! - [`clients`]: rdkafka configuration builders and produce/consume helpers
@@ -25,6 +26,8 @@
 //! - [`disk`]: reading the broker's on-disk segments (Kafka's layout and
 //!   batch format) so tests can inspect and damage them.
 //! - [`http`]: a tiny HTTP/1.0 GET used for `/readyz` and `/metrics`.
+//! - [`jepsen`]: a Jepsen-style workload (producers writing unique values
+//!   under faults) and a checker for lost, duplicated and reordered records.
 //! - [`member`]: consumer-group members as separate processes (the
 //!   `tideline-group-member` binary), so a test can SIGKILL one.
 
@@ -34,6 +37,7 @@ pub mod cluster;
 pub mod data;
 pub mod disk;
 pub mod http;
+pub mod jepsen;
 pub mod member;
 pub mod proxy;
 pub mod wire;
@@ -55,8 +59,18 @@ use std::time::{Duration, Instant};
 /// process could in principle grab it before the broker binds it; on a test
 /// machine that race is rare enough to accept.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    // The kernel may hand the same ephemeral port to two binds in a row
+    // once the first listener is dropped: never give a port out twice.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local_addr").port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `cond` every 50 ms until it returns `Some`, or panics with `what`

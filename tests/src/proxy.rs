@@ -17,7 +17,7 @@
 //! all at once with a TCP reset.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,12 +28,19 @@ use crate::{Broker, BrokerOpts};
 
 struct Conn {
     id: u64,
+    /// Where the connection came from (which broker, for source-bound
+    /// broker traffic).
+    peer: IpAddr,
     client: TcpStream,
     upstream: TcpStream,
 }
 
+/// Decides per connection source whether the proxy forwards it.
+pub type Admission = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
+
 struct Shared {
     target: Mutex<SocketAddr>,
+    admit: Option<Admission>,
     conns: Mutex<Vec<Conn>>,
     paused: AtomicBool,
     stopping: AtomicBool,
@@ -53,10 +60,18 @@ impl Proxy {
     /// `target`. The target need not be up yet: connections made while it
     /// is down are accepted and immediately closed.
     pub fn start(target: SocketAddr) -> Proxy {
+        Proxy::start_admitting(target, None)
+    }
+
+    /// Like [`Proxy::start`], but a connection is only forwarded while
+    /// `admit(source address)` says so; refused sources see their
+    /// connection closed at once (see [`Proxy::cut_from`] for live ones).
+    pub fn start_admitting(target: SocketAddr, admit: Option<Admission>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
         let addr = listener.local_addr().expect("proxy local_addr");
         let shared = Arc::new(Shared {
             target: Mutex::new(target),
+            admit,
             conns: Mutex::new(Vec::new()),
             paused: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
@@ -126,6 +141,21 @@ impl Proxy {
         conns.len()
     }
 
+    /// Severs the current connections whose source `cut` selects (a new
+    /// network partition). Returns how many were cut.
+    pub fn cut_from(&self, cut: impl Fn(IpAddr) -> bool) -> usize {
+        let mut conns = self.shared.conns.lock().unwrap();
+        let (doomed, kept): (Vec<Conn>, Vec<Conn>) = std::mem::take(&mut *conns)
+            .into_iter()
+            .partition(|c| cut(c.peer));
+        *conns = kept;
+        for c in &doomed {
+            abort(&c.client);
+            abort(&c.upstream);
+        }
+        doomed.len()
+    }
+
     /// Stops forwarding bytes in both directions (connections stay open, as
     /// in a network partition that drops no packets but delivers none).
     pub fn pause(&self) {
@@ -178,6 +208,13 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             return;
         }
         let Ok(client) = incoming else { continue };
+        let Ok(peer) = client.peer_addr().map(|a| a.ip()) else {
+            continue;
+        };
+        if shared.admit.as_ref().is_some_and(|admit| !admit(peer)) {
+            abort(&client);
+            continue;
+        }
         shared.accepted.fetch_add(1, Ordering::SeqCst);
         let target = *shared.target.lock().unwrap();
         let Ok(upstream) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
@@ -191,6 +228,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let registered = (|| {
             Some(Conn {
                 id,
+                peer,
                 client: client.try_clone().ok()?,
                 upstream: upstream.try_clone().ok()?,
             })

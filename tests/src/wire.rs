@@ -34,16 +34,20 @@ pub struct RawConn {
 
 impl RawConn {
     pub fn connect(addr: SocketAddr) -> RawConn {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        stream.set_nodelay(true).unwrap();
-        RawConn {
+        RawConn::try_connect(addr, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"))
+    }
+
+    /// Connects, with reads timing out after `read_timeout` (for brokers
+    /// that may be down or paused).
+    pub fn try_connect(addr: SocketAddr, read_timeout: Duration) -> io::Result<RawConn> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(read_timeout))?;
+        stream.set_nodelay(true)?;
+        Ok(RawConn {
             stream,
             next_correlation: 1,
-        }
+        })
     }
 
     /// Writes `bytes` as they are (no framing).

@@ -93,6 +93,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Comma-separated listener URIs the broker binds, NAME://host:port."),
     def!("advertised.listeners", List, None, Validator::None, false,
         "Listeners published to clients in Metadata responses; defaults to listeners."),
+    def!("outbound.bind.host", String, None, Validator::None, false,
+        "Local IP address that connections to other brokers and controllers originate from (for hosts with several addresses); unset lets the operating system choose."),
     def!("broker.rack", String, None, Validator::None, false,
         "Rack of this broker, used for rack-aware replica placement."),
     def!("log.dirs", List, None, Validator::None, false,

@@ -166,6 +166,7 @@ impl State {
                 let end = log.log_end_offset();
                 drop(log);
                 part.partition.notify(end);
+                part.partition.update_leader_high_watermark();
                 for (key, value) in records {
                     part.store.apply_decoded(key.clone(), value.clone());
                 }

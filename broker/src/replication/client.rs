@@ -26,7 +26,7 @@ impl KafkaClient {
         client_id: &str,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+        let stream = tokio::time::timeout(timeout, crate::util::connect_to_peer(address))
             .await
             .map_err(|_| anyhow::anyhow!("connecting to {address} timed out"))??;
         stream.set_nodelay(true)?;

@@ -175,14 +175,7 @@ impl ReplicaManager {
 
     /// On a leader: moves the high watermark to what the ISR allows.
     pub fn update_high_watermark(&self, partition: &Partition) {
-        let log_end = partition.log.lock().log_end_offset();
-        let st = partition.replica.lock();
-        if !st.is_leader {
-            return;
-        }
-        if let Some(hw) = st.isr_high_watermark(self.node_id, log_end) {
-            partition.advance_high_watermark(hw);
-        }
+        partition.update_leader_high_watermark();
     }
 
     /// On a leader, for a fetch from replica `follower` at `fetch_offset`

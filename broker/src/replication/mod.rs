@@ -98,6 +98,22 @@ impl FollowerProgress {
     }
 }
 
+impl crate::log::Partition {
+    /// On a leader: moves the high watermark to what the ISR allows (after
+    /// an append, a follower's fetch or an ISR change). Does nothing on a
+    /// follower, which takes its leader's.
+    pub fn update_leader_high_watermark(&self) {
+        let log_end = self.log.lock().log_end_offset();
+        let st = self.replica.lock();
+        if !st.is_leader {
+            return;
+        }
+        if let Some(hw) = st.isr_high_watermark(st.leader, log_end) {
+            self.advance_high_watermark(hw);
+        }
+    }
+}
+
 impl ReplicaState {
     /// The ISR the high watermark must respect: the current one plus any
     /// member a pending change adds.

@@ -226,7 +226,7 @@ pub async fn call_once(
     timeout: Duration,
 ) -> io::Result<PeerResponse> {
     tokio::time::timeout(timeout, async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = crate::util::connect_to_peer(addr).await?;
         let _ = stream.set_nodelay(true);
         write_frame(&mut stream, request).await?;
         read_frame(&mut stream).await
@@ -271,11 +271,12 @@ impl PeerClient {
         ttl: Duration,
     ) -> Result<PeerResponse, CallError> {
         if self.conn.is_none() {
-            let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-                .and_then(|r| r)
-                .map_err(CallError::Unreachable)?;
+            let connected =
+                tokio::time::timeout(CONNECT_TIMEOUT, crate::util::connect_to_peer(&self.addr))
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+                    .and_then(|r| r)
+                    .map_err(CallError::Unreachable)?;
             let _ = connected.set_nodelay(true);
             self.conn = Some(connected);
         }
