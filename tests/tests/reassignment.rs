@@ -100,8 +100,11 @@ fn reassign(cluster: &Cluster, topic: &str, targets: &[(i32, Option<Vec<i32>>)])
         .collect()
 }
 
-/// Ongoing reassignments: partition → (replicas, adding, removing).
-fn ongoing(cluster: &Cluster, topic: &str) -> BTreeMap<i32, (Vec<i32>, Vec<i32>, Vec<i32>)> {
+/// (replicas, adding, removing) of a reassignment in progress.
+type Ongoing = (Vec<i32>, Vec<i32>, Vec<i32>);
+
+/// Ongoing reassignments by partition.
+fn ongoing(cluster: &Cluster, topic: &str) -> BTreeMap<i32, Ongoing> {
     let mut conn = RawConn::connect(cluster.nodes[0].kafka_addr());
     let response = conn
         .request(&ListPartitionReassignmentsRequest::default(), 0)

@@ -41,7 +41,7 @@ pub fn assign(
     let mut result = Vec::with_capacity(count.max(0) as usize);
     for i in 0..count.max(0) {
         let partition = (first_partition + i) as usize;
-        if partition > 0 && partition % n == 0 {
+        if partition > 0 && partition.is_multiple_of(n) {
             shift += 1;
         }
         let first = (partition + start_index) % n;

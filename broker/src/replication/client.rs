@@ -90,6 +90,6 @@ impl KafkaClient {
         if got != correlation_id {
             anyhow::bail!("response correlation id {got}, expected {correlation_id}");
         }
-        Ok(R::Response::decode(&mut buf, version)?)
+        R::Response::decode(&mut buf, version)
     }
 }
