@@ -128,6 +128,15 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// Reassign mode: the brokers every partition of the topic moves to.
+    #[arg(long, value_name = "BROKER,...", value_delimiter = ',')]
+    pub reassign_to: Vec<i32>,
+
+    /// Reassign mode: `leader.replication.throttled.rate` (bytes/s) set on
+    /// every broker for the duration of the move.
+    #[arg(long, value_name = "BYTES_PER_SEC")]
+    pub throttle: Option<u64>,
+
     /// Extra librdkafka property for producers (repeatable), applied last.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub producer_config: Vec<(String, String)>,
@@ -142,6 +151,7 @@ pub enum Mode {
     Produce,
     Consume,
     Commit,
+    Reassign,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +202,7 @@ impl Mode {
             Mode::Produce => "produce",
             Mode::Consume => "consume",
             Mode::Commit => "commit",
+            Mode::Reassign => "reassign",
         }
     }
 }
@@ -233,6 +244,11 @@ impl Args {
             Mode::Commit => {
                 if self.messages == 0 {
                     bail!("--mode commit needs --messages (the number of commits) of at least 1");
+                }
+            }
+            Mode::Reassign => {
+                if self.reassign_to.is_empty() {
+                    bail!("--mode reassign needs --reassign-to BROKER[,BROKER...]");
                 }
             }
         }

@@ -14,7 +14,8 @@
 //!
 //! The data path lives in `producer.rs` and `consumer.rs`, cluster
 //! administration in `cluster.rs`, payload layout in `payload.rs`, broker
-//! memory sampling in `rss.rs`, and output in `report.rs`.
+//! memory sampling in `rss.rs`, and output in `report.rs`. `--mode reassign`
+//! times a partition reassignment instead (`reassign.rs`).
 
 mod args;
 mod cluster;
@@ -22,6 +23,7 @@ mod committer;
 mod consumer;
 mod payload;
 mod producer;
+mod reassign;
 mod report;
 mod rss;
 
@@ -60,6 +62,14 @@ fn main() -> Result<()> {
             Report {
                 partitions,
                 commit: Some(committer::run(&args, partitions)?),
+                ..Report::default()
+            }
+        }
+        Mode::Reassign => {
+            let partitions = cluster::ensure_topic(&admin, &args)?;
+            Report {
+                partitions,
+                reassign: Some(reassign::run(&args, &admin, partitions)?),
                 ..Report::default()
             }
         }

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::args::{Acks, Args, Mode};
 use crate::committer::CommitReport;
+use crate::reassign::ReassignReport;
 use crate::consumer::ConsumeStats;
 use crate::producer::ProduceStats;
 use crate::rss::RssReport;
@@ -85,6 +86,7 @@ pub struct Report {
     pub produce: Option<ProduceReport>,
     pub consume: Option<ConsumeReport>,
     pub commit: Option<CommitReport>,
+    pub reassign: Option<ReassignReport>,
     pub rss: Option<RssReport>,
 }
 
@@ -252,6 +254,16 @@ impl Report {
                 println!("  commit error: {e}");
             }
         }
+        if let Some(r) = &self.reassign {
+            println!(
+                "reassign: {} partition(s) moved to {:?} in {:.2} s (throttle: {})",
+                r.partitions,
+                r.target,
+                r.elapsed.as_secs_f64(),
+                r.throttle
+                    .map_or("none".to_string(), |t| format!("{t} bytes/s per broker"))
+            );
+        }
         if let Some(r) = &self.rss {
             println!(
                 "broker RSS MiB (pid {}): idle {:.1}, peak {:.1} (sampled 1/s), final {:.1}, VmHWM {:.1}",
@@ -305,6 +317,14 @@ impl Report {
                 "first_errors": c.first_errors,
             })
         });
+        let reassign = self.reassign.as_ref().map(|r| {
+            json!({
+                "target": r.target,
+                "partitions": r.partitions,
+                "throttle_bytes_per_sec": r.throttle,
+                "elapsed_s": r.elapsed.as_secs_f64(),
+            })
+        });
         let rss = self.rss.map(|r| {
             json!({
                 "pid": r.pid,
@@ -337,6 +357,7 @@ impl Report {
             "produce": produce,
             "consume": consume,
             "commit": commit,
+            "reassign": reassign,
             "broker_rss": rss,
         })
     }
