@@ -17,8 +17,8 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, ListPartitionReassignmentsRequest,
-    RequestHeader, ResponseHeader, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, ListPartitionReassignmentsRequest, RequestHeader,
+    ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
@@ -65,7 +65,10 @@ pub fn run(args: &Args, admin: &Admin, partitions: i32) -> Result<ReassignReport
     let started = Instant::now();
     let response = conn.send(&request, 0)?;
     if response.error_code != 0 {
-        bail!("AlterPartitionReassignments failed with error {}", response.error_code);
+        bail!(
+            "AlterPartitionReassignments failed with error {}",
+            response.error_code
+        );
     }
     for p in response.responses.iter().flat_map(|t| t.partitions.iter()) {
         if p.error_code != 0 {
@@ -77,7 +80,10 @@ pub fn run(args: &Args, admin: &Admin, partitions: i32) -> Result<ReassignReport
             );
         }
     }
-    eprintln!("reassigning {partitions} partition(s) of {} to {target:?}", args.topic);
+    eprintln!(
+        "reassigning {partitions} partition(s) of {} to {target:?}",
+        args.topic
+    );
     loop {
         let listed = conn.send(&ListPartitionReassignmentsRequest::default(), 0)?;
         let moving: usize = listed
@@ -114,20 +120,17 @@ fn broker_ids(admin: &Admin) -> Result<Vec<i32>> {
 /// Sets (or with `None` removes) the leader throttle on every broker.
 fn set_throttle(admin: &Admin, brokers: &[i32], rate: Option<u64>) -> Result<()> {
     let rate = rate.map(|r| r.to_string());
-    let configs: Vec<AlterConfig> = brokers
-        .iter()
-        .map(|id| {
-            let config = AlterConfig::new(ResourceSpecifier::Broker(*id));
-            match &rate {
-                Some(rate) => config.set("leader.replication.throttled.rate", rate),
-                None => config,
-            }
-        })
-        .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in futures::executor::block_on(admin.alter_configs(&configs, &opts))? {
-        if let Err((resource, error)) = result {
-            bail!("setting the throttle on {resource:?}: {error}");
+    // librdkafka sends a broker's config to that broker: one call each.
+    for id in brokers {
+        let mut config = AlterConfig::new(ResourceSpecifier::Broker(*id));
+        if let Some(rate) = &rate {
+            config = config.set("leader.replication.throttled.rate", rate);
+        }
+        for result in futures::executor::block_on(admin.alter_configs(&[config], &opts))? {
+            if let Err((resource, error)) = result {
+                bail!("setting the throttle on {resource:?}: {error}");
+            }
         }
     }
     Ok(())

@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 
 use crate::args::{Acks, Args, Mode};
 use crate::committer::CommitReport;
-use crate::reassign::ReassignReport;
 use crate::consumer::ConsumeStats;
 use crate::producer::ProduceStats;
+use crate::reassign::ReassignReport;
 use crate::rss::RssReport;
 
 /// Latencies are recorded in microseconds, up to one hour, 3 significant

@@ -7,9 +7,11 @@
 //!                 HTTP <base+200+i-1>, data ./data/cluster/node-<i>
 //! ```
 //!
-//! Every line a node logs is prefixed with `[node i]`. Ctrl-C (or SIGTERM)
-//! stops every node cleanly; running the command again restarts the same
-//! cluster with its data.
+//! Nodes 1 to 3 are the metadata quorum's voters; any further ones are
+//! broker-only. Every line a node logs is prefixed with `[node i]`. Ctrl-C
+//! (or SIGTERM) stops the nodes one at a time, each with a controlled
+//! shutdown; running the command again restarts the same cluster with its
+//! data.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -27,18 +29,36 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 /// The settings of node `id` of an `nodes`-node cluster.
+/// Voters of a local cluster; the rest of its nodes are broker-only.
+const MAX_VOTERS: usize = 3;
+
 pub fn node_settings(id: usize, nodes: usize, base_port: u16, data_root: &Path) -> Vec<String> {
     let port = |offset: usize, i: usize| base_port as usize + offset + i - 1;
-    let voters: Vec<String> = (1..=nodes)
+    // Up to three voters (an odd quorum that survives one loss); further
+    // nodes are broker-only and follow the voters' metadata.
+    let voter_count = nodes.min(MAX_VOTERS);
+    let voters: Vec<String> = (1..=voter_count)
         .map(|i| format!("{i}@127.0.0.1:{}", port(100, i)))
         .collect();
-    vec![
-        format!("node.id={id}"),
+    let is_voter = id <= voter_count;
+    let listeners = if is_voter {
         format!(
             "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
             port(0, id),
             port(100, id)
-        ),
+        )
+    } else {
+        format!("listeners=PLAINTEXT://127.0.0.1:{}", port(0, id))
+    };
+    let roles = if is_voter {
+        "broker,controller"
+    } else {
+        "broker"
+    };
+    vec![
+        format!("node.id={id}"),
+        format!("process.roles={roles}"),
+        listeners,
         format!("http.listener=127.0.0.1:{}", port(200, id)),
         format!("controller.quorum.voters={}", voters.join(",")),
         format!("cluster.id=tideline-local-{nodes}"),

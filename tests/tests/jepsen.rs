@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use tideline_tests::cluster::Cluster;
 use tideline_tests::jepsen::{check, Workload};
 use tideline_tests::{admin_client, block_on};
@@ -174,6 +174,7 @@ fn the_checker_reports_the_loss_an_unclean_election_causes() {
     // Voters 1-3 keep the quorum; the partition lives on brokers 4 and 5.
     let mut cluster = Cluster::start_mixed(3, 5, SETTINGS);
     let all: Vec<i32> = (1..=5).collect();
+    let voters = &all[..3];
     let topic = "unclean";
     let assignment: [&[i32]; 1] = [&[4, 5]];
     create(
@@ -181,10 +182,7 @@ fn the_checker_reports_the_loss_an_unclean_election_causes() {
         topic,
         1,
         Some(&assignment),
-        &[
-            ("min.insync.replicas", "1"),
-            ("unclean.leader.election.enable", "true"),
-        ],
+        &[("min.insync.replicas", "1")],
     );
     wait_healthy(&cluster, &all, topic, 2);
     let workload = Workload::start(&cluster.bootstrap(), topic, 1, 1);
@@ -193,20 +191,40 @@ fn the_checker_reports_the_loss_an_unclean_election_causes() {
     cluster.node(5).kill();
     let deadline = Instant::now() + Duration::from_secs(30);
     while cluster
-        .partition_states(&all[..3], topic)
+        .partition_states(voters, topic)
         .is_none_or(|s| s[0].1 != vec![4])
     {
         assert!(Instant::now() < deadline, "ISR did not shrink to [4]");
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(2));
-    // Then 4 dies and the stale 5 comes back: with unclean election allowed
-    // it leads, without what 4 acknowledged alone.
+    // Then 4 dies and the stale 5 comes back. Unclean election is off: the
+    // partition stays offline rather than lose what 4 acknowledged alone.
     cluster.node(4).kill();
     cluster.node(5).restart();
+    std::thread::sleep(Duration::from_secs(5));
+    let state = cluster.partition_states(voters, topic).expect("metadata");
+    assert_eq!(state[0], (-1, vec![4]), "offline, not unclean");
+    let controller = cluster.controller_via(voters).expect("controller");
+    let offline: f64 = cluster.nodes[controller as usize - 1]
+        .metrics()
+        .lines()
+        .find(|l| l.starts_with("tideline_offline_partitions "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("offline metric");
+    assert_eq!(offline, 1.0);
+    // Allowing it elects 5, without those writes.
+    let admin = admin_client(&cluster.bootstrap());
+    let config = AlterConfig::new(ResourceSpecifier::Topic(topic))
+        .set("unclean.leader.election.enable", "true")
+        .set("min.insync.replicas", "1");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in block_on(admin.alter_configs(&[config], &opts)).expect("AlterConfigs") {
+        r.expect("altered");
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     while cluster
-        .partition_states(&all[..3], topic)
+        .partition_states(voters, topic)
         .is_none_or(|s| s[0].0 != 5)
     {
         assert!(Instant::now() < deadline, "no unclean election");
