@@ -15,6 +15,7 @@ use crate::error::{ApiError, ResponseError};
 use crate::log::{LogManager, Partition, TopicPartition};
 use crate::metadata::controller::{Controller, NewTopic};
 use crate::metadata::elections;
+use crate::metadata::records::PartitionChange;
 use crate::metadata::{MetadataImage, MetadataQuorum, TopicImage};
 use crate::ops::metrics::Metrics;
 use crate::replication::ReplicaManager;
@@ -207,45 +208,32 @@ impl Broker {
             self.log_config(&image, topic).unclean_leader_election
         });
         for change in unclean {
-            let leader = change.leader.unwrap_or(-1);
-            let partition = change.partition;
-            let topic = image
-                .topic_names
-                .get(&change.topic_id)
-                .cloned()
-                .unwrap_or_default();
-            match self.controller.change_partitions(vec![change]).await {
-                Ok(()) => tracing::warn!(
-                    topic, partition, leader,
-                    "unclean leader election: no in-sync replica is live, so an out-of-sync replica leads; records it did not have are lost"
-                ),
-                Err(e) => tracing::warn!(topic, partition, error = %e, "unclean leader election failed"),
-            }
+            self.commit_election(&image, change, "unclean leader election: no in-sync replica is live, so an out-of-sync replica leads; records it did not have are lost").await;
         }
         if rebalance && self.config.get_bool("auto.leader.rebalance.enable") {
             let percentage = self
                 .config
                 .get_i64("leader.imbalance.per.broker.percentage");
             for change in elections::rebalance_elections(&image, percentage) {
-                let partition = change.partition;
-                let leader = change.leader.unwrap_or(-1);
-                let topic = image
-                    .topic_names
-                    .get(&change.topic_id)
-                    .cloned()
-                    .unwrap_or_default();
-                match self.controller.change_partitions(vec![change]).await {
-                    Ok(()) => tracing::info!(
-                        topic,
-                        partition,
-                        leader,
-                        "preferred leader election (auto rebalance)"
-                    ),
-                    Err(e) => {
-                        tracing::debug!(topic, partition, error = %e, "preferred leader election failed")
-                    }
-                }
+                self.commit_election(&image, change, "preferred leader election (auto rebalance)")
+                    .await;
             }
+        }
+    }
+
+    async fn commit_election(&self, image: &MetadataImage, change: PartitionChange, what: &str) {
+        let leader = change.leader.unwrap_or(-1);
+        let partition = change.partition;
+        let topic = image
+            .topic_names
+            .get(&change.topic_id)
+            .cloned()
+            .unwrap_or_default();
+        let unclean = change.unclean;
+        match self.controller.change_partitions(vec![change]).await {
+            Ok(()) if unclean => tracing::warn!(topic, partition, leader, "{what}"),
+            Ok(()) => tracing::info!(topic, partition, leader, "{what}"),
+            Err(e) => tracing::warn!(topic, partition, error = %e, "{what} failed"),
         }
     }
 

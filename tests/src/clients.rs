@@ -105,6 +105,20 @@ pub fn producer_config(bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// Producer settings for tests that must not lose or duplicate anything:
+/// `acks=all`, idempotence, and quick retries and metadata refreshes so a
+/// leader change is noticed within a second.
+pub fn reliable_producer_config(bootstrap: &str) -> ClientConfig {
+    let mut c = producer_config(bootstrap);
+    c.set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("retry.backoff.ms", "50")
+        .set("retry.backoff.max.ms", "500")
+        .set("topic.metadata.refresh.interval.ms", "500");
+    c
+}
+
 /// Consumer settings for reading by explicit assignment: a throwaway group
 /// id (librdkafka requires one to assign), no offset commits, CRC checking
 /// on (so a broker serving corrupt batches is caught), and no EOF events.

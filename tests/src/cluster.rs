@@ -74,6 +74,19 @@ fn proxy_to(port: u16, to: i32, blocked: &Arc<Mutex<HashSet<(Endpoint, i32)>>>) 
 }
 
 impl Cluster {
+    fn new(cluster_id: String, voter_list: Vec<String>, overrides: &[(&str, &str)]) -> Cluster {
+        Cluster {
+            nodes: Vec::new(),
+            cluster_id,
+            voter_list,
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            net: None,
+        }
+    }
+
     /// Starts `size` nodes (ids 1..=size), every one a voter, and waits
     /// until all are ready.
     pub fn start(size: usize, overrides: &[(&str, &str)]) -> Cluster {
@@ -91,16 +104,7 @@ impl Cluster {
             .enumerate()
             .map(|(i, (_, controller))| format!("{}@127.0.0.1:{controller}", i + 1))
             .collect();
-        let mut cluster = Cluster {
-            nodes: Vec::new(),
-            cluster_id,
-            voter_list,
-            overrides: overrides
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            net: None,
-        };
+        let mut cluster = Cluster::new(cluster_id, voter_list, overrides);
         for (i, (kafka, controller)) in ports.iter().enumerate() {
             let node = cluster.launch_node(
                 i as i32 + 1,
@@ -136,16 +140,8 @@ impl Cluster {
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().map(|p| format!("{}@{}", i + 1, p.addr())))
             .collect();
-        let mut cluster = Cluster {
-            nodes: Vec::new(),
-            cluster_id: format!("tideline-test-{}", free_port()),
-            voter_list,
-            overrides: overrides
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            net: None,
-        };
+        let cluster_id = format!("tideline-test-{}", free_port());
+        let mut cluster = Cluster::new(cluster_id, voter_list, overrides);
         for (i, (k, c)) in ports.iter().enumerate() {
             let id = i as i32 + 1;
             let extra = [

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rdkafka::Offset;
 
-use crate::clients::{consume_range, consumer_config, producer_config, watermarks};
+use crate::clients::{consume_range, consumer_config, reliable_producer_config, watermarks};
 use crate::{TestProducer, TestRecord};
 
 /// What one producer sent and how each send ended.
@@ -115,16 +115,10 @@ fn produce(
     partitions: i32,
     stop: &AtomicBool,
 ) -> ProducerHistory {
-    let mut config = producer_config(bootstrap);
+    let mut config = reliable_producer_config(bootstrap);
     config
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
         .set("message.timeout.ms", "30000")
-        .set("request.timeout.ms", "5000")
-        .set("retry.backoff.ms", "50")
-        .set("retry.backoff.max.ms", "500")
-        .set("topic.metadata.refresh.interval.ms", "1000");
+        .set("request.timeout.ms", "5000");
     let producer = TestProducer::new(&config);
     let mut values = Vec::new();
     let mut sequence = 0u64;
@@ -142,6 +136,15 @@ fn produce(
     }
     producer.flush(Duration::from_secs(60));
     ProducerHistory { values, producer }
+}
+
+/// (producer, sequence) of a workload value `w<producer>-<sequence>`.
+fn parse_value(value: &str) -> Option<(&str, u64)> {
+    let (producer, sequence) = value.split_once('-')?;
+    if !producer.starts_with('w') {
+        return None;
+    }
+    Some((producer, sequence.parse().ok()?))
 }
 
 /// Reads every partition of `topic` and compares it with `history`.
@@ -169,16 +172,17 @@ pub fn check(bootstrap: &str, topic: &str, partitions: i32, history: &History) -
         for r in records {
             report.read += 1;
             let value = String::from_utf8(r.value.clone().unwrap_or_default()).unwrap_or_default();
+            // Other records in the topic (written before the workload) are
+            // not the workload's business.
+            let Some((producer, sequence)) = parse_value(&value) else {
+                continue;
+            };
             *seen.entry(value.clone()).or_default() += 1;
-            if let Some((producer, sequence)) = value.split_once('-') {
-                if let Ok(sequence) = sequence.parse::<u64>() {
-                    if let Some(previous) = last.insert(producer.to_string(), sequence) {
-                        if sequence <= previous {
-                            report.reordered.push(format!(
-                                "{value} after sequence {previous} in partition {partition}"
-                            ));
-                        }
-                    }
+            if let Some(previous) = last.insert(producer.to_string(), sequence) {
+                if sequence <= previous {
+                    report.reordered.push(format!(
+                        "{value} after sequence {previous} in partition {partition}"
+                    ));
                 }
             }
         }

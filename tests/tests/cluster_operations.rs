@@ -4,9 +4,7 @@
 //! coordinator, automatic preferred-leader rebalancing, ISR shrink and
 //! expansion by follower lag, and fail-over times.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::FindCoordinatorRequest;
@@ -14,10 +12,12 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
+use tideline_tests::clients::reliable_producer_config;
 use tideline_tests::cluster::{Cluster, Endpoint};
+use tideline_tests::jepsen::{check, Workload};
 use tideline_tests::wire::RawConn;
 use tideline_tests::{
-    admin_client, block_on, consume_all, consumer_config, producer_config, TestProducer, TestRecord,
+    admin_client, block_on, consumer_config, producer_config, TestProducer, TestRecord,
 };
 
 const FAST: &[(&str, &str)] = &[
@@ -73,32 +73,7 @@ fn a_rolling_restart_under_load_loses_nothing_and_fails_no_produce() {
         all_in_sync(&cluster, &[1, 2, 3], topic, 3)
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let producing = {
-        let stop = stop.clone();
-        let bootstrap = cluster.bootstrap();
-        std::thread::spawn(move || {
-            let mut config = producer_config(&bootstrap);
-            config
-                .set("acks", "all")
-                .set("enable.idempotence", "true")
-                .set("linger.ms", "5")
-                .set("topic.metadata.refresh.interval.ms", "500");
-            let producer = TestProducer::new(&config);
-            let mut sent = Vec::new();
-            let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let partition = (i % 6) as i32;
-                let value = format!("roll-{i:07}");
-                producer.send(topic, Some(partition), &TestRecord::value(value.clone()));
-                sent.push((partition, value));
-                i += 1;
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            assert!(producer.flush(Duration::from_secs(60)));
-            (producer, sent)
-        })
-    };
+    let workload = Workload::start(&cluster.bootstrap(), topic, 6, 2);
     std::thread::sleep(Duration::from_secs(1));
     for id in 1..=3 {
         let others: Vec<i32> = (1..=3).filter(|o| *o != id).collect();
@@ -122,27 +97,18 @@ fn a_rolling_restart_under_load_loses_nothing_and_fails_no_produce() {
         });
     }
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::SeqCst);
-    let (producer, sent) = producing.join().expect("producer");
+    let history = workload.stop();
     assert_eq!(
-        producer.failed(),
-        0,
+        history.indeterminate, 0,
         "no produce failed during the rolling restart"
     );
-
-    let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    for (p, v) in sent {
-        expected.entry(p).or_default().push(v);
-    }
-    let until: Vec<(i32, i64)> = expected.iter().map(|(p, v)| (*p, v.len() as i64)).collect();
-    let consumed = consume_all(&cluster.bootstrap(), topic, &until);
-    for (p, values) in expected {
-        let got: Vec<String> = consumed[&p]
-            .iter()
-            .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
-            .collect();
-        assert_eq!(got, values, "partition {p}: every record once, in order");
-    }
+    let report = check(&cluster.bootstrap(), topic, 6, &history);
+    println!("rolling restart: {report}");
+    assert!(
+        report.lost.is_empty() && report.duplicated.is_empty() && report.reordered.is_empty(),
+        "{report}"
+    );
+    assert_eq!(report.read, report.acknowledged, "every record once");
 }
 
 /// The coordinator of `group`, as a FindCoordinator to node `via` answers.
@@ -331,10 +297,8 @@ fn leader_failover_times() {
     wait_until("in sync", Duration::from_secs(30), || {
         all_in_sync(&cluster, &[1, 2, 3], topic, 3)
     });
-    let mut config = producer_config(&cluster.bootstrap());
+    let mut config = reliable_producer_config(&cluster.bootstrap());
     config
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
         .set("linger.ms", "0")
         .set("retry.backoff.ms", "20")
         .set("retry.backoff.max.ms", "100")

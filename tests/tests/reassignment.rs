@@ -5,8 +5,6 @@
 //! and a scale-out followed by reassignment balances leadership.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::alter_partition_reassignments_request::{
@@ -21,6 +19,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use tideline_tests::cluster::Cluster;
+use tideline_tests::jepsen::{check, Workload};
 use tideline_tests::wire::RawConn;
 use tideline_tests::{
     admin_client, block_on, consume_all, producer_config, TestProducer, TestRecord,
@@ -140,37 +139,6 @@ fn set_leader_throttle(cluster: &Cluster, broker: i32, rate: Option<&str>) {
     }
 }
 
-/// Sends unique values to partition 0 until told to stop.
-fn background_producer(
-    bootstrap: String,
-    topic: &'static str,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<(TestProducer, Vec<String>)> {
-    std::thread::spawn(move || {
-        let mut config = producer_config(&bootstrap);
-        config
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("topic.metadata.refresh.interval.ms", "500");
-        let producer = TestProducer::new(&config);
-        let mut sent = Vec::new();
-        let mut i = 0u64;
-        while !stop.load(Ordering::SeqCst) {
-            let value = format!("live-{i:07}");
-            producer.send(topic, Some(0), &TestRecord::value(value.clone()));
-            sent.push(value);
-            i += 1;
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        assert!(
-            producer.flush(Duration::from_secs(60)),
-            "background records delivered"
-        );
-        (producer, sent)
-    })
-}
-
 #[test]
 fn a_partition_moves_to_a_new_broker_under_produce_without_losing_records() {
     let mut cluster = Cluster::start(3, FAST);
@@ -200,8 +168,7 @@ fn a_partition_moves_to_a_new_broker_under_produce_without_losing_records() {
     set_leader_throttle(&cluster, 1, Some("200000"));
     let added = cluster.add_broker();
     assert_eq!(added, 4);
-    let stop = Arc::new(AtomicBool::new(false));
-    let producing = background_producer(cluster.bootstrap(), topic, stop.clone());
+    let workload = Workload::start(&cluster.bootstrap(), topic, 1, 1);
     std::thread::sleep(Duration::from_millis(500));
 
     assert_eq!(
@@ -242,23 +209,24 @@ fn a_partition_moves_to_a_new_broker_under_produce_without_losing_records() {
     });
     assert!(ongoing(&cluster, topic).is_empty());
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::SeqCst);
-    let (producer, sent) = producing.join().expect("producer thread");
+    let history = workload.stop();
     assert_eq!(
-        producer.failed(),
-        0,
-        "no acknowledged-write failures during the move"
+        history.indeterminate, 0,
+        "no produce failed during the move"
     );
-
-    // Everything acknowledged is there exactly once, in order, after the filler.
-    let end = 4000 + sent.len() as i64;
-    let consumed = consume_all(&cluster.nodes[3].bootstrap(), topic, &[(0, end)]);
-    let live: Vec<String> = consumed[&0]
-        .iter()
-        .skip(4000)
-        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
-        .collect();
-    assert_eq!(live, sent);
+    // Everything acknowledged is there exactly once, in order.
+    let report = check(&cluster.nodes[3].bootstrap(), topic, 1, &history);
+    println!("reassignment under produce: {report}");
+    assert!(report.acknowledged > 0);
+    assert!(
+        report.lost.is_empty() && report.duplicated.is_empty() && report.reordered.is_empty(),
+        "{report}"
+    );
+    assert_eq!(
+        report.read,
+        4000 + report.acknowledged,
+        "the filler and every acknowledged record, once"
+    );
     // The removed replica's log is deleted from broker 1.
     let dir = cluster.nodes[0].data_dir().join("moving-0");
     wait_until("old replica deleted", Duration::from_secs(30), || {

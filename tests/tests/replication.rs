@@ -10,11 +10,10 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ElectLeadersRequest, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use tideline_tests::clients::reliable_producer_config;
 use tideline_tests::cluster::Cluster;
 use tideline_tests::wire::{produce_request, record_batch, RawConn};
-use tideline_tests::{
-    admin_client, block_on, consume_all, producer_config, TestProducer, TestRecord,
-};
+use tideline_tests::{admin_client, block_on, consume_all, TestProducer, TestRecord};
 
 /// Fast failure detection so fail-over happens within seconds.
 const FAST: &[(&str, &str)] = &[
@@ -99,15 +98,7 @@ fn create_assigned(cluster: &Cluster, topic: &str, replicas: &[i32], min_isr: &s
 }
 
 fn reliable_producer(bootstrap: &str) -> TestProducer {
-    let mut config = producer_config(bootstrap);
-    config
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "2")
-        .set("retry.backoff.ms", "50")
-        .set("retry.backoff.max.ms", "200")
-        .set("topic.metadata.refresh.interval.ms", "500");
-    TestProducer::new(&config)
+    TestProducer::new(&reliable_producer_config(bootstrap))
 }
 
 fn values(count: u64, from: u64) -> Vec<TestRecord> {

@@ -365,7 +365,6 @@ impl PartitionLog {
         let mut next = self.log_end_offset();
         let base_offset = next;
         let mut headers = Vec::with_capacity(spans.len());
-        let mut count = 0i64;
         for (pos, size, header) in &spans {
             batch::assign(
                 &mut bytes[*pos..pos + size],
@@ -375,26 +374,14 @@ impl PartitionLog {
             );
             let mut assigned = *header;
             assigned.base_offset = next;
+            assigned.partition_leader_epoch = leader_epoch;
             if let Some(ts) = log_append_time {
                 assigned.max_timestamp = ts;
             }
             next += header.records_count as i64;
-            count += header.records_count as i64;
             headers.push(assigned);
         }
-        let interval = self.config.index_interval_bytes;
-        self.active_mut()
-            .append(&bytes, &headers, interval, now_ms)?;
-        for header in &headers {
-            self.producers.record(header);
-        }
-        if self.leader_epochs.assign(leader_epoch, base_offset) {
-            self.leader_epochs.save()?;
-        }
-        self.unflushed_messages += count;
-        if self.unflushed_messages >= self.config.flush_messages {
-            self.flush(now_ms)?;
-        }
+        let count = self.write_batches(&bytes, &headers, now_ms)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -455,12 +442,31 @@ impl PartitionLog {
         let bytes = &records[*first..last_pos + last_size];
         self.maybe_roll(bytes.len() as u64, now_ms)?;
         let headers: Vec<BatchHeader> = spans.iter().map(|(_, _, h)| *h).collect();
+        let count = self.write_batches(bytes, &headers, now_ms)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time: -1,
+            records: count,
+            bytes: bytes.len() as u64,
+            duplicate: false,
+        })
+    }
+
+    /// Writes validated batches with their offsets and epochs assigned to
+    /// the active segment, and records them in the producer state and the
+    /// leader-epoch cache; fsyncs per `flush.messages`. Returns the record count.
+    fn write_batches(
+        &mut self,
+        bytes: &[u8],
+        headers: &[BatchHeader],
+        now_ms: i64,
+    ) -> Result<i64, AppendError> {
         let interval = self.config.index_interval_bytes;
-        self.active_mut()
-            .append(bytes, &headers, interval, now_ms)?;
+        self.active_mut().append(bytes, headers, interval, now_ms)?;
         let mut count = 0;
         let mut epochs_changed = false;
-        for header in &headers {
+        for header in headers {
             self.producers.record(header);
             epochs_changed |= self
                 .leader_epochs
@@ -474,14 +480,7 @@ impl PartitionLog {
         if self.unflushed_messages >= self.config.flush_messages {
             self.flush(now_ms)?;
         }
-        Ok(AppendInfo {
-            base_offset,
-            last_offset: next - 1,
-            log_append_time: -1,
-            records: count,
-            bytes: bytes.len() as u64,
-            duplicate: false,
-        })
+        Ok(count)
     }
 
     /// Removes everything at and after `offset` (a follower diverged from

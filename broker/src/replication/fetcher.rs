@@ -268,6 +268,23 @@ async fn connect(context: &Context, leader: i32) -> anyhow::Result<KafkaClient> 
     KafkaClient::connect(&address, &client_id, Duration::from_secs(5)).await
 }
 
+/// The entry of topic `name` in a request's topic list, added if missing
+/// (requests group their partitions by topic).
+fn topic_entry<'a, T>(
+    topics: &'a mut Vec<T>,
+    name: &str,
+    name_of: impl Fn(&T) -> &TopicName,
+    new: impl FnOnce() -> T,
+) -> &'a mut T {
+    match topics.iter().position(|t| name_of(t).0.as_str() == name) {
+        Some(i) => &mut topics[i],
+        None => {
+            topics.push(new());
+            topics.last_mut().expect("just pushed")
+        }
+    }
+}
+
 /// Updates a partition's fetch state if it is still followed at `epoch`.
 fn update_state(
     shared: &Shared,
@@ -307,19 +324,18 @@ async fn truncate(
         p.partition = tp.partition;
         p.current_leader_epoch = state.leader_epoch;
         p.leader_epoch = latest;
-        match request
-            .topics
-            .iter_mut()
-            .find(|t| t.topic.0.as_str() == tp.topic)
-        {
-            Some(topic) => topic.partitions.push(p),
-            None => {
+        topic_entry(
+            &mut request.topics,
+            &tp.topic,
+            |t| &t.topic,
+            || {
                 let mut topic = OffsetForLeaderTopic::default();
                 topic.topic = TopicName(StrBytes::from_string(tp.topic.clone()));
-                topic.partitions.push(p);
-                request.topics.push(topic);
-            }
-        }
+                topic
+            },
+        )
+        .partitions
+        .push(p);
         asked.push((tp, state, latest));
     }
     if asked.is_empty() {
@@ -444,19 +460,18 @@ async fn fetch(
         p.log_start_offset = log_start;
         p.partition_max_bytes = settings.partition_max_bytes;
         p.last_fetched_epoch = -1;
-        match request
-            .topics
-            .iter_mut()
-            .find(|t| t.topic.0.as_str() == tp.topic)
-        {
-            Some(topic) => topic.partitions.push(p),
-            None => {
+        topic_entry(
+            &mut request.topics,
+            &tp.topic,
+            |t| &t.topic,
+            || {
                 let mut topic = FetchTopic::default();
                 topic.topic = TopicName(StrBytes::from_string(tp.topic.clone()));
-                topic.partitions.push(p);
-                request.topics.push(topic);
-            }
-        }
+                topic
+            },
+        )
+        .partitions
+        .push(p);
     }
     let timeout = settings.socket_timeout + Duration::from_millis(settings.max_wait_ms as u64);
     let response = client.send(&request, FETCH_VERSION, timeout).await?;
