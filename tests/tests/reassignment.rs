@@ -166,6 +166,16 @@ fn a_partition_moves_to_a_new_broker_under_produce_without_losing_records() {
     assert_eq!(bulk.failed(), 0);
 
     set_leader_throttle(&cluster, 1, Some("200000"));
+    // The topic keys kafka-reassign-partitions sets alongside are accepted.
+    let admin = admin_client(&cluster.bootstrap());
+    let config = AlterConfig::new(ResourceSpecifier::Topic(topic))
+        .set("min.insync.replicas", "2")
+        .set("leader.replication.throttled.replicas", "0:1,0:2,0:3")
+        .set("follower.replication.throttled.replicas", "0:4");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in block_on(admin.alter_configs(&[config], &opts)).expect("AlterConfigs") {
+        r.expect("throttled replicas accepted");
+    }
     let added = cluster.add_broker();
     assert_eq!(added, 4);
     let workload = Workload::start(&cluster.bootstrap(), topic, 1, 1);
