@@ -55,7 +55,13 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind http.listener {}", config.http_listener))?;
 
     let listener = &config.advertised_listeners[0];
-    let controller_listener = match &config.controller_listener {
+    // Only voters serve the quorum (a shared configuration may name a
+    // controller listener on broker-only nodes too).
+    let controller_listener = match config
+        .controller_listener
+        .as_ref()
+        .filter(|_| config.is_controller)
+    {
         Some(l) => Some(
             TcpListener::bind(l.bind_addr())
                 .await

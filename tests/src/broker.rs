@@ -41,6 +41,11 @@ pub struct BrokerOpts {
     pub http_port: Option<u16>,
     /// How long to wait for `/readyz` to answer 200.
     pub ready_timeout: Duration,
+    /// A properties file passed as `--config`; the harness then leaves
+    /// `node.id` to the file and the environment.
+    pub config_file: Option<PathBuf>,
+    /// Extra environment variables (e.g. `TIDELINE_NODE_ID`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for BrokerOpts {
@@ -50,6 +55,8 @@ impl Default for BrokerOpts {
             kafka_port: None,
             http_port: None,
             ready_timeout: Duration::from_secs(30),
+            config_file: None,
+            env: Vec::new(),
         }
     }
 }
@@ -97,6 +104,7 @@ pub struct Broker {
     kafka_port: u16,
     http_port: u16,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     ready_timeout: Duration,
     child: Option<Child>,
     starts: u32,
@@ -145,7 +153,6 @@ impl Broker {
         let http_port = opts.http_port.unwrap_or_else(free_port);
 
         let mut settings: Vec<(String, String)> = vec![
-            ("node.id".into(), "1".into()),
             (
                 "listeners".into(),
                 format!("PLAINTEXT://127.0.0.1:{kafka_port}"),
@@ -153,14 +160,21 @@ impl Broker {
             ("log.dirs".into(), data_dir.display().to_string()),
             ("http.listener".into(), format!("127.0.0.1:{http_port}")),
         ];
+        if opts.config_file.is_none() {
+            settings.insert(0, ("node.id".into(), "1".into()));
+        }
         for (k, v) in opts.overrides {
             settings.retain(|(key, _)| *key != k);
             settings.push((k, v));
         }
-        let args = settings
+        let mut args: Vec<String> = settings
             .into_iter()
             .flat_map(|(k, v)| ["--override".to_string(), format!("{k}={v}")])
             .collect();
+        if let Some(file) = &opts.config_file {
+            args.insert(0, file.display().to_string());
+            args.insert(0, "--config".to_string());
+        }
 
         let mut broker = Broker {
             bin,
@@ -171,6 +185,7 @@ impl Broker {
             kafka_port,
             http_port,
             args,
+            env: opts.env,
             ready_timeout: opts.ready_timeout,
             child: None,
             starts: 0,
@@ -374,6 +389,7 @@ impl Broker {
         }
         let child = command
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log fd"))
             .stderr(log)

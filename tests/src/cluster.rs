@@ -247,6 +247,14 @@ impl Cluster {
         self.net().blocked.lock().unwrap().clear();
     }
 
+    /// A cluster of nodes started by the caller (ids 1..=n in order,
+    /// whatever `node.id` they were given), for the queries below.
+    pub fn from_nodes(nodes: Vec<Broker>) -> Cluster {
+        let mut cluster = Cluster::new(String::new(), Vec::new(), &[]);
+        cluster.nodes = nodes;
+        cluster
+    }
+
     /// Starts one more broker-only node (the next id) that joins the
     /// cluster, as a scale-out does, and waits until it is ready.
     pub fn add_broker(&mut self) -> i32 {

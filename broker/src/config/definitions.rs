@@ -78,7 +78,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("broker.id", Int, None, Validator::Range(0.0, I32_MAX), false,
         "Legacy alias of node.id; must equal node.id when both are set."),
     def!("process.roles", List, Some("broker,controller"), Validator::OneOf(&["broker", "controller"]), false,
-        "The roles this process plays: broker, controller, or both (a single node runs both and is its own one-voter metadata quorum)."),
+        "The roles this process plays: broker, controller, or both (a single node runs both and is its own one-voter metadata quorum). Unset with controller.quorum.voters: both for a node in the voter list, broker for any other."),
     def!("cluster.id", String, None, Validator::None, false,
         "The cluster id. When unset, a new id is generated on first start and kept in meta.properties."),
     def!("controller.quorum.voters", List, None, Validator::None, false,

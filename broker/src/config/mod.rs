@@ -197,7 +197,24 @@ impl BrokerConfig {
                 )));
             }
         }
-        let roles = config.get_list("process.roles");
+        config.voters = config
+            .get_list("controller.quorum.voters")
+            .iter()
+            .map(|v| Voter::parse(v))
+            .collect::<Result<_, _>>()?;
+        let is_voter = config.voters.iter().any(|v| v.id == config.node_id);
+        // Unset, the roles follow the voter list: a node listed there votes,
+        // any other follows. One properties file then serves every node of
+        // a cluster (the operator's ConfigMap), node.id alone telling them apart.
+        let roles = if config.source("process.roles").is_none() && !config.voters.is_empty() {
+            if is_voter {
+                vec!["broker".to_string(), "controller".to_string()]
+            } else {
+                vec!["broker".to_string()]
+            }
+        } else {
+            config.get_list("process.roles")
+        };
         let has = |role: &str| roles.iter().any(|r| r == role);
         if !has("broker") {
             return Err(ConfigError::Invalid(format!(
@@ -223,12 +240,6 @@ impl BrokerConfig {
                 "listeners: at least one listener for Kafka clients is required".into(),
             ));
         }
-        config.voters = config
-            .get_list("controller.quorum.voters")
-            .iter()
-            .map(|v| Voter::parse(v))
-            .collect::<Result<_, _>>()?;
-        let is_voter = config.voters.iter().any(|v| v.id == config.node_id);
         if config.voters.is_empty() && !config.is_controller {
             return Err(ConfigError::Invalid(
                 "process.roles=broker needs controller.quorum.voters: a broker-only node \
@@ -470,7 +481,25 @@ mod tests {
             flags.extend_from_slice(extra);
             load("", &[], &flags).map(|_| ()).unwrap_err().to_string()
         };
-        assert!(with(&["node.id=5"]).contains("not in controller.quorum.voters"));
+        assert!(with(&["node.id=5", "process.roles=broker,controller"])
+            .contains("not in controller.quorum.voters"));
+        // Unset roles follow the voter list.
+        let inferred = |id: &str| {
+            load(
+                "",
+                &[],
+                &[
+                    id,
+                    "cluster.id=abc",
+                    "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+                    "controller.quorum.voters=1@h1:9093,2@h2:9093",
+                ],
+            )
+            .unwrap()
+            .is_controller
+        };
+        assert!(inferred("node.id=2"));
+        assert!(!inferred("node.id=5"));
         let observer = load(
             "",
             &[],
