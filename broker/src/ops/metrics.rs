@@ -27,6 +27,7 @@ pub struct Metrics {
     under_replicated: IntGauge,
     under_min_isr: IntGauge,
     offline: IntGauge,
+    fenced_brokers: IntGauge,
     leaders: IntGauge,
     active_controller: IntGauge,
     metadata_offset: IntGauge,
@@ -211,6 +212,14 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            fenced_brokers: register(
+                &r,
+                IntGauge::new(
+                    "tideline_fenced_brokers",
+                    "Registered brokers the controller stopped hearing from, or that shut down (reported by the active controller).",
+                )
+                .unwrap(),
+            ),
             leaders: register(
                 &r,
                 IntGauge::new(
@@ -392,6 +401,11 @@ impl Metrics {
         self.under_replicated.set(under);
         self.under_min_isr.set(under_min);
         self.offline.set(offline);
+        self.fenced_brokers.set(if is_controller {
+            image.fenced_brokers.len() as i64
+        } else {
+            0
+        });
         self.leaders.set(leaders);
         self.active_controller.set(is_controller as i64);
         self.metadata_offset
