@@ -1,7 +1,8 @@
 //! The alerting rules (`monitoring/tideline.rules.yml`): valid for
 //! Prometheus (`promtool check rules`), each alert firing on its test
-//! series (`promtool test rules`), every metric they read served by a
-//! running broker, and every alert documented in the runbook.
+//! series (`promtool test rules`), and documented in the runbook; every
+//! metric they and the Grafana dashboard (`monitoring/grafana-dashboard.json`)
+//! read is served by a running broker.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -11,7 +12,8 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tideline_tests::{
-    consumer_config, create_topic, producer_config, Broker, BrokerOpts, TestProducer, TestRecord,
+    consume_all, consumer_config, create_topic, producer_config, Broker, BrokerOpts, TestProducer,
+    TestRecord,
 };
 
 fn monitoring_dir() -> PathBuf {
@@ -79,7 +81,7 @@ fn the_rules_are_valid_and_every_alert_fires_on_its_test_series() {
 }
 
 #[test]
-fn every_metric_the_rules_read_is_served_by_a_broker() {
+fn every_metric_the_rules_and_the_dashboard_read_is_served_by_a_broker() {
     let broker = Broker::start(BrokerOpts::new());
     // A group with a committed offset, so the per-group series exist.
     create_topic(&broker.bootstrap(), "watched", 1, &[]);
@@ -94,6 +96,7 @@ fn every_metric_the_rules_read_is_served_by_a_broker() {
         .add_partition_offset("watched", 0, Offset::Offset(0))
         .unwrap();
     consumer.commit(&offsets, CommitMode::Sync).expect("commit");
+    consume_all(&broker.bootstrap(), "watched", &[(0, 1)]);
 
     let served: BTreeSet<String> = broker
         .metrics()

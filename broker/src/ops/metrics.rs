@@ -39,7 +39,7 @@ pub struct Metrics {
     group_state: IntGaugeVec,
     pub isr_shrinks: IntCounter,
     pub isr_expands: IntCounter,
-    replicated_bytes: IntCounterVec,
+    replicated_bytes: IntCounter,
     replica_max_lag: IntGauge,
     high_watermark: IntGaugeVec,
 }
@@ -278,12 +278,9 @@ impl Metrics {
             ),
             replicated_bytes: register(
                 &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "tideline_replication_bytes_in_total",
-                        "Bytes this broker appended as a follower, by topic.",
-                    ),
-                    &["topic"],
+                IntCounter::new(
+                    "tideline_replication_bytes_in_total",
+                    "Bytes this broker appended as a follower.",
                 )
                 .unwrap(),
             ),
@@ -331,10 +328,8 @@ impl Metrics {
             .inc();
     }
 
-    pub fn record_replicated(&self, topic: &str, bytes: u64) {
-        self.replicated_bytes
-            .with_label_values(&[topic])
-            .inc_by(bytes);
+    pub fn record_replicated(&self, bytes: u64) {
+        self.replicated_bytes.inc_by(bytes);
     }
 
     pub fn record_fetch(&self, topic: &str, bytes: u64) {

@@ -515,7 +515,7 @@ async fn fetch(
                     if let Some(info) = info {
                         if info.records > 0 {
                             partition.notify(end);
-                            context.metrics.record_replicated(&tp.topic, info.bytes);
+                            context.metrics.record_replicated(info.bytes);
                         }
                     }
                     if data.high_watermark >= 0 {

@@ -4,6 +4,7 @@
 //! so every decision is testable on its own.
 
 pub mod names;
+pub mod objects;
 pub mod server_properties;
 
 pub use names::ClusterNames;

@@ -1,9 +1,10 @@
 //! The broker's configuration for a KafkaCluster, in the broker's own
 //! `server.properties` format: one file (a ConfigMap) shared by every pod,
 //! plus three environment variables that differ per pod — `node.id` from
-//! the pod's ordinal (the `apps.kubernetes.io/pod-index` label),
-//! `advertised.listeners` from its stable DNS name, and `broker.rack` from
-//! its node's topology label. Roles follow from `controller.quorum.voters`:
+//! the pod's ordinal (the `apps.kubernetes.io/pod-index` label) and
+//! `advertised.listeners` from its stable DNS name. (`broker.rack` from the
+//! node's topology label needs an init step reading the Node; it comes with
+//! the cluster controller.) Roles follow from `controller.quorum.voters`:
 //! the first `controllers` pods vote, the others are broker-only.
 //!
 //! User settings in `spec.config` are checked against the broker's own
@@ -97,7 +98,7 @@ pub fn server_properties(cluster: &KafkaCluster) -> Result<String, SpecError> {
     let mut out = String::new();
     out.push_str(&format!(
         "# Rendered by tideline-operator for KafkaCluster {}/{}; do not edit.\n\
-         # node.id, advertised.listeners and broker.rack come from the pod's environment.\n",
+         # node.id and advertised.listeners come from the pod's environment.\n",
         names.namespace, names.cluster
     ));
     let mut line = |key: &str, value: &str| out.push_str(&format!("{key}={value}\n"));
@@ -130,7 +131,7 @@ pub enum BrokerEnv {
 /// refer to earlier ones).
 pub fn broker_environment(cluster: &KafkaCluster) -> Vec<(String, BrokerEnv)> {
     let names = names_of(cluster);
-    let mut env = vec![
+    vec![
         (
             "POD_NAME".to_string(),
             BrokerEnv::PodField("metadata.name".into()),
@@ -146,15 +147,7 @@ pub fn broker_environment(cluster: &KafkaCluster) -> Vec<(String, BrokerEnv)> {
                 names.pod_host("$(POD_NAME)")
             )),
         ),
-    ];
-    if cluster.spec.rack.is_some() {
-        // Written by the pod's init step from its node's topology label.
-        env.push((
-            "TIDELINE_BROKER_RACK".to_string(),
-            BrokerEnv::Value("$(NODE_RACK)".into()),
-        ));
-    }
-    env
+    ]
 }
 
 fn names_of(cluster: &KafkaCluster) -> ClusterNames {
