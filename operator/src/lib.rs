@@ -1,7 +1,9 @@
 //! The Tideline Kubernetes operator: custom resources (`crd`), their CRD
-//! YAML (`crdgen`), and pure rendering of what a KafkaCluster becomes
-//! (`render`). The controllers that apply it follow.
+//! YAML (`crdgen`), pure rendering of what a KafkaCluster becomes
+//! (`render`), and the topic controller's decisions (`topic_plan`). The
+//! controllers that apply them follow.
 
 pub mod crd;
 pub mod crdgen;
 pub mod render;
+pub mod topic_plan;
