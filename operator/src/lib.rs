@@ -1,9 +1,11 @@
 //! The Tideline Kubernetes operator: custom resources (`crd`), their CRD
 //! YAML (`crdgen`), pure rendering of what a KafkaCluster becomes
-//! (`render`), and the topic controller's decisions (`topic_plan`). The
+//! (`render`), the topic controller's decisions (`topic_plan`) and their
+//! execution through the Kafka admin API (`kafka_admin`). The
 //! controllers that apply them follow.
 
 pub mod crd;
 pub mod crdgen;
+pub mod kafka_admin;
 pub mod render;
 pub mod topic_plan;

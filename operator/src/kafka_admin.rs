@@ -1,0 +1,248 @@
+//! The operator's Kafka admin client: the few admin APIs the topic
+//! controller needs, over the broker crate's protocol client. Any broker
+//! takes them (controller-bound changes are forwarded by the broker).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest, MetadataRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tideline_broker::replication::client::KafkaClient;
+
+use crate::topic_plan::{ObservedTopic, TopicAction};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Kafka's resource type TOPIC and config source DYNAMIC_TOPIC_CONFIG.
+const TOPIC_RESOURCE: i8 = 2;
+const TOPIC_OVERRIDE: i8 = 1;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot reach the cluster: {0}")]
+    Connection(String),
+    #[error("{api} failed with Kafka error {code}: {message}")]
+    Kafka {
+        api: &'static str,
+        code: i16,
+        message: String,
+    },
+}
+
+pub struct KafkaAdmin {
+    client: KafkaClient,
+}
+
+fn name(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+fn check(api: &'static str, code: i16, message: &Option<StrBytes>) -> Result<(), AdminError> {
+    if code == 0 {
+        return Ok(());
+    }
+    Err(AdminError::Kafka {
+        api,
+        code,
+        message: message.as_deref().unwrap_or("").to_string(),
+    })
+}
+
+impl KafkaAdmin {
+    /// Connects to the first address of `bootstrap` that answers.
+    pub async fn connect(bootstrap: &str) -> Result<KafkaAdmin, AdminError> {
+        let mut last = String::from("no address given");
+        for address in bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            match KafkaClient::connect(address, "tideline-operator", Duration::from_secs(5)).await {
+                Ok(client) => return Ok(KafkaAdmin { client }),
+                Err(e) => last = format!("{address}: {e}"),
+            }
+        }
+        Err(AdminError::Connection(last))
+    }
+
+    async fn send<R: kafka_protocol::protocol::Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response, AdminError> {
+        self.client
+            .send(request, version, TIMEOUT)
+            .await
+            .map_err(|e| AdminError::Connection(e.to_string()))
+    }
+
+    /// The topic's partition count, replication factor and overrides;
+    /// `None` if it does not exist.
+    pub async fn describe_topic(
+        &mut self,
+        topic: &str,
+    ) -> Result<Option<ObservedTopic>, AdminError> {
+        let mut t = MetadataRequestTopic::default();
+        t.name = Some(TopicName(name(topic)));
+        let mut request = MetadataRequest::default();
+        request.topics = Some(vec![t]);
+        let metadata = self.send(&request, 12).await?;
+        let Some(found) = metadata.topics.first() else {
+            return Ok(None);
+        };
+        if found.error_code == UNKNOWN_TOPIC_OR_PARTITION {
+            return Ok(None);
+        }
+        check("Metadata", found.error_code, &None)?;
+        let replication_factor = found
+            .partitions
+            .iter()
+            .map(|p| p.replica_nodes.len() as i32)
+            .max()
+            .unwrap_or(0);
+        let mut resource = DescribeConfigsResource::default();
+        resource.resource_type = TOPIC_RESOURCE;
+        resource.resource_name = name(topic);
+        // Null: every key (the default is an empty list).
+        resource.configuration_keys = None;
+        let mut request = DescribeConfigsRequest::default();
+        request.resources = vec![resource];
+        let described = self.send(&request, 4).await?;
+        let result = described.results.first().ok_or_else(|| AdminError::Kafka {
+            api: "DescribeConfigs",
+            code: -1,
+            message: "no result".into(),
+        })?;
+        check("DescribeConfigs", result.error_code, &result.error_message)?;
+        let configs = result
+            .configs
+            .iter()
+            .filter(|c| c.config_source == TOPIC_OVERRIDE)
+            .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+            .collect();
+        Ok(Some(ObservedTopic {
+            partitions: found.partitions.len() as i32,
+            replication_factor,
+            configs,
+        }))
+    }
+
+    pub async fn apply(&mut self, topic: &str, action: &TopicAction) -> Result<(), AdminError> {
+        match action {
+            TopicAction::Create {
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                self.create(topic, *partitions, *replication_factor, configs)
+                    .await
+            }
+            TopicAction::AddPartitions { total } => {
+                let mut t = CreatePartitionsTopic::default();
+                t.name = TopicName(name(topic));
+                t.count = *total;
+                let mut request = CreatePartitionsRequest::default();
+                request.topics = vec![t];
+                request.timeout_ms = TIMEOUT.as_millis() as i32;
+                let response = self.send(&request, 3).await?;
+                for r in &response.results {
+                    check("CreatePartitions", r.error_code, &r.error_message)?;
+                }
+                Ok(())
+            }
+            TopicAction::AlterConfigs { set, delete } => {
+                let mut resource = AlterConfigsResource::default();
+                resource.resource_type = TOPIC_RESOURCE;
+                resource.resource_name = name(topic);
+                for (key, value) in set {
+                    let mut c = AlterableConfig::default();
+                    c.name = name(key);
+                    c.config_operation = 0; // SET
+                    c.value = Some(name(value));
+                    resource.configs.push(c);
+                }
+                for key in delete {
+                    let mut c = AlterableConfig::default();
+                    c.name = name(key);
+                    c.config_operation = 1; // DELETE
+                    resource.configs.push(c);
+                }
+                let mut request = IncrementalAlterConfigsRequest::default();
+                request.resources = vec![resource];
+                let response = self.send(&request, 1).await?;
+                for r in &response.responses {
+                    check("IncrementalAlterConfigs", r.error_code, &r.error_message)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn create(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        let mut t = CreatableTopic::default();
+        t.name = TopicName(name(topic));
+        t.num_partitions = partitions;
+        t.replication_factor = replication_factor as i16;
+        for (key, value) in configs {
+            let mut c = CreatableTopicConfig::default();
+            c.name = name(key);
+            c.value = Some(name(value));
+            t.configs.push(c);
+        }
+        let mut request = CreateTopicsRequest::default();
+        request.topics = vec![t];
+        request.timeout_ms = TIMEOUT.as_millis() as i32;
+        let response = self.send(&request, 7).await?;
+        for r in &response.topics {
+            check("CreateTopics", r.error_code, &r.error_message)?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete_topic(&mut self, topic: &str) -> Result<(), AdminError> {
+        let mut t = DeleteTopicState::default();
+        t.name = Some(TopicName(name(topic)));
+        let mut request = DeleteTopicsRequest::default();
+        request.topics = vec![t];
+        request.timeout_ms = TIMEOUT.as_millis() as i32;
+        let response = self.send(&request, 6).await?;
+        for r in &response.responses {
+            if r.error_code != UNKNOWN_TOPIC_OR_PARTITION {
+                check("DeleteTopics", r.error_code, &r.error_message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Makes `topic` match `spec` (see `topic_plan`): applies every action and
+/// returns the plan, whose warnings the controller reports.
+pub async fn sync_topic(
+    admin: &mut KafkaAdmin,
+    topic: &str,
+    spec: &crate::crd::KafkaTopicSpec,
+) -> Result<crate::topic_plan::TopicPlan, AdminError> {
+    let observed = admin.describe_topic(topic).await?;
+    let plan = crate::topic_plan::plan(spec, observed.as_ref());
+    for action in &plan.actions {
+        admin.apply(topic, action).await?;
+    }
+    Ok(plan)
+}
