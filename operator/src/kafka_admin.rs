@@ -20,6 +20,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tideline_broker::replication::client::KafkaClient;
 
+use crate::roll::{ClusterHealth, PartitionHealth};
 use crate::topic_plan::{ObservedTopic, TopicAction};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -136,6 +137,58 @@ impl KafkaAdmin {
             replication_factor,
             configs,
         }))
+    }
+
+    /// Live brokers, the active controller, and every partition's replicas,
+    /// ISR and `min.insync.replicas`, for the rolling-restart decision.
+    pub async fn cluster_health(&mut self) -> Result<ClusterHealth, AdminError> {
+        let mut request = MetadataRequest::default();
+        request.topics = None;
+        let metadata = self.send(&request, 12).await?;
+        let mut resources = Vec::new();
+        for t in &metadata.topics {
+            let Some(topic) = &t.name else { continue };
+            let mut resource = DescribeConfigsResource::default();
+            resource.resource_type = TOPIC_RESOURCE;
+            resource.resource_name = topic.0.clone();
+            resource.configuration_keys = Some(vec![name("min.insync.replicas")]);
+            resources.push(resource);
+        }
+        let mut min_isr = BTreeMap::new();
+        if !resources.is_empty() {
+            let mut request = DescribeConfigsRequest::default();
+            request.resources = resources;
+            let described = self.send(&request, 4).await?;
+            for result in &described.results {
+                check("DescribeConfigs", result.error_code, &result.error_message)?;
+                let value = result
+                    .configs
+                    .iter()
+                    .find(|c| c.name.as_str() == "min.insync.replicas")
+                    .and_then(|c| c.value.as_ref()?.parse::<i32>().ok())
+                    .unwrap_or(1);
+                min_isr.insert(result.resource_name.to_string(), value);
+            }
+        }
+        let mut partitions = Vec::new();
+        for t in &metadata.topics {
+            let Some(topic) = &t.name else { continue };
+            let topic = topic.0.to_string();
+            for p in &t.partitions {
+                partitions.push(PartitionHealth {
+                    topic: topic.clone(),
+                    partition: p.partition_index,
+                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                    isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                    min_insync_replicas: min_isr.get(&topic).copied().unwrap_or(1),
+                });
+            }
+        }
+        Ok(ClusterHealth {
+            live_brokers: metadata.brokers.iter().map(|b| b.node_id.0).collect(),
+            controller: (metadata.controller_id.0 >= 0).then_some(metadata.controller_id.0),
+            partitions,
+        })
     }
 
     pub async fn apply(&mut self, topic: &str, action: &TopicAction) -> Result<(), AdminError> {
