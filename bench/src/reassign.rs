@@ -4,24 +4,21 @@
 //! them. With `--throttle`, `leader.replication.throttled.rate` is set on
 //! every broker for the move and removed afterwards.
 //!
-//! librdkafka has no client for these two APIs, so they go over a plain
-//! blocking connection with the `kafka-protocol` codec.
+//! librdkafka has no client for these two APIs, so they go over the
+//! broker crate's Kafka protocol client.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, ListPartitionReassignmentsRequest, RequestHeader,
-    ResponseHeader, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, ListPartitionReassignmentsRequest, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Request, StrBytes};
 use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
+use tideline_broker::replication::client::KafkaClient;
 
 use crate::args::Args;
 use crate::cluster::Admin;
@@ -136,45 +133,30 @@ fn set_throttle(admin: &Admin, brokers: &[i32], rate: Option<u64>) -> Result<()>
     Ok(())
 }
 
-/// One blocking Kafka connection, one request at a time.
+/// A Kafka connection for these two APIs: the broker crate's protocol
+/// client, driven from this synchronous tool by a small runtime.
 struct Connection {
-    stream: TcpStream,
-    correlation_id: i32,
+    runtime: tokio::runtime::Runtime,
+    client: KafkaClient,
 }
 
 impl Connection {
     fn open(address: &str) -> Result<Connection> {
-        let stream = TcpStream::connect(address).with_context(|| format!("connect {address}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(90)))?;
-        Ok(Connection {
-            stream,
-            correlation_id: 0,
-        })
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let client = runtime
+            .block_on(KafkaClient::connect(
+                address,
+                "tideline-bench",
+                Duration::from_secs(10),
+            ))
+            .with_context(|| format!("connect {address}"))?;
+        Ok(Connection { runtime, client })
     }
 
     fn send<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
-        self.correlation_id += 1;
-        let mut header = RequestHeader::default();
-        header.request_api_key = R::KEY;
-        header.request_api_version = version;
-        header.correlation_id = self.correlation_id;
-        header.client_id = Some(StrBytes::from_static_str("tideline-bench"));
-        let mut body = BytesMut::new();
-        header.encode(&mut body, R::header_version(version))?;
-        request.encode(&mut body, version)?;
-        let mut frame = BytesMut::with_capacity(body.len() + 4);
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame)?;
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size)?;
-        let mut payload = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
-        self.stream.read_exact(&mut payload)?;
-        let mut buf = Bytes::from(payload);
-        let header = ResponseHeader::decode(&mut buf, R::Response::header_version(version))?;
-        if header.correlation_id != self.correlation_id {
-            bail!("response to another request");
-        }
-        R::Response::decode(&mut buf, version)
+        self.runtime
+            .block_on(self.client.send(request, version, Duration::from_secs(90)))
     }
 }
