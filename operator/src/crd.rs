@@ -219,9 +219,27 @@ pub struct KafkaClusterStatus {
     /// Partitions without a leader.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline_partitions: Option<i64>,
+    /// Broker settings from `spec.config` that the operator applied live
+    /// (cluster-wide, through IncrementalAlterConfigs) instead of restarting
+    /// brokers; kept so a key removed from the spec is removed live too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub live_config: BTreeMap<String, String>,
+    /// The broker restart in progress during a rolling restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarting_broker: Option<BrokerRestart>,
     /// `Ready`, `Reconciling` and `Warning`, each with a reason and message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// One broker restarted by a rolling restart, not yet back.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerRestart {
+    /// The broker's node id (its pod ordinal).
+    pub broker: i32,
+    /// When the operator deleted its pod (RFC 3339).
+    pub started_at: String,
 }
 
 /// A topic in a KafkaCluster of the same namespace.

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
@@ -27,6 +29,9 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Kafka's resource type TOPIC and config source DYNAMIC_TOPIC_CONFIG.
 const TOPIC_RESOURCE: i8 = 2;
 const TOPIC_OVERRIDE: i8 = 1;
+/// Kafka's resource type BROKER and config source DYNAMIC_DEFAULT_BROKER_CONFIG.
+const BROKER_RESOURCE: i8 = 4;
+const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +137,10 @@ impl KafkaAdmin {
             .filter(|c| c.config_source == TOPIC_OVERRIDE)
             .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
             .collect();
+        let topic_id = (!found.topic_id.is_nil())
+            .then(|| URL_SAFE_NO_PAD.encode(found.topic_id.as_bytes()));
         Ok(Some(ObservedTopic {
+            topic_id,
             partitions: found.partitions.len() as i32,
             replication_factor,
             configs,
@@ -178,6 +186,7 @@ impl KafkaAdmin {
                 partitions.push(PartitionHealth {
                     topic: topic.clone(),
                     partition: p.partition_index,
+                    leader: p.leader_id.0,
                     replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
                     isr: p.isr_nodes.iter().map(|b| b.0).collect(),
                     min_insync_replicas: min_isr.get(&topic).copied().unwrap_or(1),
@@ -215,31 +224,78 @@ impl KafkaAdmin {
                 Ok(())
             }
             TopicAction::AlterConfigs { set, delete } => {
-                let mut resource = AlterConfigsResource::default();
-                resource.resource_type = TOPIC_RESOURCE;
-                resource.resource_name = name(topic);
-                for (key, value) in set {
-                    let mut c = AlterableConfig::default();
-                    c.name = name(key);
-                    c.config_operation = 0; // SET
-                    c.value = Some(name(value));
-                    resource.configs.push(c);
-                }
-                for key in delete {
-                    let mut c = AlterableConfig::default();
-                    c.name = name(key);
-                    c.config_operation = 1; // DELETE
-                    resource.configs.push(c);
-                }
-                let mut request = IncrementalAlterConfigsRequest::default();
-                request.resources = vec![resource];
-                let response = self.send(&request, 1).await?;
-                for r in &response.responses {
-                    check("IncrementalAlterConfigs", r.error_code, &r.error_message)?;
-                }
-                Ok(())
+                self.incremental_alter(TOPIC_RESOURCE, topic, set, delete)
+                    .await
             }
         }
+    }
+
+    /// Broker settings set dynamically for the whole cluster (Kafka's
+    /// `--entity-default` broker configs).
+    pub async fn cluster_dynamic_config(
+        &mut self,
+    ) -> Result<BTreeMap<String, String>, AdminError> {
+        let mut resource = DescribeConfigsResource::default();
+        resource.resource_type = BROKER_RESOURCE;
+        resource.resource_name = name("");
+        resource.configuration_keys = None;
+        let mut request = DescribeConfigsRequest::default();
+        request.resources = vec![resource];
+        let described = self.send(&request, 4).await?;
+        let result = described.results.first().ok_or_else(|| AdminError::Kafka {
+            api: "DescribeConfigs",
+            code: -1,
+            message: "no result".into(),
+        })?;
+        check("DescribeConfigs", result.error_code, &result.error_message)?;
+        Ok(result
+            .configs
+            .iter()
+            .filter(|c| c.config_source == DYNAMIC_DEFAULT_BROKER_CONFIG)
+            .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+            .collect())
+    }
+
+    /// Sets and removes cluster-wide dynamic broker settings; running
+    /// brokers apply them without a restart.
+    pub async fn alter_cluster_dynamic_config(
+        &mut self,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<(), AdminError> {
+        self.incremental_alter(BROKER_RESOURCE, "", set, delete).await
+    }
+
+    async fn incremental_alter(
+        &mut self,
+        resource_type: i8,
+        resource_name: &str,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<(), AdminError> {
+        let mut resource = AlterConfigsResource::default();
+        resource.resource_type = resource_type;
+        resource.resource_name = name(resource_name);
+        for (key, value) in set {
+            let mut c = AlterableConfig::default();
+            c.name = name(key);
+            c.config_operation = 0; // SET
+            c.value = Some(name(value));
+            resource.configs.push(c);
+        }
+        for key in delete {
+            let mut c = AlterableConfig::default();
+            c.name = name(key);
+            c.config_operation = 1; // DELETE
+            resource.configs.push(c);
+        }
+        let mut request = IncrementalAlterConfigsRequest::default();
+        request.resources = vec![resource];
+        let response = self.send(&request, 1).await?;
+        for r in &response.responses {
+            check("IncrementalAlterConfigs", r.error_code, &r.error_message)?;
+        }
+        Ok(())
     }
 
     async fn create(

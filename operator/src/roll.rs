@@ -12,6 +12,8 @@
 pub struct PartitionHealth {
     pub topic: String,
     pub partition: i32,
+    /// The leader's node id; -1 when the partition is offline.
+    pub leader: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     pub min_insync_replicas: i32,
@@ -85,6 +87,7 @@ mod tests {
         PartitionHealth {
             topic: "t".into(),
             partition: 0,
+            leader: isr.first().copied().unwrap_or(-1),
             replicas: replicas.to_vec(),
             isr: isr.to_vec(),
             min_insync_replicas: min_isr,

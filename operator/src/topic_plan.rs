@@ -20,6 +20,8 @@ use crate::crd::KafkaTopicSpec;
 /// A topic as the cluster reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObservedTopic {
+    /// Kafka's topic id, in Kafka's text form (URL-safe base64).
+    pub topic_id: Option<String>,
     pub partitions: i32,
     pub replication_factor: i32,
     /// Topic-level overrides only (not broker defaults).
@@ -149,6 +151,7 @@ mod tests {
 
     fn observed(partitions: i32, rf: i32, config: &[(&str, &str)]) -> ObservedTopic {
         ObservedTopic {
+            topic_id: None,
             partitions,
             replication_factor: rf,
             configs: config

@@ -16,11 +16,14 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use serde_json::{json, Value};
+use tideline_broker::config::definitions::broker_def;
 
 use super::names::{ClusterNames, CONTROLLER_PORT, DATA_DIR, HTTP_PORT, KAFKA_PORT};
 use super::server_properties::{broker_environment, server_properties, BrokerEnv, SpecError};
 use crate::crd::{ClaimReclaimPolicy, KafkaCluster};
 
+/// Pod template annotation: hash of the settings that need a restart.
+pub const CONFIG_HASH_ANNOTATION: &str = "kafka.tideline.dev/config-hash";
 /// Where the ConfigMap is mounted in the broker container.
 pub const CONFIG_DIR: &str = "/etc/tideline";
 /// Long enough for a controlled shutdown to move every leadership.
@@ -37,6 +40,9 @@ pub struct ClusterObjects {
     pub service_account: ServiceAccount,
     pub stateful_set: StatefulSet,
     pub disruption_budget: PodDisruptionBudget,
+    /// ServiceMonitor and PrometheusRule (Prometheus Operator kinds, so
+    /// kept as JSON), when `spec.monitoring` enables them.
+    pub monitoring: Vec<Value>,
 }
 
 impl ClusterObjects {
@@ -158,7 +164,9 @@ pub fn render(cluster: &KafkaCluster) -> Result<ClusterObjects, SpecError> {
             "selector": { "matchLabels": selector },
         },
     }));
+    let monitoring = super::monitoring::render(cluster, &names, &metadata(String::new()));
     Ok(ClusterObjects {
+        monitoring,
         headless_service,
         bootstrap_service,
         config_map,
@@ -181,9 +189,16 @@ fn stateful_set(
     let mut annotations = spec.pod.annotations.clone();
     // A changed configuration changes the pod template, which the operator
     // notices and rolls (the StatefulSet itself only updates on delete).
+    // Settings brokers change live are left out: the operator applies them
+    // with IncrementalAlterConfigs instead of restarting anyone.
+    let needs_restart: String = properties
+        .lines()
+        .filter(|line| !is_live_setting(line))
+        .flat_map(|line| [line, "\n"])
+        .collect();
     annotations.insert(
-        "kafka.tideline.dev/config-hash".to_string(),
-        format!("{:016x}", fnv1a(properties.as_bytes())),
+        CONFIG_HASH_ANNOTATION.to_string(),
+        format!("{:016x}", fnv1a(needs_restart.as_bytes())),
     );
     let env: Vec<Value> = broker_environment(cluster)
         .into_iter()
@@ -313,6 +328,14 @@ fn stateful_set(
             }],
         },
     })
+}
+
+/// Whether a `key=value` line of `server.properties` is a dynamic broker
+/// setting (one IncrementalAlterConfigs changes on running brokers).
+fn is_live_setting(line: &str) -> bool {
+    line.split_once('=')
+        .and_then(|(key, _)| broker_def(key.trim()))
+        .is_some_and(|def| def.dynamic)
 }
 
 /// JSON built above into its typed object; a field of the wrong shape is a

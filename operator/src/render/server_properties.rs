@@ -117,6 +117,19 @@ pub fn server_properties(cluster: &KafkaCluster) -> Result<String, SpecError> {
     Ok(out)
 }
 
+/// The `spec.config` entries brokers can change while running (dynamic
+/// broker settings): the operator applies these cluster-wide through
+/// IncrementalAlterConfigs, so changing them restarts nobody.
+pub fn live_config(cluster: &KafkaCluster) -> std::collections::BTreeMap<String, String> {
+    cluster
+        .spec
+        .config
+        .iter()
+        .filter(|(key, _)| broker_def(key).is_some_and(|def| def.dynamic))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Where a per-pod environment variable's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerEnv {
