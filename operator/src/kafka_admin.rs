@@ -137,8 +137,8 @@ impl KafkaAdmin {
             .filter(|c| c.config_source == TOPIC_OVERRIDE)
             .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
             .collect();
-        let topic_id = (!found.topic_id.is_nil())
-            .then(|| URL_SAFE_NO_PAD.encode(found.topic_id.as_bytes()));
+        let topic_id =
+            (!found.topic_id.is_nil()).then(|| URL_SAFE_NO_PAD.encode(found.topic_id.as_bytes()));
         Ok(Some(ObservedTopic {
             topic_id,
             partitions: found.partitions.len() as i32,
@@ -153,6 +153,25 @@ impl KafkaAdmin {
         let mut request = MetadataRequest::default();
         request.topics = None;
         let metadata = self.send(&request, 12).await?;
+        // Any broker's metadata may trail the controller's (a broker that
+        // just restarted most of all), and a roll must not act on a stale
+        // ISR: ask the active controller itself when it is a broker.
+        let controller = metadata
+            .brokers
+            .iter()
+            .find(|b| b.node_id == metadata.controller_id)
+            .map(|b| format!("{}:{}", b.host, b.port));
+        let metadata = match controller {
+            Some(address) => {
+                match KafkaClient::connect(&address, "tideline-operator", Duration::from_secs(5))
+                    .await
+                {
+                    Ok(mut client) => client.send(&request, 12, TIMEOUT).await.unwrap_or(metadata),
+                    Err(_) => metadata,
+                }
+            }
+            None => metadata,
+        };
         let mut resources = Vec::new();
         for t in &metadata.topics {
             let Some(topic) = &t.name else { continue };
@@ -232,9 +251,7 @@ impl KafkaAdmin {
 
     /// Broker settings set dynamically for the whole cluster (Kafka's
     /// `--entity-default` broker configs).
-    pub async fn cluster_dynamic_config(
-        &mut self,
-    ) -> Result<BTreeMap<String, String>, AdminError> {
+    pub async fn cluster_dynamic_config(&mut self) -> Result<BTreeMap<String, String>, AdminError> {
         let mut resource = DescribeConfigsResource::default();
         resource.resource_type = BROKER_RESOURCE;
         resource.resource_name = name("");
@@ -263,7 +280,8 @@ impl KafkaAdmin {
         set: &BTreeMap<String, String>,
         delete: &[String],
     ) -> Result<(), AdminError> {
-        self.incremental_alter(BROKER_RESOURCE, "", set, delete).await
+        self.incremental_alter(BROKER_RESOURCE, "", set, delete)
+            .await
     }
 
     async fn incremental_alter(

@@ -16,7 +16,11 @@ use tideline_operator::leader;
 use tideline_operator::metrics::OperatorMetrics;
 
 #[derive(Parser)]
-#[command(name = "tideline-operator", version, about = "Kubernetes operator for Tideline clusters")]
+#[command(
+    name = "tideline-operator",
+    version,
+    about = "Kubernetes operator for Tideline clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -42,7 +46,11 @@ struct RunArgs {
     #[arg(long, env = "POD_NAME", default_value = "tideline-operator")]
     identity: String,
     /// Name of the leader-election Lease.
-    #[arg(long, env = "TIDELINE_OPERATOR_LEASE", default_value = "tideline-operator")]
+    #[arg(
+        long,
+        env = "TIDELINE_OPERATOR_LEASE",
+        default_value = "tideline-operator"
+    )]
     lease_name: String,
     /// Seconds a restarted broker may take to rejoin before a rolling
     /// restart stops with a Warning.
@@ -63,8 +71,7 @@ fn main() {
 }
 
 fn crdgen(dir: Option<PathBuf>) {
-    let dir =
-        dir.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../crds")));
+    let dir = dir.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../crds")));
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("tideline-operator: cannot create {}: {e}", dir.display());
         std::process::exit(1);
@@ -105,8 +112,13 @@ async fn operate(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let server = tokio::spawn(http::serve(args.http, state));
 
     let client = kube::Client::try_default().await?;
-    let mut leadership =
-        leader::elect(client.clone(), &args.namespace, &args.lease_name, &args.identity).await?;
+    let mut leadership = leader::elect(
+        client.clone(),
+        &args.namespace,
+        &args.lease_name,
+        &args.identity,
+    )
+    .await?;
     ready.store(true, Ordering::Relaxed);
     tracing::info!(identity = %args.identity, lease = %args.lease_name, "waiting for leadership");
     while !*leadership.borrow_and_update() {

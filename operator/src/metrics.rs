@@ -115,7 +115,9 @@ impl OperatorMetrics {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs() as i64;
-        self.last_reconcile.with_label_values(&[controller]).set(now);
+        self.last_reconcile
+            .with_label_values(&[controller])
+            .set(now);
     }
 
     pub fn reconcile_failed(&self, controller: &str, reason: &str) {

@@ -36,10 +36,12 @@ pub mod clients;
 pub mod cluster;
 pub mod data;
 pub mod disk;
+pub mod fake_kube;
 pub mod http;
 pub mod jepsen;
 pub mod member;
 pub mod proxy;
+pub mod rendered_cluster;
 pub mod wire;
 
 pub use broker::{Broker, BrokerOpts};

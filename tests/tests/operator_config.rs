@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use tideline_operator::crd::{KafkaCluster, KafkaClusterSpec};
-use tideline_operator::render::names::{CONTROLLER_PORT, KAFKA_PORT};
-use tideline_operator::render::{broker_environment, server_properties, BrokerEnv, ClusterNames};
 use tideline_tests::cluster::Cluster;
+use tideline_tests::rendered_cluster::RenderedCluster;
 use tideline_tests::{
-    admin_client, block_on, consume_all, free_port, producer_config, Broker, BrokerOpts,
-    TestProducer, TestRecord,
+    admin_client, block_on, consume_all, producer_config, TestProducer, TestRecord,
 };
 
 #[test]
@@ -29,63 +27,7 @@ fn the_rendered_configuration_forms_a_working_three_broker_cluster() {
     .unwrap();
     let mut cluster = KafkaCluster::new("demo", spec);
     cluster.metadata.namespace = Some("ns".into());
-    let properties = server_properties(&cluster).expect("a valid spec renders");
-    let environment = broker_environment(&cluster);
-    let names = ClusterNames::new("demo", "ns");
-
-    // Loopback stand-ins for each pod's stable DNS name and ports.
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let to_loopback = |text: &str| -> String {
-        let mut text = text.to_string();
-        for (i, (kafka, controller)) in ports.iter().enumerate() {
-            let host = names.pod_host(&names.pod(i as i32));
-            text = text
-                .replace(
-                    &format!("{host}:{KAFKA_PORT}"),
-                    &format!("127.0.0.1:{kafka}"),
-                )
-                .replace(
-                    &format!("{host}:{CONTROLLER_PORT}"),
-                    &format!("127.0.0.1:{controller}"),
-                );
-        }
-        text
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("server.properties");
-    std::fs::write(&file, to_loopback(&properties)).unwrap();
-
-    let mut brokers: Vec<Broker> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (kafka, controller))| {
-            let pod = names.pod(i as i32);
-            // What the StatefulSet's env gives pod i, as Kubernetes expands it.
-            let env: Vec<(String, String)> = environment
-                .iter()
-                .map(|(name, source)| {
-                    let value = match source {
-                        BrokerEnv::PodField(field) if field == "metadata.name" => pod.clone(),
-                        BrokerEnv::PodField(field) if field.contains("pod-index") => i.to_string(),
-                        BrokerEnv::PodField(field) => panic!("no stand-in for pod field {field}"),
-                        BrokerEnv::Value(v) => to_loopback(&v.replace("$(POD_NAME)", &pod)),
-                    };
-                    (name.clone(), value)
-                })
-                .collect();
-            let mut opts = BrokerOpts::new().kafka_port(*kafka).set(
-                "listeners",
-                format!("PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller}"),
-            );
-            opts.config_file = Some(file.clone());
-            opts.env = env;
-            opts.ready_timeout = Duration::from_secs(60);
-            Broker::launch(opts)
-        })
-        .collect();
-    for b in &mut brokers {
-        b.wait_ready();
-    }
+    let brokers = RenderedCluster::start(&cluster).brokers;
     let cluster = Cluster::from_nodes(brokers);
     assert!(
         cluster.controller_via(&[1, 2, 3]).is_some(),

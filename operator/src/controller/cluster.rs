@@ -43,7 +43,8 @@ const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_cluster(&cluster, &ctx).await;
-    ctx.metrics.reconciled(CLUSTER_CONTROLLER, started.elapsed());
+    ctx.metrics
+        .reconciled(CLUSTER_CONTROLLER, started.elapsed());
     if result.is_ok() {
         ctx.reset_backoff(cluster.as_ref());
     }
@@ -77,9 +78,30 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
             let message = invalid.to_string();
             let already = conditions::get(&status.conditions, WARNING)
                 .is_some_and(|c| c.status == "True" && c.message == message);
-            conditions::set(&mut status.conditions, READY, false, "InvalidSpec", &message, generation);
-            conditions::set(&mut status.conditions, WARNING, true, "InvalidSpec", &message, generation);
-            conditions::set(&mut status.conditions, RECONCILING, false, "InvalidSpec", "waiting for a valid spec", generation);
+            conditions::set(
+                &mut status.conditions,
+                READY,
+                false,
+                "InvalidSpec",
+                &message,
+                generation,
+            );
+            conditions::set(
+                &mut status.conditions,
+                WARNING,
+                true,
+                "InvalidSpec",
+                &message,
+                generation,
+            );
+            conditions::set(
+                &mut status.conditions,
+                RECONCILING,
+                false,
+                "InvalidSpec",
+                "waiting for a valid spec",
+                generation,
+            );
             status.phase = Some("Failed".into());
             if !already {
                 tracing::warn!(cluster = %names.cluster, namespace = %namespace, "invalid spec: {message}");
@@ -125,9 +147,14 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     match &health {
         Some(h) => {
             status.controller_id = h.controller;
-            status.under_replicated_partitions =
-                Some(h.partitions.iter().filter(|p| p.isr.len() < p.replicas.len()).count() as i64);
-            status.offline_partitions = Some(h.partitions.iter().filter(|p| p.leader < 0).count() as i64);
+            status.under_replicated_partitions = Some(
+                h.partitions
+                    .iter()
+                    .filter(|p| p.isr.len() < p.replicas.len())
+                    .count() as i64,
+            );
+            status.offline_partitions =
+                Some(h.partitions.iter().filter(|p| p.leader < 0).count() as i64);
         }
         None => {
             status.controller_id = None;
@@ -144,39 +171,104 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     let offline = status.offline_partitions.unwrap_or(0);
     let under = status.under_replicated_partitions.unwrap_or(0);
     let stopped = status.restarting_broker.is_some()
-        && conditions::get(&status.conditions, WARNING).is_some_and(|c| c.reason == "BrokerNotReturning" && c.status == "True");
+        && conditions::get(&status.conditions, WARNING)
+            .is_some_and(|c| c.reason == "BrokerNotReturning" && c.status == "True");
     let (phase, ready, reason, message) = if let Some(error) = &brokers_error {
-        let phase = if pods.replicas == 0 || pods.ready < expected { "Pending" } else { "Degraded" };
-        (phase, false, "BrokersUnreachable", format!("cannot query the brokers at {bootstrap}: {error}"))
+        let phase = if pods.replicas == 0 || pods.ready < expected {
+            "Pending"
+        } else {
+            "Degraded"
+        };
+        (
+            phase,
+            false,
+            "BrokersUnreachable",
+            format!("cannot query the brokers at {bootstrap}: {error}"),
+        )
     } else if stopped {
-        ("Degraded", false, "RollStopped", "a restarted broker did not rejoin; see the Warning condition".to_string())
+        (
+            "Degraded",
+            false,
+            "RollStopped",
+            "a restarted broker did not rejoin; see the Warning condition".to_string(),
+        )
     } else if live < expected || pods.ready < expected {
-        ("Pending", false, "BrokersStarting", format!("{live} of {expected} brokers live, {} pods ready", pods.ready))
+        (
+            "Pending",
+            false,
+            "BrokersStarting",
+            format!(
+                "{live} of {expected} brokers live, {} pods ready",
+                pods.ready
+            ),
+        )
     } else if offline > 0 {
-        ("Degraded", false, "OfflinePartitions", format!("{offline} partition(s) have no leader"))
+        (
+            "Degraded",
+            false,
+            "OfflinePartitions",
+            format!("{offline} partition(s) have no leader"),
+        )
     } else if rolling {
-        ("Rolling", true, "Rolling", "rolling restart in progress; the cluster serves traffic".to_string())
+        (
+            "Rolling",
+            true,
+            "Rolling",
+            "rolling restart in progress; the cluster serves traffic".to_string(),
+        )
     } else if under > 0 {
-        ("Degraded", true, "UnderReplicated", format!("{under} partition(s) are under-replicated"))
+        (
+            "Degraded",
+            true,
+            "UnderReplicated",
+            format!("{under} partition(s) are under-replicated"),
+        )
     } else {
-        ("Running", true, "AllBrokersReady", format!("{expected} brokers live, every partition fully replicated"))
+        (
+            "Running",
+            true,
+            "AllBrokersReady",
+            format!("{expected} brokers live, every partition fully replicated"),
+        )
     };
     let previous_phase = status.phase.clone();
     status.phase = Some(phase.to_string());
-    conditions::set(&mut status.conditions, READY, ready, reason, &message, generation);
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        ready,
+        reason,
+        &message,
+        generation,
+    );
     if !rolling {
         let reconciling = pods.ready < expected;
         conditions::set(
             &mut status.conditions,
             RECONCILING,
             reconciling,
-            if reconciling { "WaitingForBrokers" } else { "UpToDate" },
-            if reconciling { message.clone() } else { "every broker runs the current spec".into() },
+            if reconciling {
+                "WaitingForBrokers"
+            } else {
+                "UpToDate"
+            },
+            if reconciling {
+                message.clone()
+            } else {
+                "every broker runs the current spec".into()
+            },
             generation,
         );
     }
     if !stopped {
-        conditions::set(&mut status.conditions, WARNING, false, "None", "", generation);
+        conditions::set(
+            &mut status.conditions,
+            WARNING,
+            false,
+            "None",
+            "",
+            generation,
+        );
     }
     if previous_phase.as_deref() != Some(phase) {
         tracing::info!(cluster = %names.cluster, namespace = %namespace, phase, "{message}");
@@ -193,7 +285,12 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
 
 /// Server-side apply of one rendered object (its kind from its apiVersion
 /// and kind fields).
-async fn apply(ctx: &Context, namespace: &str, object: &Value, params: &PatchParams) -> Result<(), Error> {
+async fn apply(
+    ctx: &Context,
+    namespace: &str,
+    object: &Value,
+    params: &PatchParams,
+) -> Result<(), Error> {
     let api = dynamic_api(ctx, namespace, object);
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     api.patch(name, params, &Patch::Apply(object)).await?;
@@ -269,7 +366,9 @@ async fn observe_pods(ctx: &Context, names: &ClusterNames) -> Result<PodsObserve
         ready_current: Vec::new(),
     };
     for pod in listed.items {
-        let Some(broker) = broker_of(&pod) else { continue };
+        let Some(broker) = broker_of(&pod) else {
+            continue;
+        };
         if pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
@@ -353,10 +452,22 @@ async fn roll_forward(
             && health.is_some_and(|h| h.live_brokers.contains(&restart.broker));
         if back {
             tracing::info!(cluster = %names.cluster, broker = restart.broker, "restarted broker rejoined");
-            ctx.event(cluster, false, "BrokerRestarted", format!("broker {} restarted and rejoined", restart.broker))
-                .await;
+            ctx.event(
+                cluster,
+                false,
+                "BrokerRestarted",
+                format!("broker {} restarted and rejoined", restart.broker),
+            )
+            .await;
             status.restarting_broker = None;
-            conditions::set(&mut status.conditions, WARNING, false, "None", "", generation);
+            conditions::set(
+                &mut status.conditions,
+                WARNING,
+                false,
+                "None",
+                "",
+                generation,
+            );
         } else {
             let waited = restart
                 .started_at
@@ -373,11 +484,26 @@ async fn roll_forward(
                 );
                 let already = conditions::get(&status.conditions, WARNING)
                     .is_some_and(|c| c.status == "True" && c.reason == "BrokerNotReturning");
-                conditions::set(&mut status.conditions, WARNING, true, "BrokerNotReturning", &message, generation);
-                conditions::set(&mut status.conditions, RECONCILING, true, "RollStopped", &message, generation);
+                conditions::set(
+                    &mut status.conditions,
+                    WARNING,
+                    true,
+                    "BrokerNotReturning",
+                    &message,
+                    generation,
+                );
+                conditions::set(
+                    &mut status.conditions,
+                    RECONCILING,
+                    true,
+                    "RollStopped",
+                    &message,
+                    generation,
+                );
                 if !already {
                     tracing::error!(cluster = %names.cluster, broker = restart.broker, "{message}");
-                    ctx.event(cluster, true, "BrokerNotReturning", message).await;
+                    ctx.event(cluster, true, "BrokerNotReturning", message)
+                        .await;
                 }
             } else {
                 conditions::set(
@@ -385,7 +511,11 @@ async fn roll_forward(
                     RECONCILING,
                     true,
                     "RollingRestart",
-                    format!("waiting for broker {} to rejoin ({} s so far)", restart.broker, waited.as_secs()),
+                    format!(
+                        "waiting for broker {} to rejoin ({} s so far)",
+                        restart.broker,
+                        waited.as_secs()
+                    ),
                     generation,
                 );
             }
@@ -401,7 +531,10 @@ async fn roll_forward(
             RECONCILING,
             true,
             "RollWaiting",
-            format!("{} broker(s) to restart; waiting to reach the brokers", pods.outdated.len()),
+            format!(
+                "{} broker(s) to restart; waiting to reach the brokers",
+                pods.outdated.len()
+            ),
             generation,
         );
         return Ok(true);
@@ -429,12 +562,20 @@ async fn roll_forward(
                 pods.outdated.len() - 1
             );
             tracing::info!(cluster = %names.cluster, broker, "{message}");
-            ctx.event(cluster, false, "RestartingBroker", message.clone()).await;
+            ctx.event(cluster, false, "RestartingBroker", message.clone())
+                .await;
             status.restarting_broker = Some(BrokerRestart {
                 broker,
                 started_at: Timestamp::now().to_string(),
             });
-            conditions::set(&mut status.conditions, RECONCILING, true, "RollingRestart", message, generation);
+            conditions::set(
+                &mut status.conditions,
+                RECONCILING,
+                true,
+                "RollingRestart",
+                message,
+                generation,
+            );
             Ok(true)
         }
     }

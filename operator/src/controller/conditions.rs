@@ -59,12 +59,18 @@ mod tests {
     fn transition_time_changes_only_with_the_status() {
         let mut conditions = Vec::new();
         set(&mut conditions, READY, false, "Creating", "first", Some(1));
-        let first = get(&conditions, READY).unwrap().last_transition_time.clone();
+        let first = get(&conditions, READY)
+            .unwrap()
+            .last_transition_time
+            .clone();
         std::thread::sleep(std::time::Duration::from_millis(5));
         set(&mut conditions, READY, false, "Waiting", "second", Some(2));
         let same = get(&conditions, READY).unwrap();
         assert_eq!(same.last_transition_time, first);
-        assert_eq!((same.reason.as_str(), same.observed_generation), ("Waiting", Some(2)));
+        assert_eq!(
+            (same.reason.as_str(), same.observed_generation),
+            ("Waiting", Some(2))
+        );
         set(&mut conditions, READY, true, "Ready", "up", Some(2));
         assert_ne!(get(&conditions, READY).unwrap().last_transition_time, first);
         assert!(is_true(&conditions, READY));

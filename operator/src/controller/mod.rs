@@ -149,21 +149,26 @@ pub async fn run(ctx: Context) {
     let client = ctx.client.clone();
     let ctx = Arc::new(ctx);
 
-    let clusters = Controller::new(Api::<KafkaCluster>::all(client.clone()), watcher::Config::default())
-        .owns(
-            Api::<k8s_openapi::api::apps::v1::StatefulSet>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .owns(
-            Api::<k8s_openapi::api::core::v1::ConfigMap>::all(client.clone()),
-            watcher::Config::default(),
-        );
+    let clusters = Controller::new(
+        Api::<KafkaCluster>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<k8s_openapi::api::apps::v1::StatefulSet>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let cluster_store = clusters.store();
     let clusters = clusters
         .shutdown_on_signal()
         .run(
             cluster::reconcile,
-            |obj, err, ctx: Arc<Context>| error_policy(crate::metrics::CLUSTER_CONTROLLER, obj.as_ref(), err, &ctx),
+            |obj, err, ctx: Arc<Context>| {
+                error_policy(crate::metrics::CLUSTER_CONTROLLER, obj.as_ref(), err, &ctx)
+            },
             ctx.clone(),
         )
         .for_each(|result| async move {
@@ -181,7 +186,9 @@ pub async fn run(ctx: Context) {
         .shutdown_on_signal()
         .run(
             topic::reconcile,
-            |obj, err, ctx: Arc<Context>| error_policy(crate::metrics::TOPIC_CONTROLLER, obj.as_ref(), err, &ctx),
+            |obj, err, ctx: Arc<Context>| {
+                error_policy(crate::metrics::TOPIC_CONTROLLER, obj.as_ref(), err, &ctx)
+            },
             ctx.clone(),
         )
         .for_each(|result| async move {
@@ -194,7 +201,10 @@ pub async fn run(ctx: Context) {
     let metrics = ctx.metrics.clone();
     let counts = tokio::spawn(async move {
         loop {
-            metrics.set_resources(crate::metrics::CLUSTER_CONTROLLER, cluster_store.state().len());
+            metrics.set_resources(
+                crate::metrics::CLUSTER_CONTROLLER,
+                cluster_store.state().len(),
+            );
             metrics.set_resources(crate::metrics::TOPIC_CONTROLLER, topic_store.state().len());
             tokio::time::sleep(Duration::from_secs(10)).await;
         }

@@ -72,8 +72,22 @@ async fn apply(topic: &KafkaTopic, ctx: &Context, api: &Api<KafkaTopic>) -> Resu
             "spec.clusterRef: no KafkaCluster {:?} in this namespace",
             topic.spec.cluster_ref
         );
-        conditions::set(&mut status.conditions, READY, false, "ClusterNotFound", &message, generation);
-        conditions::set(&mut status.conditions, RECONCILING, true, "ClusterNotFound", &message, generation);
+        conditions::set(
+            &mut status.conditions,
+            READY,
+            false,
+            "ClusterNotFound",
+            &message,
+            generation,
+        );
+        conditions::set(
+            &mut status.conditions,
+            RECONCILING,
+            true,
+            "ClusterNotFound",
+            &message,
+            generation,
+        );
         write_status(api, topic, &status).await?;
         return Ok(Action::requeue(WAIT_FOR_CLUSTER));
     };
@@ -84,7 +98,11 @@ async fn apply(topic: &KafkaTopic, ctx: &Context, api: &Api<KafkaTopic>) -> Resu
 
     for action in &plan.actions {
         let (reason, note) = match action {
-            TopicAction::Create { partitions, replication_factor, .. } => (
+            TopicAction::Create {
+                partitions,
+                replication_factor,
+                ..
+            } => (
                 "TopicCreated",
                 format!("created topic {name} ({partitions} partitions, RF {replication_factor})"),
             ),
@@ -110,10 +128,31 @@ async fn apply(topic: &KafkaTopic, ctx: &Context, api: &Api<KafkaTopic>) -> Resu
         status.partitions = Some(observed.partitions);
         status.replication_factor = Some(observed.replication_factor);
     }
-    conditions::set(&mut status.conditions, RECONCILING, false, "InSync", "the topic matches the spec", generation);
+    conditions::set(
+        &mut status.conditions,
+        RECONCILING,
+        false,
+        "InSync",
+        "the topic matches the spec",
+        generation,
+    );
     if plan.warnings.is_empty() {
-        conditions::set(&mut status.conditions, WARNING, false, "None", "", generation);
-        conditions::set(&mut status.conditions, READY, true, "InSync", format!("topic {name} matches the spec"), generation);
+        conditions::set(
+            &mut status.conditions,
+            WARNING,
+            false,
+            "None",
+            "",
+            generation,
+        );
+        conditions::set(
+            &mut status.conditions,
+            READY,
+            true,
+            "InSync",
+            format!("topic {name} matches the spec"),
+            generation,
+        );
     } else {
         let reason = plan.warnings[0].reason;
         let message = plan
@@ -124,8 +163,22 @@ async fn apply(topic: &KafkaTopic, ctx: &Context, api: &Api<KafkaTopic>) -> Resu
             .join("; ");
         let was_warning = conditions::get(&status.conditions, WARNING)
             .is_some_and(|c| c.status == "True" && c.message == message);
-        conditions::set(&mut status.conditions, WARNING, true, reason, &message, generation);
-        conditions::set(&mut status.conditions, READY, false, reason, &message, generation);
+        conditions::set(
+            &mut status.conditions,
+            WARNING,
+            true,
+            reason,
+            &message,
+            generation,
+        );
+        conditions::set(
+            &mut status.conditions,
+            READY,
+            false,
+            reason,
+            &message,
+            generation,
+        );
         if !was_warning {
             tracing::warn!(topic = %name, reason, "{message}");
             ctx.event(topic, true, reason, message).await;
@@ -154,7 +207,13 @@ async fn cleanup(topic: &KafkaTopic, ctx: &Context) -> Result<Action, Error> {
     let mut admin = KafkaAdmin::connect(&(ctx.bootstrap)(&cluster)).await?;
     admin.delete_topic(&name).await?;
     tracing::info!(topic = %name, "deleted topic");
-    ctx.event(topic, false, "TopicDeleted", format!("deleted topic {name}")).await;
+    ctx.event(
+        topic,
+        false,
+        "TopicDeleted",
+        format!("deleted topic {name}"),
+    )
+    .await;
     Ok(Action::await_change())
 }
 
