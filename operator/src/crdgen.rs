@@ -1,10 +1,14 @@
 //! CRD YAML from the Rust types: `tideline-operator crdgen` writes
-//! `crds/<plural>.<group>.yaml`, and a test fails when the checked-in files
-//! differ from what the types generate.
+//! `crds/<plural>.<group>.yaml` and the Helm chart's copy (installed and
+//! upgraded from its templates), and a test fails when a checked-in file
+//! differs from what the types generate.
 
 use kube::CustomResourceExt;
 
 use crate::crd::{KafkaCluster, KafkaTopic};
+
+/// Where the CRD files live, relative to the repository root.
+pub const OUTPUT_DIRS: [&str; 2] = ["crds", "charts/tideline/files/crds"];
 
 /// (file name, YAML) of every CRD, in a stable order.
 pub fn crds() -> Vec<(String, String)> {
@@ -29,15 +33,18 @@ mod tests {
     /// `cargo run -p tideline-operator -- crdgen` after changing the types.
     #[test]
     fn checked_in_crds_are_up_to_date() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
-        for (file, yaml) in crds() {
-            let on_disk = std::fs::read_to_string(dir.join(&file)).unwrap_or_else(|e| {
-                panic!("crds/{file}: {e}; run `cargo run -p tideline-operator -- crdgen`")
-            });
-            assert!(
-                on_disk == yaml,
-                "crds/{file} is stale; run `cargo run -p tideline-operator -- crdgen`"
-            );
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for dir in OUTPUT_DIRS {
+            for (file, yaml) in crds() {
+                let on_disk =
+                    std::fs::read_to_string(root.join(dir).join(&file)).unwrap_or_else(|e| {
+                        panic!("{dir}/{file}: {e}; run `cargo run -p tideline-operator -- crdgen`")
+                    });
+                assert!(
+                    on_disk == yaml,
+                    "{dir}/{file} is stale; run `cargo run -p tideline-operator -- crdgen`"
+                );
+            }
         }
     }
 

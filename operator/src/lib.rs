@@ -7,7 +7,8 @@
 //!   decisions, pure;
 //! - `kafka_admin`: the Kafka admin API calls that carry them out;
 //! - `controller`: the reconcile loops applying all of it;
-//! - `metrics`, `http`, `leader`: the operator process around them.
+//! - `metrics`, `http`, `leader`, `values_resources`: the operator process
+//!   around them.
 
 pub mod controller;
 pub mod crd;
@@ -19,3 +20,4 @@ pub mod metrics;
 pub mod render;
 pub mod roll;
 pub mod topic_plan;
+pub mod values_resources;

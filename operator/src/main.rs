@@ -30,7 +30,8 @@ struct Cli {
 enum Command {
     /// Run the controllers (the default).
     Run(RunArgs),
-    /// Write the CRD YAML files into DIR (default: the repository's crds/).
+    /// Write the CRD YAML files into DIR (default: the repository's crds/
+    /// and the Helm chart's files/crds/).
     Crdgen { dir: Option<PathBuf> },
 }
 
@@ -56,6 +57,10 @@ struct RunArgs {
     /// restart stops with a Warning.
     #[arg(long, env = "TIDELINE_OPERATOR_ROLL_TIMEOUT", default_value_t = 600)]
     roll_timeout_seconds: u64,
+    /// KafkaCluster/KafkaTopic manifests (the Helm chart's values) to apply
+    /// on becoming leader.
+    #[arg(long, env = "TIDELINE_OPERATOR_RESOURCES_FILE")]
+    resources_file: Option<PathBuf>,
     /// Log format: `json` (structured, the default) or `text`.
     #[arg(long, env = "TIDELINE_OPERATOR_LOG_FORMAT", default_value = "json")]
     log_format: String,
@@ -71,18 +76,27 @@ fn main() {
 }
 
 fn crdgen(dir: Option<PathBuf>) {
-    let dir = dir.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../crds")));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("tideline-operator: cannot create {}: {e}", dir.display());
-        std::process::exit(1);
-    }
-    for (file, yaml) in tideline_operator::crdgen::crds() {
-        let path = dir.join(file);
-        if let Err(e) = std::fs::write(&path, yaml) {
-            eprintln!("tideline-operator: cannot write {}: {e}", path.display());
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let dirs: Vec<PathBuf> = match dir {
+        Some(dir) => vec![dir],
+        None => tideline_operator::crdgen::OUTPUT_DIRS
+            .iter()
+            .map(|d| root.join(d))
+            .collect(),
+    };
+    for dir in dirs {
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("tideline-operator: cannot create {}: {e}", dir.display());
             std::process::exit(1);
         }
-        println!("wrote {}", path.display());
+        for (file, yaml) in tideline_operator::crdgen::crds() {
+            let path = dir.join(file);
+            if let Err(e) = std::fs::write(&path, yaml) {
+                eprintln!("tideline-operator: cannot write {}: {e}", path.display());
+                std::process::exit(1);
+            }
+            println!("wrote {}", path.display());
+        }
     }
 }
 
@@ -126,6 +140,21 @@ async fn operate(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!(identity = %args.identity, "became leader; starting controllers");
     metrics.set_leader(true);
+    if let Some(path) = &args.resources_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => match tideline_operator::values_resources::apply(&client, &text).await {
+                Ok(count) => {
+                    tracing::info!(count, file = %path.display(), "applied resources from values")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, file = %path.display(), "resources from values not applied")
+                }
+            },
+            Err(e) => {
+                tracing::error!(error = %e, file = %path.display(), "cannot read the resources file")
+            }
+        }
+    }
 
     let reporter = Reporter {
         controller: "tideline-operator".into(),
