@@ -28,7 +28,7 @@ pub enum ValuesError {
         kind: String,
         namespace: String,
         name: String,
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
