@@ -98,7 +98,7 @@ pub async fn apply(client: &Client, text: &str) -> Result<usize, ValuesError> {
                     kind,
                     namespace,
                     name,
-                    source,
+                    source: Box::new(source),
                 });
             }
         }
