@@ -423,6 +423,8 @@ fn rbac_covers_what_the_operator_does_and_no_wildcards() {
         ("kafka.tideline.dev", "kafkatopics/status", "patch"),
         ("", "pods", "delete"),
         ("", "pods", "list"),
+        ("", "pods", "patch"),
+        ("", "nodes", "get"),
         ("apps", "statefulsets", "watch"),
         ("", "configmaps", "watch"),
         ("events.k8s.io", "events", "create"),

@@ -1,7 +1,8 @@
 //! Real broker processes started from what the operator renders for a
 //! KafkaCluster — the shared `server.properties` of its ConfigMap plus each
 //! pod's environment — with the pods' DNS names mapped to loopback ports.
-//! Broker `i` is pod ordinal `i` and node id `i`, as in Kubernetes.
+//! Broker `i` is pod ordinal `i` and node id `i`, as in Kubernetes; with
+//! rack awareness its rack is `rack_of(i)`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,9 +10,16 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tideline_operator::crd::KafkaCluster;
 use tideline_operator::render::names::{CONTROLLER_PORT, KAFKA_PORT};
+use tideline_operator::render::server_properties::RACK_ANNOTATION;
 use tideline_operator::render::{broker_environment, server_properties, BrokerEnv, ClusterNames};
 
 use crate::{free_port, Broker, BrokerOpts};
+
+/// The rack broker `i` gets when the cluster is rack-aware: its "node"
+/// alternates between two zones.
+pub fn rack_of(broker: i32) -> String {
+    format!("zone-{}", broker % 2)
+}
 
 pub struct RenderedCluster {
     pub brokers: Vec<Broker>,
@@ -61,6 +69,10 @@ impl RenderedCluster {
                             BrokerEnv::PodField(field) if field == "metadata.name" => pod.clone(),
                             BrokerEnv::PodField(field) if field.contains("pod-index") => {
                                 i.to_string()
+                            }
+                            // The node label the operator copies: two zones.
+                            BrokerEnv::PodField(field) if field.contains(RACK_ANNOTATION) => {
+                                rack_of(i as i32)
                             }
                             BrokerEnv::PodField(field) => {
                                 panic!("no stand-in for pod field {field}")

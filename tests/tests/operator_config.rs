@@ -9,7 +9,8 @@ use std::time::Duration;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use tideline_operator::crd::{KafkaCluster, KafkaClusterSpec};
 use tideline_tests::cluster::Cluster;
-use tideline_tests::rendered_cluster::RenderedCluster;
+use tideline_tests::rendered_cluster::{rack_of, RenderedCluster};
+use tideline_tests::wire::RawConn;
 use tideline_tests::{
     admin_client, block_on, consume_all, producer_config, TestProducer, TestRecord,
 };
@@ -23,6 +24,7 @@ fn the_rendered_configuration_forms_a_working_three_broker_cluster() {
             "min.insync.replicas": "2",
             "num.partitions": "3",
         },
+        "rack": { "topologyKey": "topology.kubernetes.io/zone" },
     }))
     .unwrap();
     let mut cluster = KafkaCluster::new("demo", spec);
@@ -68,6 +70,50 @@ fn the_rendered_configuration_forms_a_working_three_broker_cluster() {
     }
     assert!(producer.flush(Duration::from_secs(30)));
     assert_eq!(producer.failed(), 0);
+    // Each broker's rack came through the pod environment: brokers report
+    // it, and replicas of a partition are placed in different racks
+    // (zone-0 holds brokers 0 and 2, zone-1 broker 1).
+    let mut conn = RawConn::connect(
+        cluster
+            .bootstrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap(),
+    );
+    let metadata = conn
+        .request(&kafka_protocol::messages::MetadataRequest::default(), 12)
+        .unwrap();
+    let racks: Vec<(i32, Option<String>)> = metadata
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, b.rack.as_ref().map(|r| r.to_string())))
+        .collect();
+    assert_eq!(racks.len(), 3);
+    for (id, rack) in &racks {
+        assert_eq!(rack.as_deref(), Some(rack_of(*id).as_str()), "{racks:?}");
+    }
+    let pairs = NewTopic::new("rack-spread", 6, TopicReplication::Fixed(2));
+    for r in block_on(admin.create_topics(&[pairs], &opts)).expect("CreateTopics") {
+        r.expect("created");
+    }
+    let placed = admin
+        .inner()
+        .fetch_metadata(Some("rack-spread"), Duration::from_secs(10))
+        .unwrap();
+    for p in placed.topics()[0].partitions() {
+        let zones: std::collections::BTreeSet<String> =
+            p.replicas().iter().map(|b| rack_of(*b)).collect();
+        assert_eq!(
+            zones.len(),
+            2,
+            "partition {} spans both racks: {:?}",
+            p.id(),
+            p.replicas()
+        );
+    }
+
     let consumed = consume_all(
         &cluster.bootstrap(),
         "from-the-operator",

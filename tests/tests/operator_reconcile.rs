@@ -814,3 +814,64 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_through_a_finalizer()
         .unwrap()
         .contains("spec.clusterRef"));
 }
+
+#[test]
+fn rack_awareness_copies_each_brokers_node_label_into_its_pod() {
+    let h = Harness::new(
+        format!("127.0.0.1:{}", free_port()),
+        Duration::from_secs(600),
+    );
+    let zone = "topology.kubernetes.io/zone";
+    h.fake.create(
+        CLUSTERS,
+        cluster_resource(
+            "zoned",
+            json!({ "replicas": 3, "rack": { "topologyKey": zone } }),
+        ),
+    );
+    for (node, label) in [("n1", Some("eu-1a")), ("n2", Some("eu-1b")), ("n3", None)] {
+        let labels = label.map_or(json!({}), |l| json!({ zone: l }));
+        h.fake.create("api/v1/nodes", json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": node, "labels": labels } }));
+    }
+    for (i, node) in ["n1", "n2", "n3"].iter().enumerate() {
+        put_pod(&h.fake, "zoned", i as i32, "rev-1");
+        h.fake.update(PODS, NS, &format!("zoned-{i}"), |p| {
+            p["spec"]["nodeName"] = json!(node)
+        });
+    }
+    h.reconcile_cluster("zoned").unwrap();
+
+    let rack = |i: i32| {
+        h.fake.get(PODS, NS, &format!("zoned-{i}")).unwrap()["metadata"]["annotations"]
+            ["kafka.tideline.dev/rack"]
+            .clone()
+    };
+    assert_eq!(
+        (rack(0), rack(1), rack(2)),
+        (json!("eu-1a"), json!("eu-1b"), Value::Null)
+    );
+    let warning = condition(&h.status("zoned"), "Warning");
+    assert_eq!(warning["reason"], "NodeWithoutRackLabel", "{warning}");
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("zoned-2 (node n3)"),
+        "{warning}"
+    );
+
+    // The pods wait for the annotation and read it into broker.rack.
+    let pod = h.fake.get(STATEFULSETS, NS, "zoned").unwrap()["spec"]["template"]["spec"].clone();
+    assert_eq!(pod["initContainers"][0]["name"], "wait-for-rack");
+    assert!(pod["containers"][0]["env"]
+        .to_string()
+        .contains("TIDELINE_BROKER_RACK"));
+    assert_eq!(pod["topologySpreadConstraints"][0]["topologyKey"], zone);
+
+    h.fake.update("api/v1/nodes", "", "n3", |n| {
+        n["metadata"]["labels"] = json!({ zone: "eu-1c" })
+    });
+    h.reconcile_cluster("zoned").unwrap();
+    assert_eq!(rack(2), json!("eu-1c"));
+    assert_eq!(condition(&h.status("zoned"), "Warning")["status"], "False");
+}

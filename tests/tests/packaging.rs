@@ -58,6 +58,12 @@ fn the_image_builds_copies_and_runs_the_workspace_binaries() {
         !lines[stages[1]].contains("rust"),
         "slim runtime without the toolchain"
     );
+    // The rack init container the operator renders runs /bin/sh from this
+    // image: no distroless or scratch base.
+    assert!(
+        lines[stages[1]].starts_with("FROM debian:"),
+        "a runtime with /bin/sh"
+    );
 
     let packages = [
         root().join("broker/Cargo.toml"),

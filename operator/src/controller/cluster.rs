@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -31,7 +31,7 @@ use crate::metrics::CLUSTER_CONTROLLER;
 use crate::render::monitoring::MONITORING_API_VERSION;
 use crate::render::names::ClusterNames;
 use crate::render::objects::{render, selector_string};
-use crate::render::server_properties::live_config;
+use crate::render::server_properties::{live_config, RACK_ANNOTATION};
 use crate::roll::{self, ClusterHealth, RollStep};
 
 /// How soon to look again while something is changing (a roll, start-up).
@@ -119,6 +119,10 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     }
     sync_monitoring(ctx, cluster, &names, &objects.monitoring, &params).await?;
 
+    let rack_problem = match &cluster.spec.rack {
+        Some(rack) => copy_racks(ctx, &names, &rack.topology_key).await?,
+        None => None,
+    };
     let pods = observe_pods(ctx, &names).await?;
     status.replicas = pods.replicas;
     status.ready_replicas = pods.ready;
@@ -261,14 +265,24 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
         );
     }
     if !stopped {
-        conditions::set(
-            &mut status.conditions,
-            WARNING,
-            false,
-            "None",
-            "",
-            generation,
-        );
+        match &rack_problem {
+            Some(problem) => conditions::set(
+                &mut status.conditions,
+                WARNING,
+                true,
+                "NodeWithoutRackLabel",
+                problem,
+                generation,
+            ),
+            None => conditions::set(
+                &mut status.conditions,
+                WARNING,
+                false,
+                "None",
+                "",
+                generation,
+            ),
+        }
     }
     if previous_phase.as_deref() != Some(phase) {
         tracing::info!(cluster = %names.cluster, namespace = %namespace, phase, "{message}");
@@ -346,6 +360,54 @@ async fn sync_monitoring(
         }
     }
     Ok(())
+}
+
+/// Copies each scheduled broker pod's rack — its node's `topology_key`
+/// label — into the pod's annotation, which its init container waits for
+/// and its `broker.rack` comes from. Returns a problem to report when a
+/// node lacks the label (that broker waits until it gets one).
+async fn copy_racks(
+    ctx: &Context,
+    names: &ClusterNames,
+    topology_key: &str,
+) -> Result<Option<String>, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let listed = pods
+        .list(&ListParams::default().labels(&selector_string(names)))
+        .await?;
+    let mut unlabelled = Vec::new();
+    for pod in listed.items {
+        if pod.annotations().contains_key(RACK_ANNOTATION) {
+            continue;
+        }
+        let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+            continue; // not scheduled yet
+        };
+        let rack = nodes
+            .get_opt(&node_name)
+            .await?
+            .and_then(|node| node.labels().get(topology_key).cloned())
+            .filter(|rack| !rack.is_empty());
+        let Some(rack) = rack else {
+            unlabelled.push(format!("{} (node {node_name})", pod.name_any()));
+            continue;
+        };
+        let patch = json!({ "metadata": { "annotations": { RACK_ANNOTATION: rack } } });
+        pods.patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        tracing::info!(pod = %pod.name_any(), node = %node_name, %rack, "broker rack set from its node");
+    }
+    Ok((!unlabelled.is_empty()).then(|| {
+        format!(
+            "spec.rack.topologyKey: the nodes of {} have no {topology_key:?} label; those brokers wait for one",
+            unlabelled.join(", ")
+        )
+    }))
 }
 
 async fn observe_pods(ctx: &Context, names: &ClusterNames) -> Result<PodsObserved, Error> {

@@ -19,13 +19,17 @@ use serde_json::{json, Value};
 use tideline_broker::config::definitions::broker_def;
 
 use super::names::{ClusterNames, CONTROLLER_PORT, DATA_DIR, HTTP_PORT, KAFKA_PORT};
-use super::server_properties::{broker_environment, server_properties, BrokerEnv, SpecError};
+use super::server_properties::{
+    broker_environment, server_properties, BrokerEnv, SpecError, RACK_ANNOTATION,
+};
 use crate::crd::{ClaimReclaimPolicy, KafkaCluster};
 
 /// Pod template annotation: hash of the settings that need a restart.
 pub const CONFIG_HASH_ANNOTATION: &str = "kafka.tideline.dev/config-hash";
 /// Where the ConfigMap is mounted in the broker container.
 pub const CONFIG_DIR: &str = "/etc/tideline";
+/// Where the rack init container reads the pod's annotations.
+pub const PODINFO_DIR: &str = "/etc/tideline-pod";
 /// Long enough for a controlled shutdown to move every leadership.
 pub const TERMINATION_GRACE_SECONDS: i64 = 120;
 /// The unprivileged user of the image (see the Dockerfile).
@@ -296,6 +300,33 @@ fn stateful_set(
     });
     if !spread.is_empty() {
         pod_spec["topologySpreadConstraints"] = json!(spread);
+    }
+    if spec.rack.is_some() {
+        // The broker's rack comes from its node, which is only known once
+        // the pod is scheduled: the operator copies the node's label into
+        // the pod's annotation, and this init container waits for it (the
+        // broker's environment reads the annotation when it starts).
+        pod_spec["initContainers"] = json!([{
+            "name": "wait-for-rack",
+            "image": spec.image,
+            "command": ["/bin/sh", "-c", format!(
+                "until [ -s {PODINFO_DIR}/rack ]; do echo 'waiting for the operator to copy the node label into {RACK_ANNOTATION}'; sleep 2; done"
+            )],
+            "volumeMounts": [{ "name": "podinfo", "mountPath": PODINFO_DIR, "readOnly": true }],
+            "resources": { "requests": { "cpu": "10m", "memory": "16Mi" }, "limits": { "memory": "32Mi" } },
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "capabilities": { "drop": ["ALL"] },
+            },
+        }]);
+        pod_spec["volumes"].as_array_mut().expect("volumes").push(json!({
+            "name": "podinfo",
+            "downwardAPI": { "items": [{
+                "path": "rack",
+                "fieldRef": { "fieldPath": format!("metadata.annotations['{RACK_ANNOTATION}']") },
+            }] },
+        }));
     }
     if !spec.pod.node_selector.is_empty() {
         pod_spec["nodeSelector"] = json!(spec.pod.node_selector);

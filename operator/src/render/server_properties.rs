@@ -2,9 +2,10 @@
 //! `server.properties` format: one file (a ConfigMap) shared by every pod,
 //! plus three environment variables that differ per pod — `node.id` from
 //! the pod's ordinal (the `apps.kubernetes.io/pod-index` label) and
-//! `advertised.listeners` from its stable DNS name. (`broker.rack` from the
-//! node's topology label needs an init step reading the Node; it comes with
-//! the cluster controller.) Roles follow from `controller.quorum.voters`:
+//! `advertised.listeners` from its stable DNS name, and with rack awareness
+//! `broker.rack` from the pod's `kafka.tideline.dev/rack` annotation (the
+//! cluster controller copies it from the pod's node; an init container
+//! waits for it). Roles follow from `controller.quorum.voters`:
 //! the first `controllers` pods vote, the others are broker-only.
 //!
 //! User settings in `spec.config` are checked against the broker's own
@@ -140,11 +141,14 @@ pub enum BrokerEnv {
     PodField(String),
 }
 
+/// Pod annotation holding the broker's rack (its node's topology label).
+pub const RACK_ANNOTATION: &str = "kafka.tideline.dev/rack";
+
 /// The environment of a broker container, in order (later entries may
 /// refer to earlier ones).
 pub fn broker_environment(cluster: &KafkaCluster) -> Vec<(String, BrokerEnv)> {
     let names = names_of(cluster);
-    vec![
+    let mut environment = vec![
         (
             "POD_NAME".to_string(),
             BrokerEnv::PodField("metadata.name".into()),
@@ -160,7 +164,14 @@ pub fn broker_environment(cluster: &KafkaCluster) -> Vec<(String, BrokerEnv)> {
                 names.pod_host("$(POD_NAME)")
             )),
         ),
-    ]
+    ];
+    if cluster.spec.rack.is_some() {
+        environment.push((
+            "TIDELINE_BROKER_RACK".to_string(),
+            BrokerEnv::PodField(format!("metadata.annotations['{RACK_ANNOTATION}']")),
+        ));
+    }
+    environment
 }
 
 fn names_of(cluster: &KafkaCluster) -> ClusterNames {
