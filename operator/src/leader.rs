@@ -7,10 +7,9 @@ use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 use tokio::sync::watch;
 
-/// Seconds a Lease stays valid without renewal, and how early the holder
-/// renews it.
-const LEASE_SECONDS: u64 = 15;
-const RENEW_GRACE_SECONDS: u64 = 5;
+/// Seconds a Lease stays valid without renewal by default; the holder
+/// renews it a third of that before it expires.
+pub const DEFAULT_LEASE_SECONDS: u64 = 15;
 
 /// Starts competing for `lease_name` in `namespace` as `identity`; the
 /// channel says whether this replica holds the Lease.
@@ -19,11 +18,13 @@ pub async fn elect(
     namespace: &str,
     lease_name: &str,
     identity: &str,
+    lease_seconds: u64,
 ) -> kube_lease_manager::Result<watch::Receiver<bool>> {
+    let lease_seconds = lease_seconds.max(3);
     let manager = LeaseManagerBuilder::new(client, lease_name)
         .with_namespace(namespace)
         .with_parameters(
-            LeaseParams::new(identity, LEASE_SECONDS, RENEW_GRACE_SECONDS)
+            LeaseParams::new(identity, lease_seconds, lease_seconds / 3)
                 .with_field_manager(format!("tideline-operator-{identity}")),
         )
         .build()

@@ -53,6 +53,10 @@ struct RunArgs {
         default_value = "tideline-operator"
     )]
     lease_name: String,
+    /// Seconds the leader Lease stays valid without renewal (a standby
+    /// takes over this long after the leader dies).
+    #[arg(long, env = "TIDELINE_OPERATOR_LEASE_SECONDS", default_value_t = leader::DEFAULT_LEASE_SECONDS)]
+    lease_seconds: u64,
     /// Seconds a restarted broker may take to rejoin before a rolling
     /// restart stops with a Warning.
     #[arg(long, env = "TIDELINE_OPERATOR_ROLL_TIMEOUT", default_value_t = 600)]
@@ -131,6 +135,7 @@ async fn operate(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         &args.namespace,
         &args.lease_name,
         &args.identity,
+        args.lease_seconds,
     )
     .await?;
     ready.store(true, Ordering::Relaxed);

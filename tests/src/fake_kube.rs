@@ -29,6 +29,62 @@ struct State {
     requests: Vec<String>,
     /// (method, path fragment, remaining count): requests to fail with 500.
     failures: Vec<(Method, String, usize)>,
+    /// Every change, for watches.
+    log: Vec<WatchEvent>,
+    /// Server-side apply's field ownership: JSON pointer of a leaf → manager.
+    owners: BTreeMap<Key, BTreeMap<String, String>>,
+}
+
+#[derive(Clone)]
+struct WatchEvent {
+    version: u64,
+    collection: String,
+    namespace: String,
+    kind: &'static str,
+    object: Value,
+}
+
+impl State {
+    /// Logs a change for watchers, at a new resourceVersion.
+    fn record(&mut self, key: &Key, kind: &'static str, object: &Value) {
+        self.next_version += 1;
+        let mut object = object.clone();
+        object["metadata"]["resourceVersion"] = json!(self.next_version.to_string());
+        if kind != "DELETED" {
+            if let Some(stored) = self.objects.get_mut(key) {
+                stored["metadata"]["resourceVersion"] = json!(self.next_version.to_string());
+            }
+        }
+        self.log.push(WatchEvent {
+            version: self.next_version,
+            collection: key.0.clone(),
+            namespace: key.1.clone(),
+            kind,
+            object,
+        });
+    }
+}
+
+/// JSON pointers of the leaves of `value` (the fields a manager sets),
+/// leaving out the type and metadata.
+fn leaves(value: &Value, pointer: String, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, v) in map {
+                if pointer.is_empty() && ["apiVersion", "kind", "metadata"].contains(&key.as_str())
+                {
+                    continue;
+                }
+                leaves(
+                    v,
+                    format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1")),
+                    out,
+                );
+            }
+        }
+        _ if !pointer.is_empty() => out.push((pointer, value.clone())),
+        _ => {}
+    }
 }
 
 #[derive(Clone, Default)]
@@ -138,9 +194,9 @@ impl FakeApiServer {
             .to_string();
         let mut state = self.state.lock().unwrap();
         let object = Self::created(&mut state, object);
-        state
-            .objects
-            .insert((collection.to_string(), namespace, name), object);
+        let key = (collection.to_string(), namespace, name);
+        state.objects.insert(key.clone(), object.clone());
+        state.record(&key, "ADDED", &object);
     }
 
     pub fn get(&self, collection: &str, namespace: &str, name: &str) -> Option<Value> {
@@ -184,18 +240,18 @@ impl FakeApiServer {
             let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
             object["metadata"]["generation"] = json!(generation + 1);
         }
-        state.next_version += 1;
-        object["metadata"]["resourceVersion"] = json!(state.next_version.to_string());
-        state.objects.insert(key, object);
+        state.objects.insert(key.clone(), object.clone());
+        state.record(&key, "MODIFIED", &object);
     }
 
     /// Removes an object outright (no finalizers), e.g. a pod the test's
     /// stand-in StatefulSet controller replaces.
     pub fn remove(&self, collection: &str, namespace: &str, name: &str) {
         let mut state = self.state.lock().unwrap();
-        state
-            .objects
-            .remove(&(collection.into(), namespace.into(), name.into()));
+        let key: Key = (collection.into(), namespace.into(), name.into());
+        if let Some(object) = state.objects.remove(&key) {
+            state.record(&key, "DELETED", &object);
+        }
     }
 
     /// Fails the next `count` requests with `method` whose path contains
@@ -353,11 +409,35 @@ impl FakeApiServer {
                 object["metadata"]["namespace"] = json!(target.namespace);
                 let object = Self::created(&mut state, object);
                 state.objects.insert(key(&name), object.clone());
+                state.record(&key(&name), "ADDED", &object);
                 (StatusCode::CREATED, object)
             }
             (Method::PATCH, Some(name)) => {
                 let existing = state.objects.get(&key(&name)).cloned();
                 let status_only = target.subresource.as_deref() == Some("status");
+                let manager = query_param(query, "fieldManager").unwrap_or_default();
+                let force = query_param(query, "force").as_deref() == Some("true");
+                let applying = content_type.starts_with("application/apply-patch");
+                let mut set_fields = Vec::new();
+                if !content_type.starts_with("application/json-patch") {
+                    leaves(&body, String::new(), &mut set_fields);
+                }
+                // Server-side apply refuses to change a field another
+                // manager owns, unless forced.
+                if let (true, false, Some(old)) = (applying, force, &existing) {
+                    let owners = state.owners.get(&key(&name));
+                    for (pointer, value) in &set_fields {
+                        let owner = owners.and_then(|o| o.get(pointer));
+                        if owner.is_some_and(|o| *o != manager)
+                            && old.pointer(pointer) != Some(value)
+                        {
+                            return (
+                                StatusCode::CONFLICT,
+                                status_body(409, "Conflict", format!("Apply failed with 1 conflict: conflict with {:?}: {pointer}", owner.unwrap())),
+                            );
+                        }
+                    }
+                }
                 let updated = if content_type.starts_with("application/apply-patch") {
                     match (existing, status_only) {
                         (None, true) => return not_found(&name),
@@ -446,10 +526,26 @@ impl FakeApiServer {
                     && object["metadata"]["finalizers"]
                         .as_array()
                         .is_none_or(|f| f.is_empty());
+                let owned = state.owners.entry(key(&name)).or_default();
+                for (pointer, value) in set_fields {
+                    if value.is_null() {
+                        owned.remove(&pointer);
+                    } else {
+                        owned.insert(pointer, manager.clone());
+                    }
+                }
+                let kind = if state.objects.contains_key(&key(&name)) {
+                    "MODIFIED"
+                } else {
+                    "ADDED"
+                };
                 if finalized {
                     state.objects.remove(&key(&name));
+                    state.owners.remove(&key(&name));
+                    state.record(&key(&name), "DELETED", &object);
                 } else {
                     state.objects.insert(key(&name), object.clone());
+                    state.record(&key(&name), kind, &object);
                 }
                 (StatusCode::OK, object)
             }
@@ -465,8 +561,11 @@ impl FakeApiServer {
                         object["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:01Z");
                     }
                     state.objects.insert(key(&name), object.clone());
+                    state.record(&key(&name), "MODIFIED", &object);
                 } else {
                     state.objects.remove(&key(&name));
+                    state.owners.remove(&key(&name));
+                    state.record(&key(&name), "DELETED", &object);
                 }
                 (StatusCode::OK, object)
             }
@@ -476,6 +575,122 @@ impl FakeApiServer {
             ),
         }
     }
+}
+
+/// Serving the fake over HTTP, for real operator processes: a kubeconfig
+/// pointing at it, and watches as streams of JSON lines.
+impl FakeApiServer {
+    /// Listens on a free loopback port; returns its address.
+    pub async fn serve_http(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .fallback(http_request)
+            .with_state(self.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// A kubeconfig for a client of [`FakeApiServer::serve_http`].
+    pub fn kubeconfig(addr: std::net::SocketAddr, namespace: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\n\
+             clusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
+             users:\n- name: fake\n  user:\n    token: fake\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: {namespace}\n\
+             current-context: fake\n"
+        )
+    }
+
+    /// Changes of `collection` (in `namespace`, or all when empty) after
+    /// resourceVersion `after`.
+    fn changes_after(&self, collection: &str, namespace: &str, after: u64) -> Vec<WatchEvent> {
+        let state = self.state.lock().unwrap();
+        state
+            .log
+            .iter()
+            .filter(|e| e.version > after && e.collection == collection)
+            .filter(|e| namespace.is_empty() || e.namespace == namespace)
+            .cloned()
+            .collect()
+    }
+}
+
+async fn http_request(
+    axum::extract::State(fake): axum::extract::State<FakeApiServer>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().map(str::to_string);
+    let json_response = |code: StatusCode, body: axum::body::Body| {
+        axum::response::Response::builder()
+            .status(code)
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap()
+    };
+    if parts.method == Method::GET
+        && query_param(query.as_deref(), "watch").as_deref() == Some("true")
+    {
+        let Some(target) = parse_path(&path) else {
+            return json_response(StatusCode::NOT_FOUND, axum::body::Body::empty());
+        };
+        fake.state
+            .lock()
+            .unwrap()
+            .requests
+            .push(format!("WATCH {path}"));
+        let after: u64 = query_param(query.as_deref(), "resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        // Watches end early so clients re-watch, as with a real server.
+        let seconds: u64 = query_param(query.as_deref(), "timeoutSeconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30)
+            .min(30);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        let stream = futures::stream::unfold(after, move |last| {
+            let fake = fake.clone();
+            let (collection, namespace) = (target.collection.clone(), target.namespace.clone());
+            async move {
+                loop {
+                    if tokio::time::Instant::now() >= deadline {
+                        return None;
+                    }
+                    let changes = fake.changes_after(&collection, &namespace, last);
+                    if let Some(newest) = changes.last().map(|e| e.version) {
+                        let mut lines = Vec::new();
+                        for change in changes {
+                            serde_json::to_writer(
+                                &mut lines,
+                                &json!({ "type": change.kind, "object": change.object }),
+                            )
+                            .unwrap();
+                            lines.push(b'\n');
+                        }
+                        return Some((Ok::<_, Infallible>(bytes::Bytes::from(lines)), newest));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        });
+        return json_response(StatusCode::OK, axum::body::Body::from_stream(stream));
+    }
+    let body = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (code, value) = fake.answer(&parts.method, &path, query.as_deref(), &content_type, &body);
+    json_response(
+        code,
+        axum::body::Body::from(serde_json::to_vec(&value).unwrap()),
+    )
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ pub mod fake_kube;
 pub mod http;
 pub mod jepsen;
 pub mod member;
+pub mod operator_process;
 pub mod proxy;
 pub mod rendered_cluster;
 pub mod wire;
