@@ -130,11 +130,14 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     // The brokers' own view; unreachable while the cluster starts.
     let bootstrap = (ctx.bootstrap)(cluster);
     let mut brokers_error = None;
+    let mut live_config_error = None;
     let health = match KafkaAdmin::connect(&bootstrap).await {
         Ok(mut admin) => match admin.cluster_health().await {
             Ok(health) => {
                 if let Err(e) = sync_live_config(&mut admin, cluster, &mut status).await {
-                    brokers_error = Some(format!("applying live settings: {e}"));
+                    live_config_error = Some(format!(
+                        "spec.config: the brokers refused the live settings: {e}"
+                    ));
                 }
                 Some(health)
             }
@@ -265,12 +268,15 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
         );
     }
     if !stopped {
-        match &rack_problem {
-            Some(problem) => conditions::set(
+        let problem = rack_problem
+            .map(|p| ("NodeWithoutRackLabel", p))
+            .or(live_config_error.map(|e| ("LiveConfigRefused", e)));
+        match problem {
+            Some((reason, problem)) => conditions::set(
                 &mut status.conditions,
                 WARNING,
                 true,
-                "NodeWithoutRackLabel",
+                reason,
                 problem,
                 generation,
             ),

@@ -198,9 +198,13 @@ async fn cleanup(topic: &KafkaTopic, ctx: &Context) -> Result<Action, Error> {
         ctx.client.clone(),
         &topic.namespace().unwrap_or_else(|| "default".into()),
     );
-    // With the cluster itself gone there is no topic left to delete, and
-    // waiting for it would block the resource's deletion forever.
-    let Some(cluster) = clusters.get_opt(&topic.spec.cluster_ref).await? else {
+    // With the cluster itself gone (or going) there is no topic left to
+    // delete, and waiting for it would block the resource's deletion forever.
+    let cluster = clusters
+        .get_opt(&topic.spec.cluster_ref)
+        .await?
+        .filter(|c| c.metadata.deletion_timestamp.is_none());
+    let Some(cluster) = cluster else {
         tracing::info!(topic = %name, "resource deleted; its cluster is gone too");
         return Ok(Action::await_change());
     };
