@@ -155,3 +155,21 @@ fn tempfile_dir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The controller watches only objects with its managed-by label.
+#[test]
+fn every_rendered_object_carries_the_watched_label() {
+    let (key, value) = tideline_operator::controller::MANAGED_BY_SELECTOR
+        .split_once('=')
+        .unwrap();
+    for (name, cluster) in variants() {
+        let objects = render(&cluster).unwrap();
+        for object in objects.to_values().iter().chain(&objects.monitoring) {
+            assert_eq!(
+                object["metadata"]["labels"][key], value,
+                "{name}: {} {}",
+                object["kind"], object["metadata"]["name"]
+            );
+        }
+    }
+}

@@ -24,6 +24,8 @@ use crate::render::names::ClusterNames;
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "tideline-operator";
+/// The label every object the cluster controller renders carries.
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=tideline-operator";
 /// How often a healthy resource is looked at again (drift repair, status).
 pub const RESYNC: Duration = Duration::from_secs(60);
 /// First and longest wait after a failed reconcile.
@@ -153,13 +155,16 @@ pub async fn run(ctx: Context) {
         Api::<KafkaCluster>::all(client.clone()),
         watcher::Config::default(),
     )
+    // Only the objects the operator made (its managed-by label), not every
+    // StatefulSet and ConfigMap of the cluster: a change to one brings its
+    // KafkaCluster back to the desired state at once.
     .owns(
         Api::<k8s_openapi::api::apps::v1::StatefulSet>::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().labels(MANAGED_BY_SELECTOR),
     )
     .owns(
         Api::<k8s_openapi::api::core::v1::ConfigMap>::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().labels(MANAGED_BY_SELECTOR),
     );
     let cluster_store = clusters.store();
     let clusters = clusters
