@@ -86,7 +86,8 @@ pub struct KafkaClusterSpec {
     pub config: BTreeMap<String, String>,
     /// How many of the brokers (the first ones) vote in the metadata
     /// quorum; odd, and at most `replicas`. Defaults to 3, or `replicas`
-    /// when fewer.
+    /// when fewer. Fixed when the cluster is created: later scaling keeps
+    /// the voters it started with, and a different value is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 9))]
     pub controllers: Option<i32>,
@@ -186,7 +187,9 @@ pub struct MonitoringSpec {
     /// Create a ServiceMonitor that scrapes every broker's `/metrics`.
     #[serde(default)]
     pub service_monitor: bool,
-    /// Create a PrometheusRule with Tideline's alerting rules.
+    /// Create a PrometheusRule with Tideline's broker alerting rules
+    /// (not needed when the Helm chart's `prometheusRule.enabled` is set:
+    /// that one covers every cluster).
     #[serde(default)]
     pub prometheus_rule: bool,
 }
@@ -224,6 +227,11 @@ pub struct KafkaClusterStatus {
     /// brokers; kept so a key removed from the spec is removed live too.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub live_config: BTreeMap<String, String>,
+    /// Voters of the metadata quorum, fixed when the cluster was first
+    /// applied (changing them needs a quorum reconfiguration, which a
+    /// rolling restart cannot do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_voters: Option<i32>,
     /// The broker restart in progress during a rolling restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restarting_broker: Option<BrokerRestart>,

@@ -875,3 +875,58 @@ fn rack_awareness_copies_each_brokers_node_label_into_its_pod() {
     assert_eq!(rack(2), json!("eu-1c"));
     assert_eq!(condition(&h.status("zoned"), "Warning")["status"], "False");
 }
+
+#[test]
+fn the_metadata_quorum_keeps_its_voters_when_the_cluster_scales() {
+    let h = Harness::new(
+        format!("127.0.0.1:{}", free_port()),
+        Duration::from_secs(600),
+    );
+    h.fake.create(
+        CLUSTERS,
+        cluster_resource("small", json!({ "replicas": 1 })),
+    );
+    h.reconcile_cluster("small").unwrap();
+    assert_eq!(h.status("small")["quorumVoters"], 1);
+    let voters = |h: &Harness| {
+        let config = h.fake.get("api/v1/configmaps", NS, "small-config").unwrap();
+        config["data"]["server.properties"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("controller.quorum.voters=")
+                    .map(str::to_string)
+            })
+            .unwrap()
+    };
+    assert_eq!(voters(&h), "0@small-0.small-headless.streaming.svc:9093");
+
+    // Scaling out keeps the single voter (the default would now be 3).
+    h.fake
+        .update(CLUSTERS, NS, "small", |c| c["spec"]["replicas"] = json!(3));
+    h.reconcile_cluster("small").unwrap();
+    assert_eq!(voters(&h), "0@small-0.small-headless.streaming.svc:9093");
+    let sts = h.fake.get(STATEFULSETS, NS, "small").unwrap();
+    assert_eq!(sts["spec"]["replicas"], 3);
+
+    // Asking for another quorum is refused, naming the field.
+    h.fake.update(CLUSTERS, NS, "small", |c| {
+        c["spec"]["controllers"] = json!(3)
+    });
+    h.reconcile_cluster("small").unwrap();
+    let ready = condition(&h.status("small"), "Ready");
+    assert_eq!(ready["reason"], "InvalidSpec");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.controllers:"),
+        "{ready}"
+    );
+    assert_eq!(
+        voters(&h),
+        "0@small-0.small-headless.streaming.svc:9093",
+        "nothing changed"
+    );
+}

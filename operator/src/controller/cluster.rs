@@ -31,7 +31,7 @@ use crate::metrics::CLUSTER_CONTROLLER;
 use crate::render::monitoring::MONITORING_API_VERSION;
 use crate::render::names::ClusterNames;
 use crate::render::objects::{render, selector_string};
-use crate::render::server_properties::{live_config, RACK_ANNOTATION};
+use crate::render::server_properties::{live_config, SpecError, RACK_ANNOTATION};
 use crate::roll::{self, ClusterHealth, RollStep};
 
 /// How soon to look again while something is changing (a roll, start-up).
@@ -72,7 +72,7 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     status.selector = selector_string(&names);
 
     // An invalid spec changes nothing that runs; the condition names the field.
-    let objects = match render(cluster) {
+    let objects = match pin_quorum_voters(cluster, status.quorum_voters).and_then(|c| render(&c)) {
         Ok(objects) => objects,
         Err(invalid) => {
             let message = invalid.to_string();
@@ -116,6 +116,9 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for object in objects.to_values() {
         apply(ctx, &namespace, &object, &params).await?;
+    }
+    if status.quorum_voters.is_none() {
+        status.quorum_voters = Some(cluster.spec.controller_count());
     }
     sync_monitoring(ctx, cluster, &names, &objects.monitoring, &params).await?;
 
@@ -301,6 +304,32 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
     } else {
         Action::requeue(RESYNC)
     })
+}
+
+/// The cluster as it must be rendered: with the metadata quorum's voters
+/// it was created with. Scaling keeps them (the default `controllers`
+/// follows `replicas` only at creation); an explicit different count is
+/// refused, since a rolling restart cannot reconfigure a quorum.
+fn pin_quorum_voters(
+    cluster: &KafkaCluster,
+    voters: Option<i32>,
+) -> Result<KafkaCluster, SpecError> {
+    let Some(voters) = voters else {
+        return Ok(cluster.clone());
+    };
+    match cluster.spec.controllers {
+        Some(wanted) if wanted != voters => Err(SpecError {
+            field: "spec.controllers".into(),
+            message: format!(
+                "the metadata quorum was created with {voters} voter(s); changing it to {wanted} is not supported"
+            ),
+        }),
+        _ => {
+            let mut pinned = cluster.clone();
+            pinned.spec.controllers = Some(voters);
+            Ok(pinned)
+        }
+    }
 }
 
 /// Server-side apply of one rendered object (its kind from its apiVersion
