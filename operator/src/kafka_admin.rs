@@ -117,26 +117,9 @@ impl KafkaAdmin {
             .map(|p| p.replica_nodes.len() as i32)
             .max()
             .unwrap_or(0);
-        let mut resource = DescribeConfigsResource::default();
-        resource.resource_type = TOPIC_RESOURCE;
-        resource.resource_name = name(topic);
-        // Null: every key (the default is an empty list).
-        resource.configuration_keys = None;
-        let mut request = DescribeConfigsRequest::default();
-        request.resources = vec![resource];
-        let described = self.send(&request, 4).await?;
-        let result = described.results.first().ok_or_else(|| AdminError::Kafka {
-            api: "DescribeConfigs",
-            code: -1,
-            message: "no result".into(),
-        })?;
-        check("DescribeConfigs", result.error_code, &result.error_message)?;
-        let configs = result
-            .configs
-            .iter()
-            .filter(|c| c.config_source == TOPIC_OVERRIDE)
-            .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
-            .collect();
+        let configs = self
+            .configs_from(TOPIC_RESOURCE, topic, TOPIC_OVERRIDE)
+            .await?;
         let topic_id =
             (!found.topic_id.is_nil()).then(|| URL_SAFE_NO_PAD.encode(found.topic_id.as_bytes()));
         Ok(Some(ObservedTopic {
@@ -252,9 +235,21 @@ impl KafkaAdmin {
     /// Broker settings set dynamically for the whole cluster (Kafka's
     /// `--entity-default` broker configs).
     pub async fn cluster_dynamic_config(&mut self) -> Result<BTreeMap<String, String>, AdminError> {
+        self.configs_from(BROKER_RESOURCE, "", DYNAMIC_DEFAULT_BROKER_CONFIG)
+            .await
+    }
+
+    /// The settings of one config resource that come from `source`.
+    async fn configs_from(
+        &mut self,
+        resource_type: i8,
+        resource_name: &str,
+        source: i8,
+    ) -> Result<BTreeMap<String, String>, AdminError> {
         let mut resource = DescribeConfigsResource::default();
-        resource.resource_type = BROKER_RESOURCE;
-        resource.resource_name = name("");
+        resource.resource_type = resource_type;
+        resource.resource_name = name(resource_name);
+        // Null: every key (the default is an empty list).
         resource.configuration_keys = None;
         let mut request = DescribeConfigsRequest::default();
         request.resources = vec![resource];
@@ -268,7 +263,7 @@ impl KafkaAdmin {
         Ok(result
             .configs
             .iter()
-            .filter(|c| c.config_source == DYNAMIC_DEFAULT_BROKER_CONFIG)
+            .filter(|c| c.config_source == source)
             .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
             .collect())
     }

@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -553,4 +555,33 @@ pub fn poll_one(
         }
     }
     None
+}
+
+/// A topic's partition count and topic-level overrides (sorted) as
+/// rdkafka's admin client sees them; `None` if it does not exist.
+pub fn topic_as_seen_by_rdkafka(
+    bootstrap: &str,
+    topic: &str,
+) -> Option<(usize, Vec<(String, String)>)> {
+    let admin = admin_client(bootstrap);
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .ok()?;
+    let t = metadata.topics().first()?;
+    if t.error().is_some() {
+        return None;
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let described =
+        block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &opts)).ok()?;
+    let resource = described.into_iter().next()?.ok()?;
+    let mut overrides: Vec<(String, String)> = resource
+        .entries
+        .into_iter()
+        .filter(|e| e.source == ConfigSource::DynamicTopic)
+        .filter_map(|e| Some((e.name, e.value?)))
+        .collect();
+    overrides.sort();
+    Some((t.partitions().len(), overrides))
 }

@@ -160,6 +160,14 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+fn content_type(headers: &::http::HeaderMap) -> String {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
 fn labels_match(object: &Value, selector: &str) -> bool {
     selector.split(',').filter(|s| !s.is_empty()).all(|term| {
         let (key, value) = term.split_once('=').unwrap_or((term, ""));
@@ -288,12 +296,7 @@ impl FakeApiServer {
         let body = body.collect_bytes().await.unwrap_or_default();
         let path = parts.uri.path().to_string();
         let query = parts.uri.query().map(str::to_string);
-        let content_type = parts
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let content_type = content_type(&parts.headers);
         let (code, value) =
             self.answer(&parts.method, &path, query.as_deref(), &content_type, &body);
         Response::builder()
@@ -680,12 +683,7 @@ async fn http_request(
     let body = axum::body::to_bytes(body, 64 << 20)
         .await
         .unwrap_or_default();
-    let content_type = parts
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let content_type = content_type(&parts.headers);
     let (code, value) = fake.answer(&parts.method, &path, query.as_deref(), &content_type, &body);
     json_response(
         code,

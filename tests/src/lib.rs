@@ -48,7 +48,7 @@ pub mod wire;
 pub use broker::{Broker, BrokerOpts};
 pub use clients::{
     admin_client, block_on, consume_all, consumer_config, create_topic, producer_config,
-    ConsumedRecord, Delivered, TestProducer,
+    topic_as_seen_by_rdkafka, ConsumedRecord, Delivered, TestProducer,
 };
 pub use data::TestRecord;
 pub use proxy::Proxy;

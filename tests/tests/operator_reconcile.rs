@@ -26,7 +26,9 @@ use tideline_operator::metrics::{OperatorMetrics, CLUSTER_CONTROLLER};
 use tideline_operator::render::objects::CONFIG_HASH_ANNOTATION;
 use tideline_tests::fake_kube::FakeApiServer;
 use tideline_tests::rendered_cluster::RenderedCluster;
-use tideline_tests::{admin_client, block_on, free_port, Broker, BrokerOpts};
+use tideline_tests::{
+    admin_client, block_on, free_port, topic_as_seen_by_rdkafka, Broker, BrokerOpts,
+};
 
 const CLUSTERS: &str = "apis/kafka.tideline.dev/v1alpha1/kafkaclusters";
 const TOPICS: &str = "apis/kafka.tideline.dev/v1alpha1/kafkatopics";
@@ -601,33 +603,6 @@ fn invalid_specs_failures_and_monitoring_objects() {
     assert_eq!(get("/readyz").status, 200);
 }
 
-/// rdkafka's view of a topic: (partitions, overrides).
-fn topic_in_kafka(bootstrap: &str, topic: &str) -> Option<(usize, Vec<(String, String)>)> {
-    let admin = admin_client(bootstrap);
-    let metadata = admin
-        .inner()
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .ok()?;
-    let t = metadata.topics().first()?;
-    if t.error().is_some() {
-        return None;
-    }
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let described =
-        block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &opts)).ok()?;
-    let mut overrides: Vec<(String, String)> = described
-        .into_iter()
-        .next()?
-        .ok()?
-        .entries
-        .into_iter()
-        .filter(|e| e.source == ConfigSource::DynamicTopic)
-        .filter_map(|e| Some((e.name, e.value?)))
-        .collect();
-    overrides.sort();
-    Some((t.partitions().len(), overrides))
-}
-
 fn topic_resource(name: &str, spec: Value) -> Value {
     json!({
         "apiVersion": "kafka.tideline.dev/v1alpha1",
@@ -662,7 +637,7 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_through_a_finalizer()
         Action::requeue(Duration::from_secs(60))
     );
     assert_eq!(
-        topic_in_kafka(&bootstrap, "orders"),
+        topic_as_seen_by_rdkafka(&bootstrap, "orders"),
         Some((3, vec![("retention.ms".into(), "3600000".into())]))
     );
     let status = h.fake.get(TOPICS, NS, "orders").unwrap()["status"].clone();
@@ -688,7 +663,7 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_through_a_finalizer()
     });
     h.reconcile_topic("orders").unwrap();
     assert_eq!(
-        topic_in_kafka(&bootstrap, "orders"),
+        topic_as_seen_by_rdkafka(&bootstrap, "orders"),
         Some((
             5,
             vec![
@@ -709,12 +684,12 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_through_a_finalizer()
     for r in block_on(admin.alter_configs(&[drift], &opts)).unwrap() {
         r.unwrap();
     }
-    assert!(topic_in_kafka(&bootstrap, "orders")
+    assert!(topic_as_seen_by_rdkafka(&bootstrap, "orders")
         .unwrap()
         .1
         .contains(&("retention.ms".into(), "1000".into())));
     h.reconcile_topic("orders").unwrap();
-    assert!(topic_in_kafka(&bootstrap, "orders")
+    assert!(topic_as_seen_by_rdkafka(&bootstrap, "orders")
         .unwrap()
         .1
         .contains(&("retention.ms".into(), "7200000".into())));
@@ -734,7 +709,7 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_through_a_finalizer()
         "{warning}"
     );
     assert_eq!(condition(&status, "Ready")["status"], "False");
-    assert_eq!(topic_in_kafka(&bootstrap, "orders").unwrap().0, 5);
+    assert_eq!(topic_as_seen_by_rdkafka(&bootstrap, "orders").unwrap().0, 5);
     assert_eq!(h.event_count("PartitionDecreaseRefused"), 1);
 
     // Deletion through the finalizer deletes the topic, then the resource.
@@ -757,7 +732,7 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_through_a_finalizer()
     wait_until(
         "the topic is gone from Kafka",
         Duration::from_secs(10),
-        || topic_in_kafka(&bootstrap, "orders").is_none(),
+        || topic_as_seen_by_rdkafka(&bootstrap, "orders").is_none(),
     );
 
     // keepOnDelete, and an existing topic adopted.
@@ -792,7 +767,7 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_through_a_finalizer()
     h.reconcile_topic("legacy-events").unwrap();
     assert!(h.fake.get(TOPICS, NS, "legacy-events").is_none());
     assert_eq!(
-        topic_in_kafka(&bootstrap, "legacy_events").map(|t| t.0),
+        topic_as_seen_by_rdkafka(&bootstrap, "legacy_events").map(|t| t.0),
         Some(2),
         "kept in Kafka"
     );

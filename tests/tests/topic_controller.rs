@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminOptions, AlterConfig, ConfigSource, ResourceSpecifier};
+use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
 use tideline_operator::crd::KafkaTopicSpec;
 use tideline_operator::kafka_admin::{sync_topic, KafkaAdmin};
-use tideline_tests::{admin_client, block_on, create_topic, Broker, BrokerOpts};
+use tideline_tests::{
+    admin_client, block_on, create_topic, topic_as_seen_by_rdkafka, Broker, BrokerOpts,
+};
 
 fn spec(partitions: i32, config: &[(&str, &str)]) -> KafkaTopicSpec {
     KafkaTopicSpec {
@@ -22,31 +24,6 @@ fn spec(partitions: i32, config: &[(&str, &str)]) -> KafkaTopicSpec {
             .collect(),
         keep_on_delete: false,
     }
-}
-
-/// (partition count, topic-level overrides) as rdkafka sees them.
-fn seen_by_rdkafka(bootstrap: &str, topic: &str) -> Option<(usize, Vec<(String, String)>)> {
-    let admin = admin_client(bootstrap);
-    let metadata = admin
-        .inner()
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .ok()?;
-    let t = metadata.topics().first()?;
-    if t.error().is_some() {
-        return None;
-    }
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let described =
-        block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &opts)).ok()?;
-    let resource = described.into_iter().next()?.ok()?;
-    let mut overrides: Vec<(String, String)> = resource
-        .entries
-        .into_iter()
-        .filter(|e| e.source == ConfigSource::DynamicTopic)
-        .filter_map(|e| Some((e.name, e.value?)))
-        .collect();
-    overrides.sort();
-    Some((t.partitions().len(), overrides))
 }
 
 #[test]
@@ -68,7 +45,7 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_topics() {
     let plan = sync(&mut admin, "orders", &desired);
     assert_eq!(plan.actions.len(), 1);
     assert_eq!(
-        seen_by_rdkafka(&bootstrap, "orders"),
+        topic_as_seen_by_rdkafka(&bootstrap, "orders"),
         Some((3, vec![("retention.ms".into(), "3600000".into())]))
     );
     let again = sync(&mut admin, "orders", &desired);
@@ -84,7 +61,7 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_topics() {
     );
     sync(&mut admin, "orders", &desired);
     assert_eq!(
-        seen_by_rdkafka(&bootstrap, "orders"),
+        topic_as_seen_by_rdkafka(&bootstrap, "orders"),
         Some((
             5,
             vec![
@@ -107,7 +84,7 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_topics() {
     let plan = sync(&mut admin, "orders", &desired);
     assert!(!plan.is_in_sync(), "drift was found");
     assert_eq!(
-        seen_by_rdkafka(&bootstrap, "orders").unwrap().1,
+        topic_as_seen_by_rdkafka(&bootstrap, "orders").unwrap().1,
         vec![
             ("cleanup.policy".into(), "compact".into()),
             ("retention.ms".into(), "7200000".into())
@@ -125,7 +102,7 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_topics() {
         ),
     );
     assert_eq!(plan.warnings[0].reason, "PartitionDecreaseRefused");
-    assert_eq!(seen_by_rdkafka(&bootstrap, "orders").unwrap().0, 5);
+    assert_eq!(topic_as_seen_by_rdkafka(&bootstrap, "orders").unwrap().0, 5);
 
     // An existing topic of the same name is adopted, not recreated.
     create_topic(&bootstrap, "legacy", 4, &[]);
@@ -135,7 +112,7 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_topics() {
         .iter()
         .all(|a| !matches!(a, tideline_operator::topic_plan::TopicAction::Create { .. })));
     assert_eq!(
-        seen_by_rdkafka(&bootstrap, "legacy"),
+        topic_as_seen_by_rdkafka(&bootstrap, "legacy"),
         Some((4, vec![("retention.ms".into(), "60000".into())]))
     );
 
@@ -144,7 +121,7 @@ fn the_topic_controller_creates_alters_repairs_and_deletes_topics() {
         .block_on(admin.delete_topic("orders"))
         .expect("delete");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while seen_by_rdkafka(&bootstrap, "orders").is_some() {
+    while topic_as_seen_by_rdkafka(&bootstrap, "orders").is_some() {
         assert!(std::time::Instant::now() < deadline, "topic deleted");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -24,7 +24,7 @@ use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use super::conditions::{self, READY, RECONCILING, WARNING};
-use super::{Context, Error, FIELD_MANAGER, RESYNC};
+use super::{write_status, Context, Error, FIELD_MANAGER, RESYNC};
 use crate::crd::{BrokerRestart, KafkaCluster, KafkaClusterStatus};
 use crate::kafka_admin::KafkaAdmin;
 use crate::metrics::CLUSTER_CONTROLLER;
@@ -283,14 +283,7 @@ async fn reconcile_cluster(cluster: &KafkaCluster, ctx: &Context) -> Result<Acti
                 problem,
                 generation,
             ),
-            None => conditions::set(
-                &mut status.conditions,
-                WARNING,
-                false,
-                "None",
-                "",
-                generation,
-            ),
+            None => conditions::clear(&mut status.conditions, WARNING, generation),
         }
     }
     if previous_phase.as_deref() != Some(phase) {
@@ -557,14 +550,7 @@ async fn roll_forward(
             )
             .await;
             status.restarting_broker = None;
-            conditions::set(
-                &mut status.conditions,
-                WARNING,
-                false,
-                "None",
-                "",
-                generation,
-            );
+            conditions::clear(&mut status.conditions, WARNING, generation);
         } else {
             let waited = restart
                 .started_at
@@ -676,27 +662,6 @@ async fn roll_forward(
             Ok(true)
         }
     }
-}
-
-/// Writes the whole status by server-side apply: fields the operator no
-/// longer sets (a finished restart, an unreachable cluster's counts) go away.
-async fn write_status(
-    api: &Api<KafkaCluster>,
-    object: &KafkaCluster,
-    status: &KafkaClusterStatus,
-) -> Result<(), Error> {
-    let patch = json!({
-        "apiVersion": "kafka.tideline.dev/v1alpha1",
-        "kind": "KafkaCluster",
-        "status": status,
-    });
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

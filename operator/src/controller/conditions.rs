@@ -41,6 +41,11 @@ pub fn set(
     }
 }
 
+/// Sets condition `type_` to `False` with reason `None` (nothing to report).
+pub fn clear(conditions: &mut Vec<Condition>, type_: &str, generation: Option<i64>) {
+    set(conditions, type_, false, "None", "", generation);
+}
+
 /// The condition of `type_`, if any.
 pub fn get<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
@@ -120,6 +121,31 @@ pub fn backoff(failures: u32) -> Duration {
     BACKOFF_START.saturating_mul(factor).min(BACKOFF_MAX)
 }
 
+/// Writes an object's whole status by server-side apply: fields the
+/// operator no longer sets (a finished restart, an unreachable cluster's
+/// counts) go away.
+pub async fn write_status<K>(
+    api: &Api<K>,
+    object: &K,
+    status: &impl serde::Serialize,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Why a reconcile failed; `reason` labels the error metric.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -146,7 +172,6 @@ pub async fn run(ctx: Context) {
     use futures::StreamExt;
     use kube::runtime::controller::Controller;
     use kube::runtime::watcher;
-    use kube::Api;
 
     let client = ctx.client.clone();
     let ctx = Arc::new(ctx);

@@ -7,15 +7,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Error as FinalizerError, Event as FinalizerEvent};
 use kube::ResourceExt;
-use serde_json::json;
 
 use super::conditions::{self, READY, RECONCILING, WARNING};
-use super::{Context, Error, FIELD_MANAGER, RESYNC};
-use crate::crd::{KafkaCluster, KafkaTopic, KafkaTopicStatus};
+use super::{write_status, Context, Error, RESYNC};
+use crate::crd::{KafkaCluster, KafkaTopic};
 use crate::kafka_admin::{sync_topic, KafkaAdmin};
 use crate::metrics::TOPIC_CONTROLLER;
 use crate::topic_plan::TopicAction;
@@ -137,14 +136,7 @@ async fn apply(topic: &KafkaTopic, ctx: &Context, api: &Api<KafkaTopic>) -> Resu
         generation,
     );
     if plan.warnings.is_empty() {
-        conditions::set(
-            &mut status.conditions,
-            WARNING,
-            false,
-            "None",
-            "",
-            generation,
-        );
+        conditions::clear(&mut status.conditions, WARNING, generation);
         conditions::set(
             &mut status.conditions,
             READY,
@@ -219,25 +211,4 @@ async fn cleanup(topic: &KafkaTopic, ctx: &Context) -> Result<Action, Error> {
     )
     .await;
     Ok(Action::await_change())
-}
-
-/// Writes the whole status by server-side apply: fields the operator no
-/// longer sets (a finished restart, an unreachable cluster's counts) go away.
-async fn write_status(
-    api: &Api<KafkaTopic>,
-    object: &KafkaTopic,
-    status: &KafkaTopicStatus,
-) -> Result<(), Error> {
-    let patch = json!({
-        "apiVersion": "kafka.tideline.dev/v1alpha1",
-        "kind": "KafkaTopic",
-        "status": status,
-    });
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await?;
-    Ok(())
 }
