@@ -77,7 +77,7 @@ pub async fn apply(client: &Client, text: &str) -> Result<usize, ValuesError> {
             .to_string();
         let gvk = GroupVersionKind::gvk(GROUP, VERSION, &kind);
         let api_resource =
-            ApiResource::from_gvk_with_plural(&gvk, &format!("{}s", kind.to_ascii_lowercase()));
+            ApiResource::from_gvk_with_plural(&gvk, &crate::controller::apply::plural(&kind));
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), &namespace, &api_resource);
         match api

@@ -6,8 +6,11 @@
 //! tests call them directly against an in-memory Kubernetes API; `run`
 //! wires them into kube-runtime `Controller`s for the real process.
 
+pub mod apply;
 pub mod cluster;
 pub mod conditions;
+pub mod pods;
+pub mod rolling;
 pub mod topic;
 
 use std::collections::HashMap;
