@@ -34,6 +34,18 @@ impl OperatorProcess {
         namespace: &str,
         lease_seconds: u64,
     ) -> OperatorProcess {
+        Self::start_with_env(dir, kubeconfig, identity, namespace, lease_seconds, &[])
+    }
+
+    /// [`OperatorProcess::start`] with extra environment variables.
+    pub fn start_with_env(
+        dir: &Path,
+        kubeconfig: &Path,
+        identity: &str,
+        namespace: &str,
+        lease_seconds: u64,
+        env: &[(&str, String)],
+    ) -> OperatorProcess {
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let log_path = dir.join(format!("{identity}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
@@ -46,6 +58,7 @@ impl OperatorProcess {
             .env("TIDELINE_OPERATOR_HTTP", http.to_string())
             .env("TIDELINE_OPERATOR_LEASE_SECONDS", lease_seconds.to_string())
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())

@@ -2,7 +2,8 @@
 //! served over HTTP (lists and watches included): two replicas elect one
 //! leader through a Lease, only the leader reconciles (resources created
 //! are noticed through watches), both serve `/metrics`, `/healthz` and
-//! `/readyz`, logs are structured JSON, when the leader is killed the
+//! `/readyz`, resources declared in the Helm values are applied by the
+//! leader, logs are structured JSON, when the leader is killed the
 //! standby takes the Lease and carries on, and a leader whose Lease is
 //! taken exits.
 
@@ -38,8 +39,25 @@ fn cluster(name: &str) -> Value {
     })
 }
 
+/// Both replicas get the chart's resources file: a cluster and a topic
+/// declared in the Helm values.
 fn start(dir: &Path, kubeconfig: &Path, identity: &str) -> OperatorProcess {
-    OperatorProcess::start(dir, kubeconfig, identity, OPERATOR_NS, LEASE_SECONDS)
+    let resources = dir.join("resources.yaml");
+    std::fs::write(
+        &resources,
+        format!(
+            "---\napiVersion: kafka.tideline.dev/v1alpha1\nkind: KafkaCluster\n\
+             metadata: {{ name: from-values, namespace: {NS} }}\nspec: {{ replicas: 3 }}\n\
+             ---\napiVersion: kafka.tideline.dev/v1alpha1\nkind: KafkaTopic\n\
+             metadata: {{ name: audit, namespace: {NS} }}\nspec: {{ clusterRef: from-values, partitions: 6 }}\n"
+        ),
+    )
+    .unwrap();
+    let env = [(
+        "TIDELINE_OPERATOR_RESOURCES_FILE",
+        resources.display().to_string(),
+    )];
+    OperatorProcess::start_with_env(dir, kubeconfig, identity, OPERATOR_NS, LEASE_SECONDS, &env)
 }
 
 /// The one replica that leads, once exactly one does.
@@ -85,6 +103,20 @@ fn two_replicas_elect_one_leader_that_reconciles_and_the_standby_takes_over() {
         (&mut b, &mut a)
     };
     assert_eq!(standby.gauge("tideline_operator_leader"), Some(0.0));
+
+    // The resources from values are applied by the leader, then reconciled.
+    wait_until(
+        "the cluster from values is applied",
+        Duration::from_secs(30),
+        || {
+            fake.get("apis/apps/v1/statefulsets", NS, "from-values")
+                .is_some()
+        },
+    );
+    let topic = fake
+        .get(TOPICS, NS, "audit")
+        .expect("the topic from values");
+    assert_eq!(topic["spec"]["partitions"], 6);
 
     // The leader notices a new KafkaCluster through its watch and applies it.
     fake.create(CLUSTERS, cluster("events"));
