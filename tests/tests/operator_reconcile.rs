@@ -388,12 +388,15 @@ fn the_cluster_controller_applies_reports_updates_live_and_rolls_brokers_safely(
     // ...then restarts one broker at a time, the controller last.
     let controller = h.status("demo")["controllerId"].as_i64().unwrap() as i32;
     let mut order = Vec::new();
-    for _ in 0..40 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while order.len() < 3 || (0..3).any(|i| !pod_exists(&h.fake, "demo", i)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the roll did not finish: restarted {order:?}, status {}",
+            h.status("demo")
+        );
         h.reconcile_cluster("demo").unwrap();
         let Some(deleted) = (0..3).find(|i| !pod_exists(&h.fake, "demo", *i)) else {
-            if order.len() == 3 {
-                break;
-            }
             std::thread::sleep(Duration::from_millis(500));
             continue;
         };
