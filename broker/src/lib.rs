@@ -1,7 +1,8 @@
 //! Tideline broker: a Kafka-compatible streaming server.
 //!
-//! Layout: `config` (Kafka property names and topic configs), `log` (the
-//! segmented log on disk), `metadata` (the Raft-replicated metadata log and
+//! Layout: `config` (Kafka property names and topic configs), `disk` (writes that
+//! survive failing half-way, and whether the log directory takes appends),
+//! `log` (the segmented log on disk), `metadata` (the Raft-replicated metadata log and
 //! the controller), `server` (connections and framing), `handlers` (one
 //! module per Kafka API family), `coordinator` (consumer groups and their
 //! offsets), `ops` (metrics and HTTP), `broker` (the shared state tying them
@@ -12,6 +13,7 @@ pub mod alloc;
 pub mod broker;
 pub mod config;
 pub mod coordinator;
+pub mod disk;
 pub mod error;
 pub mod handlers;
 pub mod local_cluster;

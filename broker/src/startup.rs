@@ -16,11 +16,11 @@ use tokio::sync::watch;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::disk::write::write_atomically;
 use crate::log::LogManager;
 use crate::metadata::records::BrokerRegistration;
 use crate::metadata::MetadataQuorum;
 use crate::ops::metrics::Metrics;
-use crate::util::write_atomically;
 
 const METADATA_DIR: &str = "__cluster_metadata-0";
 
@@ -39,7 +39,10 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("cannot create log.dirs {}", log_dir.display()))?;
     let cluster_id = claim_log_dir(&log_dir, config.node_id, config.get("cluster.id"))?;
-    let logs = Arc::new(LogManager::open(&log_dir).context("cannot open the log directory")?);
+    let logs = Arc::new(
+        LogManager::open(&log_dir, config.get_i64("log.dir.reserved.bytes"))
+            .context("cannot open the log directory")?,
+    );
     tracing::info!(
         node_id = config.node_id,
         %cluster_id,

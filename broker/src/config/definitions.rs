@@ -101,6 +101,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Directory where log data is kept (one directory is supported). Overrides log.dir."),
     def!("log.dir", String, Some("./data"), Validator::None, false,
         "Directory where log data is kept when log.dirs is not set."),
+    def!("log.dir.reserved.bytes", Long, Some("-1"), Validator::Range(-1.0, I64_MAX), false,
+        "Free space the log directory keeps for the broker's own writes (metadata log, checkpoints, coordinator records, controlled shutdown): below it, produce and replication appends are refused with KAFKA_STORAGE_ERROR until space returns. -1 chooses 2 % of the file system, at most 256 MiB; 0 refuses only when a write fails for lack of space."),
     def!("http.listener", String, Some("127.0.0.1:9644"), Validator::None, false,
         "host:port of the HTTP server for /metrics, /healthz and /readyz."),
     def!("num.partitions", Int, Some("1"), Validator::Range(1.0, I32_MAX), true,

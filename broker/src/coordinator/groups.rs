@@ -25,6 +25,7 @@ use super::group::{
 };
 use super::offset_store::{group_record, offset_record, OffsetKey, OffsetStore, StoreRecord};
 use super::offsets_format::{partition_for, OffsetValue};
+use crate::disk::AppendOrigin;
 use crate::error::ResponseError;
 use crate::log::{LogManager, Partition, TopicPartition};
 use crate::metadata::MetadataImage;
@@ -161,7 +162,7 @@ impl State {
         let now = now_ms();
         let batch = OffsetStore::batch(records, now);
         let mut log = part.partition.log.lock();
-        match log.append(&batch, part.leader_epoch, now) {
+        match log.append(&batch, part.leader_epoch, AppendOrigin::Coordinator, now) {
             Ok(_) => {
                 let end = log.log_end_offset();
                 drop(log);
@@ -909,7 +910,7 @@ mod tests {
 
     /// A coordinator leading every partition of a 1-partition offsets topic.
     fn coordinator(dir: &std::path::Path) -> (Arc<GroupCoordinator>, MetadataImage) {
-        let logs = Arc::new(LogManager::open(dir).unwrap());
+        let logs = Arc::new(LogManager::open(dir, 0).unwrap());
         let topic_id = uuid::Uuid::new_v4();
         logs.open_partition(
             &TopicPartition::new(OFFSETS_TOPIC, 0),

@@ -228,8 +228,16 @@ mod tests {
     #[test]
     fn commits_survive_a_replay_of_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) =
-            PartitionLog::open(dir.path(), LogConfig::default(), true, 0, 0, 0).unwrap();
+        let (mut log, _) = PartitionLog::open(
+            dir.path(),
+            LogConfig::default(),
+            true,
+            0,
+            0,
+            0,
+            crate::disk::LogDirHealth::without_reserve(dir.path()),
+        )
+        .unwrap();
         log.append(
             &OffsetStore::batch(
                 &[
@@ -239,6 +247,7 @@ mod tests {
                 1,
             ),
             0,
+            crate::disk::AppendOrigin::Coordinator,
             1,
         )
         .unwrap();
@@ -252,12 +261,14 @@ mod tests {
                 2,
             ),
             0,
+            crate::disk::AppendOrigin::Coordinator,
             2,
         )
         .unwrap();
         log.append(
             &OffsetStore::batch(&[offset_record(&key("h", 0), None)], 3),
             0,
+            crate::disk::AppendOrigin::Coordinator,
             3,
         )
         .unwrap();

@@ -249,6 +249,11 @@ fn collect(
                 data.error_code = ResponseError::KafkaStorageError.code();
                 any_error = true;
             }
+            // An offline log directory serves nothing.
+            Err(ReadError::Storage(_)) => {
+                data.error_code = ResponseError::KafkaStorageError.code();
+                any_error = true;
+            }
         }
     }
     (total, any_error)

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::disk::AppendOrigin;
 use crate::error::ResponseError;
 use crate::log::{AppendError, AppendInfo, Partition};
 use crate::replication::ReplicaManager;
@@ -187,9 +188,11 @@ fn append(
     }
     let may_fsync = log.config().flush_messages < i64::MAX;
     let result = if may_fsync {
-        tokio::task::block_in_place(|| log.append(records, leader_epoch, now_ms()))
+        tokio::task::block_in_place(|| {
+            log.append(records, leader_epoch, AppendOrigin::Client, now_ms())
+        })
     } else {
-        log.append(records, leader_epoch, now_ms())
+        log.append(records, leader_epoch, AppendOrigin::Client, now_ms())
     };
     let log_start = log.log_start_offset();
     let end = log.log_end_offset();
@@ -220,12 +223,16 @@ fn append(
                 AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
                 AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
                 AppendError::Transactional => ResponseError::InvalidTxnState,
-                AppendError::Io(_) => ResponseError::KafkaStorageError,
+                // Retriable: the client tries again, and the append succeeds
+                // once space returns or leadership moves off this broker.
+                AppendError::Io(_) | AppendError::Storage(_) => ResponseError::KafkaStorageError,
                 // Only replicated appends check contiguity.
                 AppendError::NonContiguous { .. } => ResponseError::UnknownServerError,
             };
             if matches!(e, AppendError::Io(_)) {
                 tracing::error!(topic = %topic.name, partition = index, error = %e, "append failed");
+            } else if matches!(e, AppendError::Storage(_)) {
+                tracing::debug!(topic = %topic.name, partition = index, error = %e, "append refused");
             } else {
                 tracing::debug!(topic = %topic.name, partition = index, error = %e, "produce rejected");
             }

@@ -625,6 +625,7 @@ pub fn complete_swap(dir: &Path, swap_base: i64, bases: &mut Vec<i64>) -> io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::AppendOrigin;
     use crate::log::partition_log::ReadError;
     use kafka_protocol::records::{
         Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
@@ -747,7 +748,12 @@ mod tests {
                     Compression::None
                 };
                 let info = log
-                    .append(&encode(&refs, ts, compression, (-1, -1, -1)), 0, ts)
+                    .append(
+                        &encode(&refs, ts, compression, (-1, -1, -1)),
+                        0,
+                        AppendOrigin::Client,
+                        ts,
+                    )
                     .unwrap();
                 for (i, (k, v)) in records.into_iter().enumerate() {
                     written.push((info.base_offset + i as i64, k, Some(v)));
@@ -773,7 +779,17 @@ mod tests {
     }
 
     fn open(dir: &Path) -> PartitionLog {
-        PartitionLog::open(dir, config(), false, 0, 0, 0).unwrap().0
+        PartitionLog::open(
+            dir,
+            config(),
+            false,
+            0,
+            0,
+            0,
+            crate::disk::LogDirHealth::without_reserve(dir),
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
@@ -814,7 +830,16 @@ mod tests {
             .is_none());
         // Reopening (clean or after a crash) reads the same.
         drop(log);
-        let (log, _) = PartitionLog::open(dir.path(), config(), false, 0, 0, 0).unwrap();
+        let (log, _) = PartitionLog::open(
+            dir.path(),
+            config(),
+            false,
+            0,
+            0,
+            0,
+            crate::disk::LogDirHealth::without_reserve(dir.path()),
+        )
+        .unwrap();
         assert_eq!(read_all(&log), expected(&written, active_base));
         // A fetch inside a compacted gap gets the next surviving batch.
         let slice = log.read(1, 1, true, i64::MAX).unwrap().unwrap();
@@ -848,6 +873,7 @@ mod tests {
                     (-1, -1, -1),
                 ),
                 0,
+                AppendOrigin::Client,
                 2000,
             )
             .unwrap();
@@ -869,6 +895,7 @@ mod tests {
             .append(
                 &encode(&[("k1", None)], 4000, Compression::None, (-1, -1, -1)),
                 0,
+                AppendOrigin::Client,
                 4000,
             )
             .unwrap();
@@ -919,7 +946,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config();
         cfg.min_compaction_lag_ms = 1000;
-        let (mut log, _) = PartitionLog::open(dir.path(), cfg, false, 0, 0, 0).unwrap();
+        let (mut log, _) = PartitionLog::open(
+            dir.path(),
+            cfg,
+            false,
+            0,
+            0,
+            0,
+            crate::disk::LogDirHealth::without_reserve(dir.path()),
+        )
+        .unwrap();
         let old = fill(&mut log, 6, 1000);
         log.roll(1000).unwrap();
         let young_start = log.log_end_offset();
@@ -937,7 +973,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config();
         cfg.min_cleanable_dirty_ratio = 0.9;
-        let (mut log, _) = PartitionLog::open(dir.path(), cfg.clone(), false, 0, 0, 0).unwrap();
+        let (mut log, _) = PartitionLog::open(
+            dir.path(),
+            cfg.clone(),
+            false,
+            0,
+            0,
+            0,
+            crate::disk::LogDirHealth::without_reserve(dir.path()),
+        )
+        .unwrap();
         fill(&mut log, 6, 1000);
         log.roll(1000).unwrap();
         let log = Mutex::new(log);
@@ -975,6 +1020,7 @@ mod tests {
                 (9, 0, 0),
             ),
             0,
+            AppendOrigin::Client,
             0,
         )
         .unwrap();
@@ -986,6 +1032,7 @@ mod tests {
                 (9, 0, 2),
             ),
             0,
+            AppendOrigin::Client,
             0,
         )
         .unwrap();
@@ -997,6 +1044,7 @@ mod tests {
                 (-1, -1, -1),
             ),
             0,
+            AppendOrigin::Client,
             0,
         )
         .unwrap();
@@ -1035,6 +1083,7 @@ mod tests {
                     (9, 0, 2),
                 ),
                 0,
+                AppendOrigin::Client,
                 0,
             )
             .unwrap();
@@ -1049,13 +1098,27 @@ mod tests {
         cfg.segment_bytes = 150;
         cfg.cleanup_delete = true;
         cfg.retention_ms = 1000;
-        let (mut log, _) = PartitionLog::open(dir.path(), cfg, false, 0, 0, 0).unwrap();
+        let (mut log, _) = PartitionLog::open(
+            dir.path(),
+            cfg,
+            false,
+            0,
+            0,
+            0,
+            crate::disk::LogDirHealth::without_reserve(dir.path()),
+        )
+        .unwrap();
         let keys = ["k0", "k1", "k2", "k3", "k4"];
         for value in ["old", "new"] {
             let records: Vec<(&str, Option<&str>)> =
                 keys.iter().map(|k| (*k, Some(value))).collect();
-            log.append(&encode(&records, 0, Compression::None, (-1, -1, -1)), 0, 0)
-                .unwrap();
+            log.append(
+                &encode(&records, 0, Compression::None, (-1, -1, -1)),
+                0,
+                AppendOrigin::Client,
+                0,
+            )
+            .unwrap();
             log.roll(0).unwrap();
         }
         log.append(
@@ -1066,6 +1129,7 @@ mod tests {
                 (-1, -1, -1),
             ),
             0,
+            AppendOrigin::Client,
             0,
         )
         .unwrap();
@@ -1125,7 +1189,16 @@ mod tests {
             }
             drop(out);
             drop(log); // the crash: nothing closed
-            let (log, _) = PartitionLog::open(dir.path(), config(), false, 0, 0, 0).unwrap();
+            let (log, _) = PartitionLog::open(
+                dir.path(),
+                config(),
+                false,
+                0,
+                0,
+                0,
+                crate::disk::LogDirHealth::without_reserve(dir.path()),
+            )
+            .unwrap();
             let names: Vec<String> = std::fs::read_dir(dir.path())
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().to_string())

@@ -7,29 +7,36 @@
 //!   relativeOffset u32`, added when a batch raises the segment's largest
 //!   timestamp. Finds where to start scanning for a timestamp.
 //!
-//! Entries live in memory and are appended to the file on flush. A file that
-//! fails its sanity check (size not a multiple of the entry size, entries out
-//! of order, positions past the segment) is rebuilt from the log instead.
+//! Entries live in memory and are appended to the file on flush, at the
+//! position the persisted entries end (never `O_APPEND`), so a failed flush
+//! is cut off and retried whole. A file that fails its sanity check (size
+//! not a multiple of the entry size, entries out of order, positions past
+//! the segment) is rebuilt from the log instead.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+
+use crate::disk::write;
 
 /// An index whose entries are `(key, value)` pairs, sorted by both.
 #[derive(Debug)]
 struct SparseIndex<K, V> {
     path: PathBuf,
     entries: Vec<(K, V)>,
-    /// How many entries are already in the file.
-    persisted: usize,
+    /// How many entries are already in the file; `None` when the file no
+    /// longer matches the entries (a rewrite failed) and must be rewritten.
+    persisted: Option<usize>,
+    entry_size: usize,
 }
 
 impl<K: Copy + Ord, V: Copy> SparseIndex<K, V> {
-    fn new(path: PathBuf, entries: Vec<(K, V)>, persisted: usize) -> Self {
+    fn new(path: PathBuf, entries: Vec<(K, V)>, persisted: usize, entry_size: usize) -> Self {
         SparseIndex {
             path,
             entries,
-            persisted,
+            persisted: Some(persisted),
+            entry_size,
         }
     }
 
@@ -40,35 +47,45 @@ impl<K: Copy + Ord, V: Copy> SparseIndex<K, V> {
     }
 
     fn flush(&mut self, encode: impl Fn(&(K, V), &mut Vec<u8>)) -> io::Result<()> {
-        if self.persisted == self.entries.len() {
+        let Some(persisted) = self.persisted else {
+            return self.rewrite(encode);
+        };
+        if persisted == self.entries.len() {
             return Ok(());
         }
         let mut bytes = Vec::new();
-        for entry in &self.entries[self.persisted..] {
+        for entry in &self.entries[persisted..] {
             encode(entry, &mut bytes);
         }
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .truncate(false)
+            .write(true)
             .open(&self.path)?;
         // Not fsynced: indexes are derived data. Crash recovery rebuilds
         // them from the recovery point on, and a clean shutdown syncs the
         // whole file system before it leaves its marker.
-        file.write_all(&bytes)?;
-        self.persisted = self.entries.len();
+        write::append_at(
+            &file,
+            &self.path,
+            &bytes,
+            (persisted * self.entry_size) as u64,
+        )?;
+        self.persisted = Some(self.entries.len());
         Ok(())
     }
 
-    /// Replaces the file with the in-memory entries (after a rebuild or truncation).
+    /// Replaces the file with the in-memory entries (after a rebuild or
+    /// truncation). On failure the old file stays and the next flush tries
+    /// again.
     fn rewrite(&mut self, encode: impl Fn(&(K, V), &mut Vec<u8>)) -> io::Result<()> {
         let mut bytes = Vec::new();
         for entry in &self.entries {
             encode(entry, &mut bytes);
         }
-        let mut file = File::create(&self.path)?;
-        file.write_all(&bytes)?;
-        file.sync_data()?;
-        self.persisted = self.entries.len();
+        self.persisted = None;
+        write::write_atomically(&self.path, &bytes)?;
+        self.persisted = Some(self.entries.len());
         Ok(())
     }
 }
@@ -96,7 +113,7 @@ impl OffsetIndex {
     pub fn empty(path: PathBuf, base_offset: i64) -> Self {
         OffsetIndex {
             base_offset,
-            inner: SparseIndex::new(path, Vec::new(), 0),
+            inner: SparseIndex::new(path, Vec::new(), 0, 8),
         }
     }
 
@@ -126,7 +143,7 @@ impl OffsetIndex {
         let persisted = entries.len();
         Ok(Some(OffsetIndex {
             base_offset,
-            inner: SparseIndex::new(path, entries, persisted),
+            inner: SparseIndex::new(path, entries, persisted, 8),
         }))
     }
 
@@ -194,7 +211,7 @@ impl TimeIndex {
     pub fn empty(path: PathBuf, base_offset: i64) -> Self {
         TimeIndex {
             base_offset,
-            inner: SparseIndex::new(path, Vec::new(), 0),
+            inner: SparseIndex::new(path, Vec::new(), 0, 12),
         }
     }
 
@@ -219,7 +236,7 @@ impl TimeIndex {
         let persisted = entries.len();
         Ok(Some(TimeIndex {
             base_offset,
-            inner: SparseIndex::new(path, entries, persisted),
+            inner: SparseIndex::new(path, entries, persisted, 12),
         }))
     }
 

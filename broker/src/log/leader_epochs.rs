@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::util::write_atomically;
+use crate::disk::write::write_atomically;
 
 pub const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 
@@ -19,7 +19,7 @@ pub const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 pub const UNDEFINED_EPOCH: i32 = -1;
 pub const UNDEFINED_OFFSET: i64 = -1;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LeaderEpochCache {
     path: PathBuf,
     /// epoch → first offset of that epoch; both strictly increasing.
@@ -65,11 +65,16 @@ impl LeaderEpochCache {
         self.epochs.iter().map(|(e, o)| (*e, *o)).collect()
     }
 
+    /// Whether [`assign`](Self::assign) of `epoch` would change the cache.
+    pub fn is_new(&self, epoch: i32) -> bool {
+        epoch >= 0 && self.latest_epoch().is_none_or(|latest| epoch > latest)
+    }
+
     /// Records that `epoch` starts at `start_offset`. Ignored unless the
     /// epoch is newer than every cached one (batches of an epoch arrive in
     /// order, and only the first of them matters). Returns whether it changed.
     pub fn assign(&mut self, epoch: i32, start_offset: i64) -> bool {
-        if epoch < 0 || self.latest_epoch().is_some_and(|latest| epoch <= latest) {
+        if !self.is_new(epoch) {
             return false;
         }
         // A stale entry starting at or after this offset was truncated away.

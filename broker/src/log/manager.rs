@@ -26,8 +26,10 @@ use uuid::Uuid;
 use super::cleaner;
 use super::partition_log::{PartitionLog, RecoveryReport};
 use crate::config::LogConfig;
+use crate::disk::write::write_atomically;
+use crate::disk::{DirState, LogDirHealth};
 use crate::replication::ReplicaState;
-use crate::util::{now_ms, write_atomically};
+use crate::util::now_ms;
 
 const CLEAN_SHUTDOWN_FILE: &str = ".tideline_clean_shutdown";
 const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
@@ -142,6 +144,8 @@ pub struct LogManager {
     cleaner: Mutex<CleanerState>,
     /// Serialises cleaning passes.
     cleaner_running: Mutex<()>,
+    /// Whether the directory takes appends (full, offline).
+    health: Arc<LogDirHealth>,
 }
 
 /// The log cleaner's per-partition bookkeeping.
@@ -156,7 +160,8 @@ struct CleanerState {
 impl LogManager {
     /// Takes ownership of the log directory (creating it if needed) and
     /// reads the checkpoints; logs are opened as the metadata names them.
-    pub fn open(dir: &Path) -> io::Result<LogManager> {
+    /// `reserved_bytes` is `log.dir.reserved.bytes` (-1: automatic).
+    pub fn open(dir: &Path, reserved_bytes: i64) -> io::Result<LogManager> {
         std::fs::create_dir_all(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let was_clean = marker.exists();
@@ -176,7 +181,12 @@ impl LogManager {
                 tombstone_due: read_checkpoint(&dir.join(TOMBSTONE_EXPIRY_FILE)),
             }),
             cleaner_running: Mutex::new(()),
+            health: Arc::new(LogDirHealth::new(dir, reserved_bytes)),
         })
+    }
+
+    pub fn health(&self) -> &Arc<LogDirHealth> {
+        &self.health
     }
 
     pub fn dir(&self) -> &Path {
@@ -222,8 +232,15 @@ impl LogManager {
         let recovery_point = self.recovery_points.get(tp).copied().unwrap_or(0);
         let log_start = self.log_starts.get(tp).copied().unwrap_or(0);
         let clean = self.was_clean || !existed;
-        let (log, report) =
-            PartitionLog::open(&dir, config, clean, recovery_point, log_start, now_ms())?;
+        let (log, report) = PartitionLog::open(
+            &dir,
+            config,
+            clean,
+            recovery_point,
+            log_start,
+            now_ms(),
+            self.health.clone(),
+        )?;
         if report.truncated_bytes > 0 {
             tracing::warn!(
                 partition = %tp,
@@ -336,6 +353,11 @@ impl LogManager {
     /// Runs the log cleaner over every compacted log that is due (see
     /// `cleaner`); returns how many logs were cleaned. Blocking.
     pub fn clean_logs(&self) -> usize {
+        // The cleaner's output would eat into the reserve the broker keeps
+        // for its own writes.
+        if self.health.state() != DirState::Writable {
+            return 0;
+        }
         let _running = self.cleaner_running.lock();
         let mut cleaned = 0;
         for partition in self.all() {
@@ -434,6 +456,12 @@ impl LogManager {
 
     /// Flushes and closes every log, then leaves the clean-shutdown marker.
     pub fn shutdown(&self) -> io::Result<()> {
+        if self.health.state() == DirState::Offline {
+            // Nothing written there can be trusted: no marker, so the next
+            // start validates every log from its recovery point.
+            tracing::error!(dir = %self.dir.display(), "log directory offline: not closing the logs; the next start recovers them");
+            return Ok(());
+        }
         let now = now_ms();
         for partition in self.all() {
             partition.log.lock().close(now)?;
@@ -458,9 +486,7 @@ fn sync_filesystem(dir: &Path) -> io::Result<()> {
 }
 
 fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    let _ = crate::disk::write::sync_dir(dir);
 }
 
 /// Kafka's checkpoint format: version line, count line, then `topic partition offset`.
@@ -509,6 +535,7 @@ fn read_partition_metadata(dir: &Path) -> Option<Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::AppendOrigin;
 
     #[test]
     fn checkpoints_round_trip_and_topic_names_with_dashes_parse() {
@@ -526,7 +553,7 @@ mod tests {
     #[test]
     fn the_cleaner_compacts_compacted_logs_and_checkpoints_its_progress() {
         let dir = tempfile::tempdir().unwrap();
-        let manager = LogManager::open(dir.path()).unwrap();
+        let manager = LogManager::open(dir.path(), 0).unwrap();
         let config = LogConfig {
             cleanup_compact: true,
             cleanup_delete: false,
@@ -546,8 +573,16 @@ mod tests {
             .unwrap();
         for i in 0..20u8 {
             let batch = keyed_batch(b"key", Some(&[i]));
-            partition.log.lock().append(&batch, 0, 0).unwrap();
-            plain.log.lock().append(&batch, 0, 0).unwrap();
+            partition
+                .log
+                .lock()
+                .append(&batch, 0, AppendOrigin::Client, 0)
+                .unwrap();
+            plain
+                .log
+                .lock()
+                .append(&batch, 0, AppendOrigin::Client, 0)
+                .unwrap();
         }
         let before = partition.log.lock().size_bytes();
         assert_eq!(manager.clean_logs(), 1);
@@ -570,15 +605,27 @@ mod tests {
         let tp = TopicPartition::new("c", 0);
         let id = Uuid::new_v4();
         {
-            let manager = LogManager::open(dir.path()).unwrap();
+            let manager = LogManager::open(dir.path(), 0).unwrap();
             let (partition, _) = manager.open_partition(&tp, id, config.clone()).unwrap();
             let mut log = partition.log.lock();
             // Written at time 0: long past delete.retention.ms.
-            log.append(&keyed_batch(b"gone", Some(b"v")), 0, 0).unwrap();
-            log.append(&keyed_batch(b"gone", None), 0, 0).unwrap();
+            log.append(
+                &keyed_batch(b"gone", Some(b"v")),
+                0,
+                AppendOrigin::Client,
+                0,
+            )
+            .unwrap();
+            log.append(&keyed_batch(b"gone", None), 0, AppendOrigin::Client, 0)
+                .unwrap();
             for i in 0..20u8 {
-                log.append(&keyed_batch(b"other", Some(&[i])), 0, 0)
-                    .unwrap();
+                log.append(
+                    &keyed_batch(b"other", Some(&[i])),
+                    0,
+                    AppendOrigin::Client,
+                    0,
+                )
+                .unwrap();
             }
             drop(log);
             // The first pass keeps the tombstone (it was in the dirty part)
@@ -586,7 +633,7 @@ mod tests {
             assert_eq!(manager.clean_logs(), 1);
             manager.shutdown().unwrap();
         }
-        let manager = LogManager::open(dir.path()).unwrap();
+        let manager = LogManager::open(dir.path(), 0).unwrap();
         let (partition, _) = manager.open_partition(&tp, id, config).unwrap();
         let before = partition.log.lock().size_bytes();
         assert_eq!(
@@ -627,7 +674,7 @@ mod tests {
     #[test]
     fn a_recreated_topic_does_not_inherit_old_data() {
         let dir = tempfile::tempdir().unwrap();
-        let manager = LogManager::open(dir.path()).unwrap();
+        let manager = LogManager::open(dir.path(), 0).unwrap();
         let tp = TopicPartition::new("t", 0);
         let (partition, _) = manager
             .open_partition(&tp, Uuid::new_v4(), LogConfig::default())
@@ -638,6 +685,7 @@ mod tests {
             .append(
                 &crate::log::batch::test_support::batch(&[b"x"], 0, (-1, -1, -1)),
                 0,
+                AppendOrigin::Client,
                 0,
             )
             .unwrap();

@@ -6,6 +6,14 @@
 //! and index fullness, and fsync per `flush.messages`. Reads return the file
 //! region holding the batches from an offset on, so the caller copies the
 //! bytes outside any lock. Retention deletes whole segments.
+//!
+//! Every append is admitted by the log directory's health first (a full
+//! directory refuses client and replication appends, an offline one
+//! everything), and every failed write is reported to it. A failed append
+//! changes nothing a reader or the next append can see: the segment stays
+//! at its last good length, the indexes and producer state are untouched,
+//! and the leader-epoch checkpoint is replaced before the data is written
+//! (an epoch that starts at the log end is valid either way).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,6 +26,7 @@ use super::leader_epochs::LeaderEpochCache;
 use super::producer_state::{BatchMetadata, ProducerState, SequenceCheck};
 use super::segment::{BatchPosition, Segment};
 use crate::config::log_config::{LogConfig, TimestampType};
+use crate::disk::{AppendOrigin, LogDirHealth, StorageRefusal};
 
 pub const PRODUCER_SNAPSHOT: &str = "producer-state.json";
 
@@ -37,6 +46,8 @@ pub enum AppendError {
     Transactional,
     #[error("replicated batch at offset {got} does not continue the log at {expected}")]
     NonContiguous { expected: i64, got: i64 },
+    #[error("{0}")]
+    Storage(#[from] StorageRefusal),
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
 }
@@ -45,6 +56,8 @@ pub enum AppendError {
 pub enum ReadError {
     #[error("offset {offset} is out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("{0}")]
+    Storage(#[from] StorageRefusal),
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
 }
@@ -96,6 +109,8 @@ pub struct PartitionLog {
     recovery_point: i64,
     unflushed_messages: i64,
     last_flush_ms: i64,
+    /// The log directory's: admits appends, hears of failed writes.
+    health: Arc<LogDirHealth>,
 }
 
 impl PartitionLog {
@@ -110,6 +125,7 @@ impl PartitionLog {
         recovery_point: i64,
         log_start_checkpoint: i64,
         now_ms: i64,
+        health: Arc<LogDirHealth>,
     ) -> io::Result<(PartitionLog, RecoveryReport)> {
         std::fs::create_dir_all(dir)?;
         let mut bases = Vec::new();
@@ -192,6 +208,7 @@ impl PartitionLog {
             recovery_point: 0,
             unflushed_messages: 0,
             last_flush_ms: now_ms,
+            health,
         };
         if log.segments.is_empty() {
             let base = log_start_checkpoint.max(0);
@@ -209,9 +226,8 @@ impl PartitionLog {
             Some(cache) => cache,
             None => log.rebuild_leader_epochs()?,
         };
-        if log.leader_epochs.truncate_from_end(log.log_end_offset()) {
-            log.leader_epochs.save()?;
-        }
+        let end = log.log_end_offset();
+        log.update_leader_epochs(|cache| cache.truncate_from_end(end))?;
         log.recovery_point = log.log_end_offset();
         Ok((log, report))
     }
@@ -248,10 +264,38 @@ impl PartitionLog {
     /// Starts `epoch` at the log end (this replica became its leader).
     pub fn assign_leader_epoch(&mut self, epoch: i32) -> io::Result<()> {
         let end = self.log_end_offset();
-        if self.leader_epochs.assign(epoch, end) {
-            self.leader_epochs.save()?;
+        let result = self.update_leader_epochs(|cache| cache.assign(epoch, end));
+        self.reported(result)
+    }
+
+    /// Applies `change` to a copy of the leader-epoch cache and, if it
+    /// changed anything, replaces the checkpoint file before the cache: a
+    /// failed write leaves both as they were.
+    fn update_leader_epochs(
+        &mut self,
+        change: impl FnOnce(&mut LeaderEpochCache) -> bool,
+    ) -> io::Result<()> {
+        let mut next = self.leader_epochs.clone();
+        if change(&mut next) {
+            next.save()?;
+            self.leader_epochs = next;
         }
         Ok(())
+    }
+
+    /// Tells the directory's health about a failed write.
+    fn reported<T>(&self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &result {
+            self.health.record_failure(e, &self.dir);
+        }
+        result
+    }
+
+    fn reported_append<T>(&self, result: Result<T, AppendError>) -> Result<T, AppendError> {
+        if let Err(AppendError::Io(e)) = &result {
+            self.health.record_failure(e, &self.dir);
+        }
+        result
     }
 
     pub fn config(&self) -> &LogConfig {
@@ -301,11 +345,23 @@ impl PartitionLog {
     }
 
     /// Validates and appends the batches in `records` (a produce request's
-    /// record set for this partition).
+    /// record set for this partition, or the coordinator's records).
     pub fn append(
         &mut self,
         records: &[u8],
         leader_epoch: i32,
+        origin: AppendOrigin,
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        let result = self.append_leader(records, leader_epoch, origin, now_ms);
+        self.reported_append(result)
+    }
+
+    fn append_leader(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        origin: AppendOrigin,
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
         // Split and validate every batch before touching the log.
@@ -356,6 +412,7 @@ impl PartitionLog {
             }
         }
 
+        self.health.admit(origin, records.len())?;
         self.maybe_roll(records.len() as u64, now_ms)?;
         let log_append_time = match self.config.timestamp_type {
             TimestampType::LogAppendTime => Some(now_ms),
@@ -400,6 +457,11 @@ impl PartitionLog {
         records: &[u8],
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
+        let result = self.append_follower(records, now_ms);
+        self.reported_append(result)
+    }
+
+    fn append_follower(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
         let mut spans = Vec::new();
         let mut pos = 0;
         let mut next = self.log_end_offset();
@@ -440,6 +502,7 @@ impl PartitionLog {
         };
         let (last_pos, last_size, _) = spans.last().expect("not empty");
         let bytes = &records[*first..last_pos + last_size];
+        self.health.admit(AppendOrigin::Replication, bytes.len())?;
         self.maybe_roll(bytes.len() as u64, now_ms)?;
         let headers: Vec<BatchHeader> = spans.iter().map(|(_, _, h)| *h).collect();
         let count = self.write_batches(bytes, &headers, now_ms)?;
@@ -462,23 +525,29 @@ impl PartitionLog {
         headers: &[BatchHeader],
         now_ms: i64,
     ) -> Result<i64, AppendError> {
+        if headers
+            .iter()
+            .any(|h| self.leader_epochs.is_new(h.partition_leader_epoch))
+        {
+            self.update_leader_epochs(|cache| {
+                let mut changed = false;
+                for h in headers {
+                    changed |= cache.assign(h.partition_leader_epoch, h.base_offset);
+                }
+                changed
+            })?;
+        }
         let interval = self.config.index_interval_bytes;
+        // Nothing below changes unless the data is in the file.
         self.active_mut().append(bytes, headers, interval, now_ms)?;
         let mut count = 0;
-        let mut epochs_changed = false;
         for header in headers {
             self.producers.record(header);
-            epochs_changed |= self
-                .leader_epochs
-                .assign(header.partition_leader_epoch, header.base_offset);
             count += header.records_count as i64;
-        }
-        if epochs_changed {
-            self.leader_epochs.save()?;
         }
         self.unflushed_messages += count;
         if self.unflushed_messages >= self.config.flush_messages {
-            self.flush(now_ms)?;
+            self.flush_inner(now_ms)?;
         }
         Ok(count)
     }
@@ -486,11 +555,16 @@ impl PartitionLog {
     /// Removes everything at and after `offset` (a follower diverged from
     /// its leader). Returns whether anything was removed.
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<bool> {
+        let result = self.truncate_to_inner(offset);
+        self.reported(result)
+    }
+
+    fn truncate_to_inner(&mut self, offset: i64) -> io::Result<bool> {
         if offset >= self.log_end_offset() {
             return Ok(false);
         }
         if offset <= self.log_start_offset {
-            self.truncate_fully_and_start_at(offset.max(self.log_start_offset))?;
+            self.restart_at(offset.max(self.log_start_offset))?;
             return Ok(true);
         }
         // The first segment starts at or below the log start, hence below
@@ -509,11 +583,27 @@ impl PartitionLog {
     /// Deletes every segment and restarts the log empty at `offset` (a
     /// follower whose log ends before the leader's log start).
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> io::Result<()> {
-        while let Some((_, segment)) = self.segments.pop_first() {
-            segment.delete_files()?;
+        let result = self.restart_at(offset);
+        self.reported(result)
+    }
+
+    fn restart_at(&mut self, offset: i64) -> io::Result<()> {
+        let old = std::mem::take(&mut self.segments);
+        for segment in old.values() {
+            if let Err(e) = segment.delete_files() {
+                self.segments = old;
+                return Err(e);
+            }
         }
-        self.segments
-            .insert(offset, Segment::create(&self.dir, offset)?);
+        match Segment::create(&self.dir, offset) {
+            Ok(segment) => self.segments.insert(offset, segment),
+            Err(e) => {
+                // Still readable through the open handles; a restart finds
+                // an empty directory and fetches everything again.
+                self.segments = old;
+                return Err(e);
+            }
+        };
         self.log_start_offset = offset;
         self.producers = ProducerState::default();
         self.leader_epochs.clear();
@@ -522,10 +612,12 @@ impl PartitionLog {
 
     fn after_truncation(&mut self, offset: i64) -> io::Result<()> {
         self.producers.truncate_to(offset);
-        self.leader_epochs.truncate_from_end(offset);
-        self.leader_epochs.save()?;
         self.recovery_point = self.recovery_point.min(self.log_end_offset());
-        Ok(())
+        // Always rewritten: `restart_at` cleared the cache in memory.
+        self.update_leader_epochs(|cache| {
+            cache.truncate_from_end(offset);
+            true
+        })
     }
 
     fn duplicate_info(&self, meta: BatchMetadata, header: &BatchHeader) -> AppendInfo {
@@ -569,18 +661,23 @@ impl PartitionLog {
         let offsets_overflow =
             active.next_offset - active.base_offset > i32::MAX as i64 - 1_000_000;
         if too_big || too_old || index_full || offsets_overflow {
-            self.roll(now_ms)?;
+            self.roll_inner(now_ms)?;
         }
         Ok(())
     }
 
     /// Starts a new active segment at the log end offset, flushing the old one.
     pub fn roll(&mut self, now_ms: i64) -> io::Result<()> {
+        let result = self.roll_inner(now_ms);
+        self.reported(result)
+    }
+
+    fn roll_inner(&mut self, now_ms: i64) -> io::Result<()> {
         let next = self.log_end_offset();
         if self.active().base_offset == next {
             return Ok(());
         }
-        self.flush(now_ms)?;
+        self.flush_inner(now_ms)?;
         let segment = Segment::create(&self.dir, next)?;
         self.segments.insert(next, segment);
         Ok(())
@@ -588,6 +685,11 @@ impl PartitionLog {
 
     /// fsyncs unflushed data and advances the recovery point.
     pub fn flush(&mut self, now_ms: i64) -> io::Result<()> {
+        let result = self.flush_inner(now_ms);
+        self.reported(result)
+    }
+
+    fn flush_inner(&mut self, now_ms: i64) -> io::Result<()> {
         for segment in self.segments.values_mut() {
             if segment.base_offset >= self.recovery_point
                 || segment.next_offset > self.recovery_point
@@ -622,6 +724,7 @@ impl PartitionLog {
         min_one: bool,
         upper_bound: i64,
     ) -> Result<Option<ReadSlice>, ReadError> {
+        self.health.check_readable()?;
         let end = self.log_end_offset();
         if offset < self.log_start_offset || offset > end {
             return Err(ReadError::OffsetOutOfRange {
@@ -714,6 +817,11 @@ impl PartitionLog {
     /// containing `delete`), deleting whole segments from the oldest on.
     /// Returns how many segments were deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> io::Result<usize> {
+        let result = self.apply_retention_inner(now_ms);
+        self.reported(result)
+    }
+
+    fn apply_retention_inner(&mut self, now_ms: i64) -> io::Result<usize> {
         if !self.config.cleanup_delete {
             return self.delete_segments_below_start(now_ms);
         }
@@ -749,7 +857,7 @@ impl PartitionLog {
         }
         if doomed == count {
             // Kafka rolls so that the log keeps an (empty) active segment.
-            self.roll(now_ms)?;
+            self.roll_inner(now_ms)?;
         }
         self.delete_oldest(doomed)
     }
@@ -842,13 +950,19 @@ impl PartitionLog {
     /// the next start can skip rebuilding it.
     pub fn close(&mut self, now_ms: i64) -> io::Result<()> {
         self.flush(now_ms)?;
-        self.producers.save(&self.dir.join(PRODUCER_SNAPSHOT))
+        let saved = self.producers.save(&self.dir.join(PRODUCER_SNAPSHOT));
+        self.reported(saved)
+    }
+
+    pub fn health(&self) -> &Arc<LogDirHealth> {
+        &self.health
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::AppendOrigin;
     use crate::log::batch::test_support::batch;
 
     fn config() -> LogConfig {
@@ -862,10 +976,24 @@ mod tests {
     #[test]
     fn append_read_roll_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = PartitionLog::open(dir.path(), config(), true, 0, 0, 0).unwrap();
+        let (mut log, _) = PartitionLog::open(
+            dir.path(),
+            config(),
+            true,
+            0,
+            0,
+            0,
+            crate::disk::LogDirHealth::without_reserve(dir.path()),
+        )
+        .unwrap();
         for i in 0..10 {
             let info = log
-                .append(&batch(&[b"abcdefghij", b"k"], i, (-1, -1, -1)), 0, 1000)
+                .append(
+                    &batch(&[b"abcdefghij", b"k"], i, (-1, -1, -1)),
+                    0,
+                    AppendOrigin::Client,
+                    1000,
+                )
                 .unwrap();
             assert_eq!(info.base_offset, i * 2);
         }
@@ -879,7 +1007,16 @@ mod tests {
         assert!(log.read(20, 100, true, i64::MAX).unwrap().is_none());
         log.close(1000).unwrap();
         drop(log);
-        let (log, report) = PartitionLog::open(dir.path(), config(), true, 20, 0, 0).unwrap();
+        let (log, report) = PartitionLog::open(
+            dir.path(),
+            config(),
+            true,
+            20,
+            0,
+            0,
+            crate::disk::LogDirHealth::without_reserve(dir.path()),
+        )
+        .unwrap();
         assert_eq!(report.truncated_bytes, 0);
         assert_eq!(log.log_end_offset(), 20);
     }
@@ -889,7 +1026,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config();
         cfg.retention_ms = 1000;
-        let (mut log, _) = PartitionLog::open(dir.path(), cfg, true, 0, 0, 0).unwrap();
+        let (mut log, _) = PartitionLog::open(
+            dir.path(),
+            cfg,
+            true,
+            0,
+            0,
+            0,
+            crate::disk::LogDirHealth::without_reserve(dir.path()),
+        )
+        .unwrap();
         for i in 0..10 {
             log.append(
                 &batch(
@@ -898,6 +1044,7 @@ mod tests {
                     (-1, -1, -1),
                 ),
                 0,
+                AppendOrigin::Client,
                 0,
             )
             .unwrap();
@@ -914,16 +1061,30 @@ mod tests {
     #[test]
     fn idempotent_retries_return_the_original_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = PartitionLog::open(dir.path(), config(), true, 0, 0, 0).unwrap();
+        let (mut log, _) = PartitionLog::open(
+            dir.path(),
+            config(),
+            true,
+            0,
+            0,
+            0,
+            crate::disk::LogDirHealth::without_reserve(dir.path()),
+        )
+        .unwrap();
         let first = batch(&[b"a", b"b"], 0, (5, 0, 0));
-        assert_eq!(log.append(&first, 0, 0).unwrap().base_offset, 0);
-        let again = log.append(&first, 0, 0).unwrap();
+        assert_eq!(
+            log.append(&first, 0, AppendOrigin::Client, 0)
+                .unwrap()
+                .base_offset,
+            0
+        );
+        let again = log.append(&first, 0, AppendOrigin::Client, 0).unwrap();
         assert!(again.duplicate);
         assert_eq!(again.base_offset, 0);
         assert_eq!(log.log_end_offset(), 2);
         let gap = batch(&[b"c"], 0, (5, 0, 7));
         assert!(matches!(
-            log.append(&gap, 0, 0),
+            log.append(&gap, 0, AppendOrigin::Client, 0),
             Err(AppendError::OutOfOrderSequence { .. })
         ));
     }

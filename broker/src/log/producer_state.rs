@@ -143,7 +143,7 @@ impl ProducerState {
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        crate::util::write_atomically(path, &json)
+        crate::disk::write::write_atomically(path, &json)
     }
 
     pub fn load(path: &Path) -> Option<ProducerState> {

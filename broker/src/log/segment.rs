@@ -5,15 +5,21 @@
 //! Appends go through `&mut self`; reads use positional reads on a shared
 //! file handle so a fetch never blocks an append for longer than it takes to
 //! find its starting position.
+//!
+//! The file is written at `size`, its last good length, and `size` only
+//! moves after a write succeeded (see `disk::write`): a write that fails
+//! half-way is cut off, and the next one never lands behind bytes that no
+//! index or offset accounts for.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_SIZE};
 use super::index::{OffsetIndex, TimeIndex};
+use crate::disk::write;
 
 pub fn file_stem(base_offset: i64) -> String {
     format!("{base_offset:020}")
@@ -46,6 +52,9 @@ pub struct Segment {
     pub first_append_ms: Option<i64>,
     /// Bytes appended since the last fsync.
     unflushed_bytes: u64,
+    /// A failed write could not be cut off: the file may be longer than
+    /// `size` until the next flush trims it.
+    tail_unaccounted: bool,
 }
 
 /// What recovery found in a segment.
@@ -59,12 +68,16 @@ impl Segment {
         let path = log_path(dir, base_offset);
         let file = OpenOptions::new()
             .create(true)
+            .truncate(false)
             .read(true)
-            .append(true)
+            .write(true)
             .open(&path)?;
         // Make the new file's directory entry durable, so an fsynced batch
         // in it cannot vanish with its name after a power loss.
-        std::fs::File::open(dir)?.sync_all()?;
+        if let Err(e) = write::sync_dir(dir) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         Ok(Segment::empty(dir, base_offset, path, file))
     }
 
@@ -81,8 +94,6 @@ impl Segment {
             .write(true)
             .truncate(true)
             .open(&path)?;
-        drop(file);
-        let file = OpenOptions::new().read(true).append(true).open(&path)?;
         Ok(Segment::empty(dir, base_offset, path, file))
     }
 
@@ -100,13 +111,15 @@ impl Segment {
             max_timestamp: -1,
             first_append_ms: None,
             unflushed_bytes: 0,
+            tail_unaccounted: false,
             path,
         }
     }
 
     /// fsyncs the log file only (the cleaner's output before its swap).
     pub fn sync_log(&mut self) -> io::Result<()> {
-        self.file.sync_all()?;
+        self.trim_tail()?;
+        write::sync_data(&self.file, &self.path)?;
         self.unflushed_bytes = 0;
         Ok(())
     }
@@ -142,7 +155,7 @@ impl Segment {
         index_interval: u64,
     ) -> io::Result<(Segment, RecoveryOutcome)> {
         let path = log_path(dir, base_offset);
-        let file = OpenOptions::new().read(true).append(true).open(&path)?;
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let size = file.metadata()?.len();
         let stem = file_stem(base_offset);
         let index_path = dir.join(format!("{stem}.index"));
@@ -158,6 +171,7 @@ impl Segment {
             max_timestamp: -1,
             first_append_ms: None,
             unflushed_bytes: 0,
+            tail_unaccounted: false,
             path,
         };
         if !recover {
@@ -254,7 +268,8 @@ impl Segment {
         }
     }
 
-    /// Appends batches whose offsets were already assigned.
+    /// Appends batches whose offsets were already assigned. On failure
+    /// nothing changes: not the file's good length, not the indexes.
     pub fn append(
         &mut self,
         bytes: &[u8],
@@ -262,7 +277,11 @@ impl Segment {
         index_interval: u64,
         now_ms: i64,
     ) -> io::Result<()> {
-        (&*self.file).write_all(bytes)?;
+        if let Err(e) = write::append_at(&self.file, &self.path, bytes, self.size) {
+            // `append_at` cut the file back, unless that failed too.
+            self.tail_unaccounted = self.file.metadata().map_or(true, |m| m.len() != self.size);
+            return Err(e);
+        }
         let mut position = self.size;
         for header in headers {
             let total = header.total_size() as u64;
@@ -361,12 +380,22 @@ impl Segment {
 
     /// fsyncs the log file and persists new index entries.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.trim_tail()?;
         if self.unflushed_bytes > 0 {
-            self.file.sync_data()?;
+            write::sync_data(&self.file, &self.path)?;
             self.unflushed_bytes = 0;
         }
         self.index.flush()?;
         self.time_index.flush()
+    }
+
+    /// Cuts off what a failed write left past the good length.
+    fn trim_tail(&mut self) -> io::Result<()> {
+        if self.tail_unaccounted {
+            self.file.set_len(self.size)?;
+            self.tail_unaccounted = false;
+        }
+        Ok(())
     }
 
     /// Called after an fsync done outside the partition lock.
@@ -383,8 +412,13 @@ impl Segment {
         };
         self.file.set_len(position)?;
         self.size = position;
-        self.index.truncate_to_position(position)?;
-        self.time_index.truncate_to_offset(offset)?;
+        self.tail_unaccounted = false;
+        // The indexes drop their entries in memory even if rewriting their
+        // files fails (they are rewritten at the next flush then).
+        let indexes = self
+            .index
+            .truncate_to_position(position)
+            .and(self.time_index.truncate_to_offset(offset));
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
         let mut last = None;
@@ -393,7 +427,7 @@ impl Segment {
             self.next_offset = header.last_offset() + 1;
         }
         self.max_timestamp = self.time_index.last_entry().map(|(ts, _)| ts).unwrap_or(-1);
-        Ok(())
+        indexes
     }
 
     /// Removes the segment's files (the handle stays readable for fetches in flight).

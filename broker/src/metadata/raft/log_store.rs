@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::{NodeId, TypeConfig};
-use crate::util::write_atomically;
+use crate::disk::write::write_atomically;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct RaftState {

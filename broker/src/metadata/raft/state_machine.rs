@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{Node, NodeId, TypeConfig};
+use crate::disk::write::write_atomically;
 use crate::metadata::image::MetadataImage;
 use crate::metadata::records::ApplyOutcome;
-use crate::util::write_atomically;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct StoredSnapshot {

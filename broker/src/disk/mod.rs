@@ -1,0 +1,16 @@
+//! The log directory's file system, as the broker must treat it: a place
+//! where any write can fail half-way.
+//!
+//! `write` holds the only ways the broker writes its files — at an explicit
+//! position that the caller advances only on success, or by atomic
+//! replacement — so a failed or short write (ENOSPC, EIO, EDQUOT) leaves a
+//! file at its last good length. `health` decides from those failures and
+//! from the free space whether the directory takes appends: all of them,
+//! only the broker's own (coordinator records) when the free space is below
+//! `log.dir.reserved.bytes`, or none once a write failed for a reason other
+//! than space (Kafka's offline log directory).
+
+pub mod health;
+pub mod write;
+
+pub use health::{AppendOrigin, DirState, LogDirHealth, StorageRefusal};
