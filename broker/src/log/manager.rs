@@ -449,9 +449,13 @@ impl LogManager {
             starts.push((partition.tp.clone(), log.log_start_offset()));
             high_watermarks.push((partition.tp.clone(), partition.high_watermark()));
         }
-        write_checkpoint(&self.dir.join(RECOVERY_POINT_FILE), &recovery)?;
-        write_checkpoint(&self.dir.join(LOG_START_FILE), &starts)?;
-        write_checkpoint(&self.dir.join(HIGH_WATERMARK_FILE), &high_watermarks)
+        let written = write_checkpoint(&self.dir.join(RECOVERY_POINT_FILE), &recovery)
+            .and_then(|()| write_checkpoint(&self.dir.join(LOG_START_FILE), &starts))
+            .and_then(|()| write_checkpoint(&self.dir.join(HIGH_WATERMARK_FILE), &high_watermarks));
+        if let Err(e) = &written {
+            self.health.record_failure(e, &self.dir);
+        }
+        written
     }
 
     /// Flushes and closes every log, then leaves the clean-shutdown marker.
@@ -548,6 +552,31 @@ mod tests {
             TopicPartition::from_dir_name("my-topic-12"),
             Some(TopicPartition::new("my-topic", 12))
         );
+    }
+
+    #[test]
+    fn a_failed_checkpoint_write_keeps_the_previous_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = LogManager::open(dir.path(), 0).unwrap();
+        let tp = TopicPartition::new("t", 0);
+        let (partition, _) = manager
+            .open_partition(&tp, Uuid::new_v4(), LogConfig::default())
+            .unwrap();
+        manager.write_checkpoints().unwrap();
+        let path = dir.path().join(LOG_START_FILE);
+        let before = std::fs::read(&path).unwrap();
+        let batch = crate::log::batch::test_support::batch(&[b"x"], 0, (-1, -1, -1));
+        let mut log = partition.log.lock();
+        log.append(&batch, 0, AppendOrigin::Client, 0).unwrap();
+        log.roll(0).unwrap();
+        log.append(&batch, 0, AppendOrigin::Client, 0).unwrap();
+        log.apply_retention(i64::MAX / 2).unwrap();
+        drop(log);
+        crate::disk::write::faults::fail_write(LOG_START_FILE, 2, libc::ENOSPC);
+        assert!(manager.write_checkpoints().is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        manager.write_checkpoints().unwrap();
+        assert_ne!(std::fs::read(&path).unwrap(), before);
     }
 
     #[test]

@@ -1089,3 +1089,211 @@ mod tests {
         ));
     }
 }
+
+/// A write that fails part-way, on each file the log writes, must leave
+/// the file and everything in memory as they were.
+#[cfg(test)]
+mod failed_writes {
+    use super::*;
+    use crate::disk::write::faults;
+    use crate::disk::{AppendOrigin, DirState};
+    use crate::log::batch::test_support::batch;
+
+    fn open_log(dir: &Path, config: LogConfig) -> PartitionLog {
+        PartitionLog::open(
+            dir,
+            config,
+            true,
+            0,
+            0,
+            0,
+            LogDirHealth::without_reserve(dir),
+        )
+        .unwrap()
+        .0
+    }
+
+    fn append(log: &mut PartitionLog, value: &[u8], epoch: i32) -> Result<AppendInfo, AppendError> {
+        log.append(
+            &batch(&[value], 0, (-1, -1, -1)),
+            epoch,
+            AppendOrigin::Client,
+            0,
+        )
+    }
+
+    /// What a reader or the next append can observe.
+    fn observable(log: &PartitionLog) -> (i64, u64, Vec<(i32, i64)>, Vec<u8>) {
+        let segment = log.active().path().to_path_buf();
+        (
+            log.log_end_offset(),
+            log.size_bytes(),
+            log.leader_epochs().entries(),
+            std::fs::read(segment).unwrap(),
+        )
+    }
+
+    fn values(log: &PartitionLog) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        while let Some(slice) = log.read(offset, 1, true, i64::MAX).unwrap() {
+            let bytes = slice.read().unwrap();
+            let header = BatchHeader::parse(&bytes).unwrap();
+            // Test batches hold one uncompressed record: its value ends the batch.
+            out.push(bytes[bytes.len() - 2..bytes.len() - 1].to_vec());
+            offset = header.last_offset() + 1;
+        }
+        out
+    }
+
+    #[test]
+    fn a_short_segment_write_is_cut_off_and_the_next_append_lands_where_it_should() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open_log(dir.path(), LogConfig::default());
+        append(&mut log, b"a", 0).unwrap();
+        let before = observable(&log);
+        faults::fail_write(".log", 30, libc::ENOSPC);
+        assert!(matches!(append(&mut log, b"b", 0), Err(AppendError::Io(_))));
+        assert_eq!(observable(&log), before);
+        assert_eq!(log.health().state(), DirState::Full);
+        assert!(
+            matches!(append(&mut log, b"c", 0), Err(AppendError::Storage(_))),
+            "refused until space returns"
+        );
+        // Space returned (a fresh health stands in for the next sample).
+        log.health = LogDirHealth::without_reserve(dir.path());
+        let info = append(&mut log, b"d", 0).unwrap();
+        assert_eq!(info.base_offset, 1, "nothing took an offset");
+        assert_eq!(values(&log), vec![b"a".to_vec(), b"d".to_vec()]);
+        // After a crash, recovery finds exactly the acknowledged batches.
+        drop(log);
+        let (log, report) = PartitionLog::open(
+            dir.path(),
+            LogConfig::default(),
+            false,
+            0,
+            0,
+            0,
+            LogDirHealth::without_reserve(dir.path()),
+        )
+        .unwrap();
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(values(&log), vec![b"a".to_vec(), b"d".to_vec()]);
+    }
+
+    #[test]
+    fn a_failed_leader_epoch_checkpoint_fails_the_append_before_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open_log(dir.path(), LogConfig::default());
+        append(&mut log, b"a", 0).unwrap();
+        let file = dir
+            .path()
+            .join(super::super::leader_epochs::CHECKPOINT_FILE);
+        let checkpoint = std::fs::read(&file).unwrap();
+        let before = observable(&log);
+        faults::fail_write("leader-epoch-checkpoint", 4, libc::ENOSPC);
+        assert!(append(&mut log, b"b", 1).is_err());
+        assert_eq!(observable(&log), before, "no data, no new epoch");
+        assert_eq!(std::fs::read(&file).unwrap(), checkpoint);
+    }
+
+    #[test]
+    fn a_failed_fsync_takes_the_directory_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            flush_messages: 1,
+            ..LogConfig::default()
+        };
+        let mut log = open_log(dir.path(), config);
+        append(&mut log, b"a", 0).unwrap();
+        faults::fail_sync(".log", libc::EIO);
+        assert!(matches!(append(&mut log, b"b", 0), Err(AppendError::Io(_))));
+        assert_eq!(log.health().state(), DirState::Offline);
+        assert!(matches!(
+            append(&mut log, b"c", 0),
+            Err(AppendError::Storage(StorageRefusal::Offline { .. }))
+        ));
+        assert!(matches!(
+            log.read(0, 100, true, i64::MAX),
+            Err(ReadError::Storage(_))
+        ));
+    }
+
+    #[test]
+    fn failed_index_flushes_are_retried_whole() {
+        for file in [".index", ".timeindex"] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = LogConfig {
+                index_interval_bytes: 1,
+                ..LogConfig::default()
+            };
+            let mut log = open_log(dir.path(), config.clone());
+            for (i, v) in [b"a", b"b", b"c"].iter().enumerate() {
+                log.append(
+                    &batch(&[*v], 1000 + i as i64, (-1, -1, -1)),
+                    0,
+                    AppendOrigin::Client,
+                    0,
+                )
+                .unwrap();
+            }
+            let path = dir
+                .path()
+                .join(format!("{}{file}", super::super::segment::file_stem(0)));
+            faults::fail_write(file, 5, libc::ENOSPC);
+            assert!(log.flush(0).is_err(), "{file}");
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            assert_eq!(len, 0, "{file}: the partial entries were cut off");
+            log.health = LogDirHealth::without_reserve(dir.path());
+            log.flush(0).unwrap();
+            log.close(0).unwrap();
+            drop(log);
+            // A clean open loads the indexes as written and finds every batch.
+            let (log, _) = PartitionLog::open(
+                dir.path(),
+                config,
+                true,
+                3,
+                0,
+                0,
+                LogDirHealth::without_reserve(dir.path()),
+            )
+            .unwrap();
+            assert_eq!(values(&log).len(), 3, "{file}");
+            let entry = if file == ".index" { 8 } else { 12 };
+            assert_eq!(std::fs::metadata(&path).unwrap().len() % entry, 0);
+            assert!(std::fs::metadata(&path).unwrap().len() > 0);
+            assert_eq!(
+                log.find_by_timestamp(1002)
+                    .unwrap()
+                    .unwrap()
+                    .0
+                    .header
+                    .base_offset,
+                2
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_producer_snapshot_keeps_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open_log(dir.path(), LogConfig::default());
+        log.append(&batch(&[b"a"], 0, (7, 0, 0)), 0, AppendOrigin::Client, 0)
+            .unwrap();
+        log.close(0).unwrap();
+        let path = dir.path().join(PRODUCER_SNAPSHOT);
+        let snapshot = std::fs::read(&path).unwrap();
+        log.append(&batch(&[b"b"], 0, (7, 0, 1)), 0, AppendOrigin::Client, 0)
+            .unwrap();
+        faults::fail_write(PRODUCER_SNAPSHOT, 3, libc::ENOSPC);
+        assert!(log.close(0).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), snapshot);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}

@@ -3,7 +3,9 @@
 //! Files in the metadata directory:
 //! * `raft.log` — entries back to back, each `length u32 | crc32c u32 |
 //!   JSON entry`. A torn or corrupt tail (a crash mid-append) is cut off at
-//!   start-up; an entry is reported durable only after fsync.
+//!   start-up; an entry is reported durable only after fsync. Appends are
+//!   written at the file's last good length and a failed one is cut off
+//!   (see `disk::write`), so entries never follow unaccounted bytes.
 //! * `raft-state.json` — the vote, the committed log id and the last purged
 //!   log id, replaced atomically.
 //!
@@ -13,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::{NodeId, TypeConfig};
-use crate::disk::write::write_atomically;
+use crate::disk::write::{self, write_atomically};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct RaftState {
@@ -39,6 +41,8 @@ struct RaftState {
 struct Inner {
     dir: PathBuf,
     file: File,
+    /// The length of `raft.log` that holds whole, durable entries.
+    len: u64,
     entries: BTreeMap<u64, Entry<TypeConfig>>,
     state: RaftState,
 }
@@ -93,8 +97,9 @@ impl LogStore {
         }
         let file = OpenOptions::new()
             .create(true)
+            .truncate(false)
             .read(true)
-            .append(true)
+            .write(true)
             .open(&path)?;
         if pos < bytes.len() {
             tracing::warn!(
@@ -112,6 +117,7 @@ impl LogStore {
             inner: Arc::new(Mutex::new(Inner {
                 dir: dir.to_path_buf(),
                 file,
+                len: pos as u64,
                 entries,
                 state,
             })),
@@ -125,6 +131,27 @@ impl Inner {
         write_atomically(&self.dir.join("raft-state.json"), &json)
     }
 
+    /// Writes and fsyncs `entries` at the end of `raft.log`; only then are
+    /// they part of the log. A failed write leaves file and memory as they were.
+    fn append(&mut self, entries: Vec<Entry<TypeConfig>>) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        for entry in &entries {
+            bytes.extend_from_slice(&encode(entry)?);
+        }
+        let path = self.dir.join("raft.log");
+        write::append_at(&self.file, &path, &bytes, self.len)?;
+        if let Err(e) = write::sync_data(&self.file, &path) {
+            // Not durable, so not appended: the next append goes here.
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += bytes.len() as u64;
+        for entry in entries {
+            self.entries.insert(entry.log_id.index, entry);
+        }
+        Ok(())
+    }
+
     /// Replaces `raft.log` with the in-memory entries (after truncate or purge).
     fn rewrite(&mut self) -> io::Result<()> {
         let mut bytes = Vec::new();
@@ -133,7 +160,8 @@ impl Inner {
         }
         let path = self.dir.join("raft.log");
         write_atomically(&path, &bytes)?;
-        self.file = OpenOptions::new().read(true).append(true).open(&path)?;
+        self.file = OpenOptions::new().read(true).write(true).open(&path)?;
+        self.len = bytes.len() as u64;
         Ok(())
     }
 }
@@ -207,23 +235,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut inner = self.inner.lock().await;
-        let mut bytes = Vec::new();
-        let mut appended = Vec::new();
-        for entry in entries {
-            bytes.extend_from_slice(
-                &encode(&entry).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?,
-            );
-            appended.push(entry);
-        }
-        let result = (|| {
-            inner.file.write_all(&bytes)?;
-            inner.file.sync_data()
-        })();
-        match result {
+        match inner.append(entries.into_iter().collect()) {
             Ok(()) => {
-                for entry in appended {
-                    inner.entries.insert(entry.log_id.index, entry);
-                }
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -257,5 +270,54 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         inner
             .rewrite()
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::write::faults;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn blank(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    async fn indexes(store: &LogStore) -> Vec<u64> {
+        store.inner.lock().await.entries.keys().copied().collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_leaves_the_log_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.log");
+        let store = LogStore::open(dir.path()).unwrap();
+        store.inner.lock().await.append(vec![blank(1)]).unwrap();
+        let good = std::fs::read(&path).unwrap();
+
+        faults::fail_write("raft.log", 5, libc::ENOSPC);
+        assert!(store.inner.lock().await.append(vec![blank(2)]).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), good, "short write cut off");
+        faults::fail_sync("raft.log", libc::EIO);
+        assert!(store.inner.lock().await.append(vec![blank(2)]).is_err());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            good,
+            "unsynced write cut off"
+        );
+        assert_eq!(indexes(&store).await, vec![1]);
+
+        store
+            .inner
+            .lock()
+            .await
+            .append(vec![blank(2), blank(3)])
+            .unwrap();
+        drop(store);
+        let reopened = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&reopened).await, vec![1, 2, 3]);
     }
 }
