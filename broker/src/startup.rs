@@ -296,6 +296,25 @@ fn spawn_background_tasks(
             }
         }
     }));
+    // The log directory's free space, and what the controller knows of it.
+    let b = broker.clone();
+    tasks.push(every(Duration::from_millis(250), shutdown.clone(), move || {
+        b.logs.health().sample()
+    }));
+    let b = broker.clone();
+    let mut stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut changes = b.logs.health().subscribe();
+        let mut recheck = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = recheck.tick() => {}
+                _ = stop.changed() => break,
+            }
+            b.report_log_dir_state().await;
+        }
+    }));
     // Keep local logs in step with metadata changes made elsewhere.
     let b = broker.clone();
     let mut images = broker.quorum.subscribe();

@@ -481,6 +481,24 @@ impl Controller {
         Ok(())
     }
 
+    /// Tells the controller whether `broker_id`'s log directory takes
+    /// writes; while it does not, the broker hands its leaderships to other
+    /// in-sync replicas and leaves the ISRs it shares.
+    pub async fn set_log_dir_state(
+        &self,
+        broker_id: i32,
+        state: crate::disk::DirState,
+    ) -> Result<(), ApiError> {
+        self.quorum
+            .propose(RecordBatch(vec![MetadataRecord::SetLogDirState {
+                broker_id,
+                state,
+            }]))
+            .await
+            .map_err(quorum_error)?;
+        Ok(())
+    }
+
     pub async fn allocate_producer_ids(&self) -> Result<(i64, i64), ApiError> {
         let outcome = self
             .quorum

@@ -44,7 +44,7 @@ pub fn unclean_elections(
             if !allows_unclean(topic) {
                 continue;
             }
-            if let Some(&leader) = p.replicas.iter().find(|b| image.is_live(**b)) {
+            if let Some(&leader) = p.replicas.iter().find(|b| image.can_lead(**b)) {
                 changes.push(elect(topic, i, p, leader, true));
             }
         }
@@ -74,7 +74,7 @@ pub fn preferred_election(
     if p.leader == preferred {
         return Err(ElectionError::NotNeeded);
     }
-    if !image.is_live(preferred) || !p.isr.contains(&preferred) {
+    if !image.can_lead(preferred) || !p.isr.contains(&preferred) {
         return Err(ElectionError::PreferredNotAvailable);
     }
     Ok(elect(topic, index, p, preferred, false))
@@ -94,11 +94,11 @@ pub fn unclean_election(
     if let Some(&b) = p
         .replicas
         .iter()
-        .find(|b| p.isr.contains(b) && image.is_live(**b))
+        .find(|b| p.isr.contains(b) && image.can_lead(**b))
     {
         return Ok(elect(topic, index, p, b, false));
     }
-    match p.replicas.iter().find(|b| image.is_live(**b)) {
+    match p.replicas.iter().find(|b| image.can_lead(**b)) {
         Some(&b) => Ok(elect(topic, index, p, b, true)),
         None => Err(ElectionError::EligibleNotAvailable),
     }
@@ -121,7 +121,7 @@ pub fn rebalance_elections(
     }
     let mut changes = Vec::new();
     for (broker, partitions) in preferred_of {
-        if !image.is_live(broker) {
+        if !image.can_lead(broker) {
             continue;
         }
         let not_led: Vec<_> = partitions

@@ -12,6 +12,7 @@ use super::records::{
     ApplyOutcome, BrokerRegistration, ConfigResource, MetadataRecord, PartitionChange,
     PartitionRecord, RecordBatch,
 };
+use crate::disk::DirState;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicImage {
@@ -36,6 +37,10 @@ pub struct MetadataImage {
     /// register again, even though they heartbeat until they exit.
     #[serde(default)]
     pub shut_down_brokers: BTreeSet<i32>,
+    /// Brokers whose log directory does not take writes (full or offline):
+    /// they may not lead while another replica can, nor join an ISR.
+    #[serde(default)]
+    pub unwritable_log_dirs: BTreeMap<i32, DirState>,
 }
 
 impl MetadataImage {
@@ -78,6 +83,8 @@ impl MetadataImage {
                 self.brokers
                     .insert(registration.broker_id, registration.clone());
                 self.shut_down_brokers.remove(&registration.broker_id);
+                // A restarted broker reports its directory afresh.
+                self.unwritable_log_dirs.remove(&registration.broker_id);
             }
             MetadataRecord::CreateTopic {
                 name,
@@ -154,6 +161,20 @@ impl MetadataImage {
                 self.fenced_brokers.remove(broker_id);
                 self.restore_leadership_to(*broker_id);
             }
+            MetadataRecord::SetLogDirState { broker_id, state } => {
+                if !self.brokers.contains_key(broker_id) {
+                    return Err(format!("broker {broker_id} is not registered"));
+                }
+                match state {
+                    DirState::Writable => {
+                        self.unwritable_log_dirs.remove(broker_id);
+                    }
+                    DirState::Full | DirState::Offline => {
+                        self.unwritable_log_dirs.insert(*broker_id, *state);
+                        self.step_off_unwritable(*broker_id);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -165,6 +186,7 @@ impl MetadataImage {
             .copied()
             .filter(|b| !self.fenced_brokers.contains(b))
             .collect();
+        let writable = |b: &i32| !self.unwritable_log_dirs.contains_key(b);
         let name = self
             .topic_names
             .get(&change.topic_id)
@@ -191,12 +213,22 @@ impl MetadataImage {
             if let Some(b) = isr.iter().find(|b| !p.isr.contains(b) && !live.contains(b)) {
                 return Err(format!("broker {b} is not live and cannot join the ISR"));
             }
+            if let Some(b) = isr.iter().find(|b| !p.isr.contains(b) && !writable(b)) {
+                return Err(format!(
+                    "broker {b}'s log directory takes no writes; it cannot join the ISR"
+                ));
+            }
             next.isr = isr.clone();
         }
         next.isr.retain(|b| next.replicas.contains(b));
         if let Some(leader) = change.leader {
             if leader >= 0 && !live.contains(&leader) {
                 return Err(format!("broker {leader} is not live and cannot lead"));
+            }
+            if leader >= 0 && leader != p.leader && !writable(&leader) {
+                return Err(format!(
+                    "broker {leader}'s log directory takes no writes; it cannot lead"
+                ));
             }
             if leader >= 0 && !next.isr.contains(&leader) {
                 return Err(format!("broker {leader} is not in the ISR {:?}", next.isr));
@@ -220,6 +252,47 @@ impl MetadataImage {
         self.brokers.contains_key(&broker_id) && !self.fenced_brokers.contains(&broker_id)
     }
 
+    /// Whether a broker may be elected leader: live, and its log directory
+    /// takes writes.
+    pub fn can_lead(&self, broker_id: i32) -> bool {
+        self.is_live(broker_id) && !self.unwritable_log_dirs.contains_key(&broker_id)
+    }
+
+    /// A broker whose log directory stopped taking writes leaves the ISRs
+    /// it shares with others, and hands each leadership to the first other
+    /// in-sync replica that can lead. Where none can, it keeps leading (and
+    /// the ISR): its data stays readable and nothing acknowledged is lost,
+    /// while its appends fail with a retriable error.
+    fn step_off_unwritable(&mut self, broker_id: i32) {
+        let can_lead: BTreeSet<i32> = self
+            .brokers
+            .keys()
+            .copied()
+            .filter(|b| *b != broker_id && self.can_lead(*b))
+            .collect();
+        for topic in self.topics.values_mut() {
+            for p in &mut topic.partitions {
+                if !p.isr.contains(&broker_id) || p.isr.len() < 2 {
+                    continue;
+                }
+                if p.leader == broker_id {
+                    let Some(next) = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .find(|b| p.isr.contains(b) && can_lead.contains(b))
+                    else {
+                        continue;
+                    };
+                    p.leader = next;
+                    p.leader_epoch += 1;
+                }
+                p.isr.retain(|b| *b != broker_id);
+                p.partition_epoch += 1;
+            }
+        }
+    }
+
     /// Partitions led by a fenced broker get the first live ISR member as
     /// leader, or none; the broker leaves ISRs it shares with others (the
     /// last ISR member stays, as in Kafka, so the partition can recover).
@@ -230,6 +303,8 @@ impl MetadataImage {
             .filter(|b| !self.fenced_brokers.contains(b))
             .copied()
             .collect();
+        // Prefer a replica whose directory takes writes over one that does not.
+        let writable = self.unwritable_log_dirs.clone();
         for topic in self.topics.values_mut() {
             for p in &mut topic.partitions {
                 let mut changed = false;
@@ -239,11 +314,15 @@ impl MetadataImage {
                 }
                 if p.leader == broker_id {
                     // The first live ISR member in replica order, as Kafka picks.
-                    p.leader = p
-                        .replicas
-                        .iter()
-                        .copied()
-                        .find(|b| *b != broker_id && live.contains(b) && p.isr.contains(b))
+                    let candidates = || {
+                        p.replicas
+                            .iter()
+                            .copied()
+                            .filter(|b| *b != broker_id && live.contains(b) && p.isr.contains(b))
+                    };
+                    p.leader = candidates()
+                        .find(|b| !writable.contains_key(b))
+                        .or_else(|| candidates().next())
                         .unwrap_or(-1);
                     p.leader_epoch += 1;
                     changed = true;
@@ -319,6 +398,81 @@ mod tests {
         assert_eq!((p[1].leader, p[1].leader_epoch), (1, 2));
         assert_eq!(p[0].leader, 2, "a live leader keeps its partition");
         assert!(image.is_live(1));
+    }
+
+    #[test]
+    fn an_unwritable_log_dir_hands_over_leadership_and_leaves_shared_isrs() {
+        let mut image = MetadataImage::default();
+        let topic_id = Uuid::new_v4();
+        image.apply(&RecordBatch(vec![
+            register(1),
+            register(2),
+            register(3),
+            MetadataRecord::CreateTopic {
+                name: "t".into(),
+                topic_id,
+                partitions: vec![
+                    PartitionRecord::new(vec![1, 2, 3]),
+                    PartitionRecord::new(vec![2, 1, 3]),
+                    PartitionRecord::new(vec![1]),
+                ],
+                configs: BTreeMap::new(),
+            },
+        ]));
+        let full = MetadataRecord::SetLogDirState {
+            broker_id: 1,
+            state: DirState::Full,
+        };
+        assert!(image.apply(&RecordBatch(vec![full])).error.is_none());
+        let p = &image.topics["t"].partitions;
+        assert_eq!((p[0].leader, p[0].isr.clone()), (2, vec![2, 3]));
+        assert_eq!(p[0].leader_epoch, 1);
+        assert_eq!((p[1].leader, p[1].isr.clone()), (2, vec![2, 3]));
+        assert_eq!(
+            (p[2].leader, p[2].isr.clone()),
+            (1, vec![1]),
+            "the only replica keeps leading"
+        );
+        assert!(image.is_live(1) && !image.can_lead(1));
+        // It may neither rejoin an ISR nor be elected while full.
+        let rejoin = |epoch| {
+            MetadataRecord::ChangePartition(PartitionChange {
+                topic_id,
+                partition: 0,
+                expected_partition_epoch: epoch,
+                leader: None,
+                isr: Some(vec![2, 3, 1]),
+                replicas: None,
+                unclean: false,
+            })
+        };
+        let epoch = image.topics["t"].partitions[0].partition_epoch;
+        assert!(image
+            .apply(&RecordBatch(vec![rejoin(epoch)]))
+            .error
+            .is_some());
+        assert_eq!(
+            super::super::elections::preferred_election(&image, &image.topics["t"], 0),
+            Err(super::super::elections::ElectionError::PreferredNotAvailable)
+        );
+        // Space returns: it may rejoin (its leader decides when it caught up).
+        image.apply(&RecordBatch(vec![MetadataRecord::SetLogDirState {
+            broker_id: 1,
+            state: DirState::Writable,
+        }]));
+        assert!(image.can_lead(1));
+        assert!(image
+            .apply(&RecordBatch(vec![rejoin(epoch)]))
+            .error
+            .is_none());
+        // A restart clears an offline directory's mark.
+        image.apply(&RecordBatch(vec![MetadataRecord::SetLogDirState {
+            broker_id: 3,
+            state: DirState::Offline,
+        }]));
+        assert!(!image.can_lead(3));
+        image.apply(&RecordBatch(vec![register(3)]));
+        assert!(image.can_lead(3));
     }
 
     #[test]

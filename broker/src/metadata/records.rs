@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::disk::DirState;
+
 /// Placement and leadership of one partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRecord {
@@ -143,6 +145,15 @@ pub enum MetadataRecord {
     /// fenced until it registers again.
     ShutdownBroker {
         broker_id: i32,
+    },
+    /// A broker's log directory stopped or started taking writes (full, or
+    /// offline after a write failure). While it cannot, the broker leads
+    /// only partitions no other live in-sync replica can take, leaves every
+    /// ISR it shares with others and cannot join one; it stays registered
+    /// and serves what it still can.
+    SetLogDirState {
+        broker_id: i32,
+        state: DirState,
     },
 }
 

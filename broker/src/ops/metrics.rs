@@ -9,6 +9,7 @@ use prometheus::{
 };
 
 use crate::broker::Broker;
+use crate::disk::DirState;
 use crate::error::ResponseError;
 
 pub struct Metrics {
@@ -33,6 +34,11 @@ pub struct Metrics {
     metadata_offset: IntGauge,
     disk_used: IntGauge,
     disk_total: IntGauge,
+    disk_free: IntGauge,
+    disk_reserved: IntGauge,
+    refusing_appends: IntGauge,
+    log_dir_offline: IntGauge,
+    log_dir_write_errors: IntCounterVec,
     group_committed: IntGaugeVec,
     group_lag: IntGaugeVec,
     group_members: IntGaugeVec,
@@ -260,6 +266,49 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            disk_free: register(
+                &r,
+                IntGauge::new(
+                    "tideline_log_dir_free_bytes",
+                    "Bytes available to the broker on the filesystem holding the log directory.",
+                )
+                .unwrap(),
+            ),
+            disk_reserved: register(
+                &r,
+                IntGauge::new(
+                    "tideline_log_dir_reserved_bytes",
+                    "Free space kept for the broker's own writes (log.dir.reserved.bytes, resolved).",
+                )
+                .unwrap(),
+            ),
+            refusing_appends: register(
+                &r,
+                IntGauge::new(
+                    "tideline_log_dir_refusing_appends",
+                    "1 while the log directory refuses produce and replication appends (full or offline).",
+                )
+                .unwrap(),
+            ),
+            log_dir_offline: register(
+                &r,
+                IntGauge::new(
+                    "tideline_log_dir_offline",
+                    "1 once a write or fsync failed for a reason other than space: nothing is read or written there until a restart.",
+                )
+                .unwrap(),
+            ),
+            log_dir_write_errors: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tideline_log_dir_write_errors_total",
+                        "Failed writes to the log directory, by kind (no_space: ENOSPC/EDQUOT; failed: anything else).",
+                    ),
+                    &["kind"],
+                )
+                .unwrap(),
+            ),
             isr_shrinks: register(
                 &r,
                 IntCounter::new(
@@ -408,6 +457,21 @@ impl Metrics {
         if let Some((used, total)) = crate::util::disk_usage(broker.logs.dir()) {
             self.disk_used.set(used as i64);
             self.disk_total.set(total as i64);
+        }
+        let health = broker.logs.health().snapshot();
+        self.disk_free.set(health.free_bytes.min(i64::MAX as u64) as i64);
+        self.disk_reserved
+            .set(health.reserved_bytes.min(i64::MAX as u64) as i64);
+        self.refusing_appends
+            .set((health.state != DirState::Writable) as i64);
+        self.log_dir_offline
+            .set((health.state == DirState::Offline) as i64);
+        for (kind, total) in [
+            ("no_space", health.no_space_errors),
+            ("failed", health.failed_writes),
+        ] {
+            let counter = self.log_dir_write_errors.with_label_values(&[kind]);
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
         self.refresh_groups(broker);
     }

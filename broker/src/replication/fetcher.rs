@@ -7,6 +7,11 @@
 //! there, repeating until the epochs agree. Then it fetches from its log end
 //! with its replica id, appends what comes back unchanged, and takes the
 //! leader's high watermark (capped by its own log end).
+//!
+//! While the log directory takes no writes (full, or offline) the fetchers
+//! pause instead of fetching what they cannot append; the controller has
+//! taken this broker out of the ISRs meanwhile, and it catches up and
+//! rejoins them once the directory is writable again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +30,7 @@ use tokio::time::Instant;
 
 use super::client::KafkaClient;
 use crate::config::BrokerConfig;
+use crate::disk::{DirState, LogDirHealth};
 use crate::error::ResponseError;
 use crate::log::leader_epochs::UNDEFINED_OFFSET;
 use crate::log::{Partition, TopicPartition};
@@ -94,6 +100,7 @@ struct Context {
     quorum: Arc<MetadataQuorum>,
     settings: FetchSettings,
     metrics: Arc<Metrics>,
+    health: Arc<LogDirHealth>,
 }
 
 pub struct FetcherManager {
@@ -108,6 +115,7 @@ impl FetcherManager {
         quorum: Arc<MetadataQuorum>,
         settings: FetchSettings,
         metrics: Arc<Metrics>,
+        health: Arc<LogDirHealth>,
     ) -> Self {
         FetcherManager {
             context: Arc::new(Context {
@@ -115,6 +123,7 @@ impl FetcherManager {
                 quorum,
                 settings,
                 metrics,
+                health,
             }),
             fetchers: Mutex::new(HashMap::new()),
         }
@@ -220,6 +229,16 @@ async fn run(context: Arc<Context>, leader: i32, shared: Arc<Shared>) {
             .collect();
         if states.is_empty() {
             shared.wake.notified().await;
+            continue;
+        }
+        if context.health.state() != DirState::Writable {
+            // Nothing fetched could be appended: wait for space (or a
+            // restart, for an offline directory) instead of failing.
+            let mut changes = context.health.subscribe();
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
             continue;
         }
         let ready: Vec<_> = states.into_iter().filter(|(_, s)| s.ready(now)).collect();
@@ -527,11 +546,20 @@ async fn fetch(
                 Ok(None) => {}
                 Err(e) => {
                     any_error = true;
-                    tracing::error!(partition = %tp, error = %e, "cannot append replicated records");
+                    let storage = matches!(
+                        e,
+                        crate::log::AppendError::Io(_) | crate::log::AppendError::Storage(_)
+                    );
+                    if storage {
+                        tracing::warn!(partition = %tp, error = %e, "cannot append replicated records; pausing until the log directory takes writes");
+                    } else {
+                        tracing::error!(partition = %tp, error = %e, "cannot append replicated records");
+                    }
                     let retry = Instant::now() + settings.backoff;
                     update_state(shared, &tp, state.leader_epoch, partition, |s| {
-                        // A non-contiguous batch means the logs disagree: truncate again.
-                        s.truncated = false;
+                        // A non-contiguous batch means the logs disagree:
+                        // truncate again. A storage failure changed nothing.
+                        s.truncated &= storage;
                         s.retry_at = Some(retry);
                     });
                 }

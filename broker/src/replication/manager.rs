@@ -45,7 +45,13 @@ impl ReplicaManager {
         let settings = FetchSettings::from_config(config);
         Arc::new(ReplicaManager {
             node_id: config.node_id,
-            fetchers: FetcherManager::new(config.node_id, quorum, settings, metrics.clone()),
+            fetchers: FetcherManager::new(
+                config.node_id,
+                quorum,
+                settings,
+                metrics.clone(),
+                logs.health().clone(),
+            ),
             logs,
             controller,
             metrics,
