@@ -298,9 +298,11 @@ fn spawn_background_tasks(
     }));
     // The log directory's free space, and what the controller knows of it.
     let b = broker.clone();
-    tasks.push(every(Duration::from_millis(250), shutdown.clone(), move || {
-        b.logs.health().sample()
-    }));
+    tasks.push(every(
+        Duration::from_millis(250),
+        shutdown.clone(),
+        move || b.logs.health().sample(),
+    ));
     let b = broker.clone();
     let mut stop = shutdown.clone();
     tasks.push(tokio::spawn(async move {

@@ -168,8 +168,23 @@ pub fn consumer(config: &ClientConfig) -> BaseConsumer<LoggingContext> {
 /// Creates `topic` (replication factor 1) with topic-level `configs`, and
 /// waits until its metadata shows every partition with a leader.
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    create_replicated_topic(bootstrap, topic, partitions, 1, configs)
+}
+
+/// [`create_topic`] with `replication_factor` replicas per partition.
+pub fn create_replicated_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+    configs: &[(&str, &str)],
+) {
     let admin = admin_client(bootstrap);
-    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new_topic = NewTopic::new(
+        topic,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    );
     for (k, v) in configs {
         new_topic = new_topic.set(k, v);
     }

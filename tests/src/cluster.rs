@@ -96,6 +96,26 @@ impl Cluster {
     /// Starts `size` nodes of which the first `voters` vote in the metadata
     /// quorum and the rest are broker-only, and waits until all are ready.
     pub fn start_mixed(voters: usize, size: usize, overrides: &[(&str, &str)]) -> Cluster {
+        Cluster::start_mixed_with(voters, size, overrides, |_| Vec::new())
+    }
+
+    /// Like [`Cluster::start`], with settings for single nodes too (for
+    /// example one node's `log.dirs` on a small file system); `overrides`
+    /// win over them.
+    pub fn start_with_node_overrides(
+        size: usize,
+        overrides: &[(&str, &str)],
+        node_overrides: impl Fn(i32) -> Vec<(String, String)>,
+    ) -> Cluster {
+        Cluster::start_mixed_with(size, size, overrides, node_overrides)
+    }
+
+    fn start_mixed_with(
+        voters: usize,
+        size: usize,
+        overrides: &[(&str, &str)],
+        node_overrides: impl Fn(i32) -> Vec<(String, String)>,
+    ) -> Cluster {
         let cluster_id = format!("tideline-test-{}", free_port());
         let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
         let voter_list: Vec<String> = ports
@@ -106,11 +126,12 @@ impl Cluster {
             .collect();
         let mut cluster = Cluster::new(cluster_id, voter_list, overrides);
         for (i, (kafka, controller)) in ports.iter().enumerate() {
+            let id = i as i32 + 1;
             let node = cluster.launch_node(
-                i as i32 + 1,
+                id,
                 *kafka,
                 (i < voters).then_some(*controller),
-                &[],
+                &node_overrides(id),
             );
             cluster.nodes.push(node);
         }

@@ -25,6 +25,7 @@
 //!   hand-built requests that no well-behaved client would send.
 //! - [`disk`]: reading the broker's on-disk segments (Kafka's layout and
 //!   batch format) so tests can inspect and damage them.
+//! - [`tmpfs`]: a size-limited real file system to fill up (a full disk).
 //! - [`http`]: a tiny HTTP/1.0 GET used for `/readyz` and `/metrics`.
 //! - [`jepsen`]: a Jepsen-style workload (producers writing unique values
 //!   under faults) and a checker for lost, duplicated and reordered records.
@@ -43,6 +44,7 @@ pub mod member;
 pub mod operator_process;
 pub mod proxy;
 pub mod rendered_cluster;
+pub mod tmpfs;
 pub mod wire;
 
 pub use broker::{Broker, BrokerOpts};

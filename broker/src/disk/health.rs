@@ -268,7 +268,10 @@ impl LogDirHealth {
         if origin == AppendOrigin::Coordinator {
             return Ok(());
         }
-        if state == DirState::Full || left < self.reserved as i64 {
+        // With no reserve only a failed write makes the directory full: the
+        // estimate is not exact enough to refuse by itself.
+        let below_reserve = self.reserved > 0 && left < self.reserved as i64;
+        if state == DirState::Full || below_reserve {
             self.free_estimate.fetch_add(len, Ordering::AcqRel);
             if state == DirState::Writable {
                 self.transition(

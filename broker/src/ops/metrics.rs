@@ -459,7 +459,8 @@ impl Metrics {
             self.disk_total.set(total as i64);
         }
         let health = broker.logs.health().snapshot();
-        self.disk_free.set(health.free_bytes.min(i64::MAX as u64) as i64);
+        self.disk_free
+            .set(health.free_bytes.min(i64::MAX as u64) as i64);
         self.disk_reserved
             .set(health.reserved_bytes.min(i64::MAX as u64) as i64);
         self.refusing_appends
