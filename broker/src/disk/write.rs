@@ -184,6 +184,7 @@ mod tests {
         let path = dir.path().join("f.log");
         let file = std::fs::OpenOptions::new()
             .create(true)
+            .truncate(true)
             .read(true)
             .write(true)
             .open(&path)
