@@ -394,7 +394,16 @@ impl LogManager {
                     );
                 }
                 Ok(None) => {}
-                Err(e) => tracing::error!(partition = %tp, error = %e, "log cleaning failed"),
+                Err(e) => {
+                    tracing::error!(partition = %tp, error = %e, "log cleaning failed");
+                    // Out of space affects every append; other errors here
+                    // may be the data's (a corrupt batch), not the disk's.
+                    if crate::disk::health::classify(&e)
+                        == crate::disk::health::FailureKind::NoSpace
+                    {
+                        self.health.record_failure(&e, &self.dir);
+                    }
+                }
             }
         }
         if cleaned > 0 {

@@ -246,8 +246,11 @@ impl Segment {
             self.file.sync_all()?;
             self.size = position;
         }
-        self.index.rewrite()?;
-        self.time_index.rewrite()?;
+        // The rebuilt entries are in memory; if their files cannot be
+        // written now (a full disk at start-up), the next flush retries.
+        if let Err(e) = self.index.rewrite().and(self.time_index.rewrite()) {
+            tracing::warn!(segment = %self.path.display(), error = %e, "cannot write rebuilt indexes yet");
+        }
         Ok(RecoveryOutcome {
             valid_bytes: position,
             truncated_bytes: truncated,
@@ -403,7 +406,8 @@ impl Segment {
         self.unflushed_bytes = self.unflushed_bytes.saturating_sub(bytes);
     }
 
-    /// Cuts the segment so that it ends before `offset`.
+    /// Cuts the segment so that it ends before `offset`. On error nothing
+    /// was cut.
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
         let position = match self.find_batch(offset)? {
             Some(b) if b.header.base_offset >= offset => b.position,
@@ -414,11 +418,15 @@ impl Segment {
         self.size = position;
         self.tail_unaccounted = false;
         // The indexes drop their entries in memory even if rewriting their
-        // files fails (they are rewritten at the next flush then).
-        let indexes = self
+        // files fails now: the next flush rewrites them, and the log's
+        // recovery point is already below this segment.
+        if let Err(e) = self
             .index
             .truncate_to_position(position)
-            .and(self.time_index.truncate_to_offset(offset));
+            .and(self.time_index.truncate_to_offset(offset))
+        {
+            tracing::warn!(segment = %self.path.display(), error = %e, "cannot rewrite truncated indexes yet");
+        }
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
         let mut last = None;
@@ -427,7 +435,7 @@ impl Segment {
             self.next_offset = header.last_offset() + 1;
         }
         self.max_timestamp = self.time_index.last_entry().map(|(ts, _)| ts).unwrap_or(-1);
-        indexes
+        Ok(())
     }
 
     /// Removes the segment's files (the handle stays readable for fetches in flight).
