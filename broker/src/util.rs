@@ -10,22 +10,6 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// (used, total) bytes of the filesystem holding `path`.
-pub fn disk_usage(path: &std::path::Path) -> Option<(u64, u64)> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c_path is a valid NUL-terminated string and stat is a valid out-pointer.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return None;
-    }
-    let block = stat.f_frsize as u64;
-    let total = stat.f_blocks as u64 * block;
-    let free = stat.f_bfree as u64 * block;
-    Some((total - free, total))
-}
-
 /// The local address broker-to-broker connections originate from
 /// (`outbound.bind.host`), set once at start-up; unset lets the OS choose.
 static OUTBOUND_BIND: std::sync::OnceLock<std::net::IpAddr> = std::sync::OnceLock::new();

@@ -395,9 +395,19 @@ impl LogDirHealth {
     }
 }
 
-/// (free bytes available to the broker, total bytes) of the file system
-/// holding `path`.
-fn free_space(path: &Path) -> Option<(u64, u64)> {
+/// The space of the file system holding a path, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Space {
+    /// What an unprivileged writer may still use (`f_bavail`): what the
+    /// broker can count on.
+    pub available: u64,
+    /// Free blocks, including those only root may use (`f_bfree`).
+    pub free: u64,
+    pub total: u64,
+}
+
+/// The space of the file system holding `path` (`statvfs`).
+pub fn space(path: &Path) -> Option<Space> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
@@ -407,7 +417,16 @@ fn free_space(path: &Path) -> Option<(u64, u64)> {
         return None;
     }
     let block = stat.f_frsize as u64;
-    Some((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
+    Some(Space {
+        available: stat.f_bavail as u64 * block,
+        free: stat.f_bfree as u64 * block,
+        total: stat.f_blocks as u64 * block,
+    })
+}
+
+/// (bytes available to the broker, total bytes).
+fn free_space(path: &Path) -> Option<(u64, u64)> {
+    space(path).map(|s| (s.available, s.total))
 }
 
 #[cfg(test)]

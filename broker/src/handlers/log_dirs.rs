@@ -59,9 +59,9 @@ pub fn describe_log_dirs(
         })
         .collect();
     if version >= 4 {
-        if let Some((used, total)) = crate::util::disk_usage(dir) {
-            result.total_bytes = total as i64;
-            result.usable_bytes = total.saturating_sub(used) as i64;
+        if let Some(space) = crate::disk::health::space(dir) {
+            result.total_bytes = space.total as i64;
+            result.usable_bytes = space.free as i64;
         }
     }
     let mut response = DescribeLogDirsResponse::default();

@@ -779,17 +779,7 @@ mod tests {
     }
 
     fn open(dir: &Path) -> PartitionLog {
-        PartitionLog::open(
-            dir,
-            config(),
-            false,
-            0,
-            0,
-            0,
-            crate::disk::LogDirHealth::without_reserve(dir),
-        )
-        .unwrap()
-        .0
+        PartitionLog::open_for_test(dir, config(), false).0
     }
 
     #[test]
@@ -830,16 +820,7 @@ mod tests {
             .is_none());
         // Reopening (clean or after a crash) reads the same.
         drop(log);
-        let (log, _) = PartitionLog::open(
-            dir.path(),
-            config(),
-            false,
-            0,
-            0,
-            0,
-            crate::disk::LogDirHealth::without_reserve(dir.path()),
-        )
-        .unwrap();
+        let (log, _) = PartitionLog::open_for_test(dir.path(), config(), false);
         assert_eq!(read_all(&log), expected(&written, active_base));
         // A fetch inside a compacted gap gets the next surviving batch.
         let slice = log.read(1, 1, true, i64::MAX).unwrap().unwrap();
@@ -946,16 +927,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config();
         cfg.min_compaction_lag_ms = 1000;
-        let (mut log, _) = PartitionLog::open(
-            dir.path(),
-            cfg,
-            false,
-            0,
-            0,
-            0,
-            crate::disk::LogDirHealth::without_reserve(dir.path()),
-        )
-        .unwrap();
+        let (mut log, _) = PartitionLog::open_for_test(dir.path(), cfg, false);
         let old = fill(&mut log, 6, 1000);
         log.roll(1000).unwrap();
         let young_start = log.log_end_offset();
@@ -973,16 +945,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config();
         cfg.min_cleanable_dirty_ratio = 0.9;
-        let (mut log, _) = PartitionLog::open(
-            dir.path(),
-            cfg.clone(),
-            false,
-            0,
-            0,
-            0,
-            crate::disk::LogDirHealth::without_reserve(dir.path()),
-        )
-        .unwrap();
+        let (mut log, _) = PartitionLog::open_for_test(dir.path(), cfg.clone(), false);
         fill(&mut log, 6, 1000);
         log.roll(1000).unwrap();
         let log = Mutex::new(log);
@@ -1098,16 +1061,7 @@ mod tests {
         cfg.segment_bytes = 150;
         cfg.cleanup_delete = true;
         cfg.retention_ms = 1000;
-        let (mut log, _) = PartitionLog::open(
-            dir.path(),
-            cfg,
-            false,
-            0,
-            0,
-            0,
-            crate::disk::LogDirHealth::without_reserve(dir.path()),
-        )
-        .unwrap();
+        let (mut log, _) = PartitionLog::open_for_test(dir.path(), cfg, false);
         let keys = ["k0", "k1", "k2", "k3", "k4"];
         for value in ["old", "new"] {
             let records: Vec<(&str, Option<&str>)> =
@@ -1189,16 +1143,7 @@ mod tests {
             }
             drop(out);
             drop(log); // the crash: nothing closed
-            let (log, _) = PartitionLog::open(
-                dir.path(),
-                config(),
-                false,
-                0,
-                0,
-                0,
-                crate::disk::LogDirHealth::without_reserve(dir.path()),
-            )
-            .unwrap();
+            let (log, _) = PartitionLog::open_for_test(dir.path(), config(), false);
             let names: Vec<String> = std::fs::read_dir(dir.path())
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().to_string())

@@ -253,6 +253,17 @@ impl PartitionLog {
         Ok(cache)
     }
 
+    /// A log in `dir` with nothing checkpointed and no reserve (tests).
+    #[cfg(test)]
+    pub(crate) fn open_for_test(
+        dir: &Path,
+        config: LogConfig,
+        clean: bool,
+    ) -> (PartitionLog, RecoveryReport) {
+        let health = LogDirHealth::without_reserve(dir);
+        PartitionLog::open(dir, config, clean, 0, 0, 0, health).unwrap()
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -976,16 +987,7 @@ mod tests {
     #[test]
     fn append_read_roll_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = PartitionLog::open(
-            dir.path(),
-            config(),
-            true,
-            0,
-            0,
-            0,
-            crate::disk::LogDirHealth::without_reserve(dir.path()),
-        )
-        .unwrap();
+        let (mut log, _) = PartitionLog::open_for_test(dir.path(), config(), true);
         for i in 0..10 {
             let info = log
                 .append(
@@ -1026,16 +1028,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config();
         cfg.retention_ms = 1000;
-        let (mut log, _) = PartitionLog::open(
-            dir.path(),
-            cfg,
-            true,
-            0,
-            0,
-            0,
-            crate::disk::LogDirHealth::without_reserve(dir.path()),
-        )
-        .unwrap();
+        let (mut log, _) = PartitionLog::open_for_test(dir.path(), cfg, true);
         for i in 0..10 {
             log.append(
                 &batch(
@@ -1061,16 +1054,7 @@ mod tests {
     #[test]
     fn idempotent_retries_return_the_original_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = PartitionLog::open(
-            dir.path(),
-            config(),
-            true,
-            0,
-            0,
-            0,
-            crate::disk::LogDirHealth::without_reserve(dir.path()),
-        )
-        .unwrap();
+        let (mut log, _) = PartitionLog::open_for_test(dir.path(), config(), true);
         let first = batch(&[b"a", b"b"], 0, (5, 0, 0));
         assert_eq!(
             log.append(&first, 0, AppendOrigin::Client, 0)
@@ -1100,17 +1084,7 @@ mod failed_writes {
     use crate::log::batch::test_support::batch;
 
     fn open_log(dir: &Path, config: LogConfig) -> PartitionLog {
-        PartitionLog::open(
-            dir,
-            config,
-            true,
-            0,
-            0,
-            0,
-            LogDirHealth::without_reserve(dir),
-        )
-        .unwrap()
-        .0
+        PartitionLog::open_for_test(dir, config, true).0
     }
 
     fn append(log: &mut PartitionLog, value: &[u8], epoch: i32) -> Result<AppendInfo, AppendError> {
@@ -1167,16 +1141,7 @@ mod failed_writes {
         assert_eq!(values(&log), vec![b"a".to_vec(), b"d".to_vec()]);
         // After a crash, recovery finds exactly the acknowledged batches.
         drop(log);
-        let (log, report) = PartitionLog::open(
-            dir.path(),
-            LogConfig::default(),
-            false,
-            0,
-            0,
-            0,
-            LogDirHealth::without_reserve(dir.path()),
-        )
-        .unwrap();
+        let (log, report) = PartitionLog::open_for_test(dir.path(), LogConfig::default(), false);
         assert_eq!(report.truncated_bytes, 0);
         assert_eq!(values(&log), vec![b"a".to_vec(), b"d".to_vec()]);
     }

@@ -454,9 +454,9 @@ impl Metrics {
         self.active_controller.set(is_controller as i64);
         self.metadata_offset
             .set(broker.quorum.applied_index() as i64);
-        if let Some((used, total)) = crate::util::disk_usage(broker.logs.dir()) {
-            self.disk_used.set(used as i64);
-            self.disk_total.set(total as i64);
+        if let Some(space) = crate::disk::health::space(broker.logs.dir()) {
+            self.disk_used.set((space.total - space.free) as i64);
+            self.disk_total.set(space.total as i64);
         }
         let health = broker.logs.health().snapshot();
         self.disk_free
