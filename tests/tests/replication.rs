@@ -361,3 +361,62 @@ fn acks_all_is_refused_when_the_isr_is_below_min_insync_replicas() {
         .expect("produce");
     assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
 }
+
+/// A client may pipeline `acks=all` produce requests on one connection: the
+/// broker appends them in request order and answers them in request order
+/// (mixed with other requests), while their waits for the ISR overlap.
+#[test]
+fn pipelined_acks_all_produces_are_appended_and_answered_in_order() {
+    use kafka_protocol::messages::{ProduceResponse, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, HeaderVersion};
+
+    let cluster = Cluster::start(3, FAST);
+    let topic = "pipelined";
+    create_replicated(&cluster, topic, 1, 3, "2");
+    let (leader, _, _) = wait_for_state(
+        &cluster,
+        1,
+        topic,
+        0,
+        "a leader with a full ISR",
+        |(l, isr, _)| *l > 0 && isr.len() == 3,
+    );
+    let mut conn = RawConn::connect(cluster.nodes[leader as usize - 1].kafka_addr());
+    let requests = 30;
+    let mut metadata = MetadataRequest::default();
+    metadata.topics = Some(Vec::new());
+    for i in 0..requests {
+        let value = format!("pipelined-{i}");
+        let produce = produce_request(topic, 0, record_batch(&[value.as_bytes()]));
+        conn.send_frame(&RawConn::encode_request(&produce, 9, i * 2))
+            .unwrap();
+        conn.send_frame(&RawConn::encode_request(&metadata, 12, i * 2 + 1))
+            .unwrap();
+    }
+    let mut offsets = Vec::new();
+    for i in 0..requests * 2 {
+        let mut frame = bytes::Bytes::from(conn.read_frame().unwrap());
+        let is_produce = i % 2 == 0;
+        let header_version = if is_produce {
+            <ProduceResponse as HeaderVersion>::header_version(9)
+        } else {
+            <kafka_protocol::messages::MetadataResponse as HeaderVersion>::header_version(12)
+        };
+        let header = ResponseHeader::decode(&mut frame, header_version).unwrap();
+        assert_eq!(header.correlation_id, i, "responses in request order");
+        if is_produce {
+            let response = ProduceResponse::decode(&mut frame, 9).unwrap();
+            let p = &response.responses[0].partition_responses[0];
+            assert_eq!(p.error_code, 0, "produce {i}: {:?}", p.error_message);
+            offsets.push(p.base_offset);
+        }
+    }
+    assert_eq!(
+        offsets,
+        (0..requests as i64).collect::<Vec<_>>(),
+        "appended in request order"
+    );
+    let values = read_values(&cluster.bootstrap(), topic, requests as i64);
+    let expected: Vec<String> = (0..requests).map(|i| format!("pipelined-{i}")).collect();
+    assert_eq!(values, expected);
+}

@@ -6,6 +6,12 @@
 //! it) — refused up front with NOT_ENOUGH_REPLICAS when the ISR is below
 //! `min.insync.replicas`. The wait is event driven (a watch on the high
 //! watermark) and bounded by the request's timeout.
+//!
+//! The two halves are separate: [`append`] writes in request order, and the
+//! [`PendingProduce`] it returns waits for the ISR. The connection appends
+//! each produce request as it arrives and lets the waits of several requests
+//! overlap (their responses still go out in order), so a connection's
+//! throughput is not one request per replication round trip.
 
 use std::sync::Arc;
 
@@ -33,11 +39,25 @@ struct PendingReplication {
     min_isr: i32,
 }
 
+/// A produce request whose batches are appended, waiting (for `acks=all`)
+/// until the ISR has them.
+pub struct PendingProduce {
+    acks: i16,
+    deadline: Instant,
+    response: ProduceResponse,
+    pending: Vec<PendingReplication>,
+}
+
 pub async fn handle(
     broker: &Broker,
     request: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
+    append(broker, request, version).finish(broker).await
+}
+
+/// Validates and appends every partition's batches; nothing here waits.
+pub fn append(broker: &Broker, request: ProduceRequest, version: i16) -> PendingProduce {
     let acks = request.acks;
     let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     let image = broker.image();
@@ -74,7 +94,7 @@ pub async fn handle(
                 )),
                 (_, None) => Err((ResponseError::CorruptMessage, "no records".to_string())),
                 (Some(topic), Some(records)) => {
-                    append(broker, topic, partition_data.index, records, acks, version)
+                    append_partition(broker, topic, partition_data.index, records, acks, version)
                 }
             };
             match result {
@@ -105,42 +125,62 @@ pub async fn handle(
         }
         response.responses.push(topic_response);
     }
-    if acks == 0 {
-        return None;
+    PendingProduce {
+        acks,
+        deadline,
+        response,
+        pending,
     }
-    let outcomes = join_all(pending.iter().map(|w| {
-        ReplicaManager::wait_for_replication(
-            &w.replica,
-            w.leader_epoch,
-            w.required_offset,
-            w.min_isr,
+}
+
+impl PendingProduce {
+    /// Waits until the ISR has every `acks=all` batch (or the request's
+    /// timeout), then answers; `None` for `acks=0`.
+    pub async fn finish(self, broker: &Broker) -> Option<ProduceResponse> {
+        let PendingProduce {
+            acks,
             deadline,
-        )
-    }))
-    .await;
-    for (wait, outcome) in pending.iter().zip(outcomes) {
-        if let Err(error) = outcome {
-            let p = &mut response.responses[wait.topic].partition_responses[wait.partition];
-            p.error_code = error.code();
-            p.error_message = Some(str_bytes(match error {
-                ResponseError::NotEnoughReplicasAfterAppend => {
-                    "written, but the ISR fell below min.insync.replicas".to_string()
-                }
-                ResponseError::RequestTimedOut => {
-                    "the in-sync replicas did not confirm the write in time".to_string()
-                }
-                _ => "leadership moved before the in-sync replicas confirmed the write".to_string(),
-            }));
-            broker.metrics.record_produce_error(error);
+            mut response,
+            pending,
+        } = self;
+        if acks == 0 {
+            return None;
         }
+        let outcomes = join_all(pending.iter().map(|w| {
+            ReplicaManager::wait_for_replication(
+                &w.replica,
+                w.leader_epoch,
+                w.required_offset,
+                w.min_isr,
+                deadline,
+            )
+        }))
+        .await;
+        for (wait, outcome) in pending.iter().zip(outcomes) {
+            if let Err(error) = outcome {
+                let p = &mut response.responses[wait.topic].partition_responses[wait.partition];
+                p.error_code = error.code();
+                p.error_message = Some(str_bytes(match error {
+                    ResponseError::NotEnoughReplicasAfterAppend => {
+                        "written, but the ISR fell below min.insync.replicas".to_string()
+                    }
+                    ResponseError::RequestTimedOut => {
+                        "the in-sync replicas did not confirm the write in time".to_string()
+                    }
+                    _ => "leadership moved before the in-sync replicas confirmed the write"
+                        .to_string(),
+                }));
+                broker.metrics.record_produce_error(error);
+            }
+        }
+        Some(response)
     }
-    Some(response)
 }
 
 /// A successful append: what to answer, and for `acks=all` what to wait for.
 type Appended = (AppendInfo, i64, Option<(Arc<Partition>, i32, i32)>);
 
-fn append(
+fn append_partition(
     broker: &Broker,
     topic: &crate::metadata::TopicImage,
     index: i32,

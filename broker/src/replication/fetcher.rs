@@ -498,71 +498,84 @@ async fn fetch(
         anyhow::bail!("fetch failed with error code {}", response.error_code);
     }
     let mut any_error = false;
-    for topic in &response.responses {
-        for data in &topic.partitions {
-            let tp = TopicPartition::new(topic.topic.0.as_str(), data.partition_index);
-            let Some((_, state)) = partitions.iter().find(|(t, _)| *t == tp) else {
-                continue;
-            };
-            let partition = &state.partition;
-            let still_followed = shared.partitions.lock().get(&tp).is_some_and(|s| {
-                s.leader_epoch == state.leader_epoch && Arc::ptr_eq(&s.partition, partition)
-            });
-            if !still_followed {
-                continue;
-            }
-            if data.error_code != 0 {
-                any_error = true;
-                handle_partition_error(context, shared, &tp, state, data, offsets[&tp]);
-                continue;
-            }
-            let records = data.records.as_deref().unwrap_or(&[]);
-            let appended = tokio::task::block_in_place(|| {
-                let mut log = partition.log.lock();
-                if log.log_end_offset() != offsets[&tp] {
-                    return Ok(None); // truncated meanwhile; the next round refetches
-                }
-                let info = if records.is_empty() {
-                    None
-                } else {
-                    Some(log.append_replicated(records, now_ms())?)
+    let states: HashMap<&TopicPartition, &FetchState> =
+        partitions.iter().map(|(tp, s)| (tp, s)).collect();
+    // Partitions that brought records, appended together below.
+    let mut with_records = Vec::new();
+    {
+        let mut followed = shared.partitions.lock();
+        for topic in &response.responses {
+            for data in &topic.partitions {
+                let tp = TopicPartition::new(topic.topic.0.as_str(), data.partition_index);
+                let Some((tp, state)) = states.get_key_value(&tp) else {
+                    continue;
                 };
-                Ok::<_, crate::log::AppendError>(Some((info, log.log_end_offset())))
-            });
-            match appended {
-                Ok(Some((info, end))) => {
-                    if let Some(info) = info {
-                        if info.records > 0 {
-                            partition.notify(end);
-                            context.metrics.record_replicated(info.bytes);
-                        }
-                    }
-                    if data.high_watermark >= 0 {
-                        partition.set_high_watermark(data.high_watermark.min(end));
-                    }
-                    let lag = (data.high_watermark - end).max(0);
-                    update_state(shared, &tp, state.leader_epoch, partition, |s| s.lag = lag);
+                let partition = &state.partition;
+                let Some(current) = followed.get_mut(*tp).filter(|s| {
+                    s.leader_epoch == state.leader_epoch && Arc::ptr_eq(&s.partition, partition)
+                }) else {
+                    continue;
+                };
+                if data.error_code != 0 || data.records.as_ref().is_some_and(|r| !r.is_empty()) {
+                    with_records.push((*tp, *state, data));
+                    continue;
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    any_error = true;
-                    let storage = matches!(
-                        e,
-                        crate::log::AppendError::Io(_) | crate::log::AppendError::Storage(_)
-                    );
-                    if storage {
-                        tracing::warn!(partition = %tp, error = %e, "cannot append replicated records; pausing until the log directory takes writes");
-                    } else {
-                        tracing::error!(partition = %tp, error = %e, "cannot append replicated records");
-                    }
-                    let retry = Instant::now() + settings.backoff;
-                    update_state(shared, &tp, state.leader_epoch, partition, |s| {
-                        // A non-contiguous batch means the logs disagree:
-                        // truncate again. A storage failure changed nothing.
-                        s.truncated &= storage;
-                        s.retry_at = Some(retry);
-                    });
+                // Nothing new: only the leader's high watermark to take.
+                let end = partition.log.lock().log_end_offset();
+                if data.high_watermark >= 0 {
+                    partition.set_high_watermark(data.high_watermark.min(end));
                 }
+                current.lag = (data.high_watermark - end).max(0);
+            }
+        }
+    }
+    for (tp, state, data) in with_records {
+        let partition = &state.partition;
+        if data.error_code != 0 {
+            any_error = true;
+            handle_partition_error(context, shared, tp, state, data, offsets[tp]);
+            continue;
+        }
+        let records = data.records.as_deref().unwrap_or(&[]);
+        let appended = tokio::task::block_in_place(|| {
+            let mut log = partition.log.lock();
+            if log.log_end_offset() != offsets[tp] {
+                return Ok(None); // truncated meanwhile; the next round refetches
+            }
+            let info = log.append_replicated(records, now_ms())?;
+            Ok::<_, crate::log::AppendError>(Some((info, log.log_end_offset())))
+        });
+        match appended {
+            Ok(Some((info, end))) => {
+                if info.records > 0 {
+                    partition.notify(end);
+                    context.metrics.record_replicated(info.bytes);
+                }
+                if data.high_watermark >= 0 {
+                    partition.set_high_watermark(data.high_watermark.min(end));
+                }
+                let lag = (data.high_watermark - end).max(0);
+                update_state(shared, tp, state.leader_epoch, partition, |s| s.lag = lag);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                any_error = true;
+                let storage = matches!(
+                    e,
+                    crate::log::AppendError::Io(_) | crate::log::AppendError::Storage(_)
+                );
+                if storage {
+                    tracing::warn!(partition = %tp, error = %e, "cannot append replicated records; pausing until the log directory takes writes");
+                } else {
+                    tracing::error!(partition = %tp, error = %e, "cannot append replicated records");
+                }
+                let retry = Instant::now() + settings.backoff;
+                update_state(shared, tp, state.leader_epoch, partition, |s| {
+                    // A non-contiguous batch means the logs disagree:
+                    // truncate again. A storage failure changed nothing.
+                    s.truncated &= storage;
+                    s.retry_at = Some(retry);
+                });
             }
         }
     }

@@ -2,16 +2,24 @@
 //! and in-order responses.
 //!
 //! Requests on a connection are processed one after another, in the order
-//! they arrive, as Kafka guarantees; the client may pipeline them, and a
-//! separate writer task sends responses while the next request is handled.
+//! they arrive, as Kafka guarantees, and answered in that order; the client
+//! may pipeline them, and a separate writer task sends responses while the
+//! next request is handled. A produce request is appended in turn, but its
+//! wait for the ISR (`acks=all`) is left to the writer, which awaits the
+//! queued responses in order: the next requests are read and appended
+//! meanwhile, so a connection is not limited to one produce per
+//! replication round trip (where Kafka mutes the connection instead).
 //! A frame larger than `socket.request.max.bytes` is refused before its body
 //! is read, and a frame that cannot be decoded closes the connection — each
 //! with a log line naming the peer.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::FutureExt;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -21,8 +29,13 @@ use tokio::sync::{mpsc, watch};
 use crate::broker::Broker;
 use crate::handlers;
 
-/// Responses waiting to be written; bounds memory when a client stops reading.
+/// Responses waiting to be written (or, for a produce, still waiting for the
+/// ISR); bounds memory and pipelining when a client stops reading.
 const RESPONSE_QUEUE: usize = 64;
+
+/// A response in the making: the encoded frame, or `None` when the request
+/// expects none (Produce with acks=0).
+type PendingResponse = Pin<Box<dyn Future<Output = Result<Option<Bytes>, FrameError>> + Send>>;
 
 #[derive(Debug, thiserror::Error)]
 enum FrameError {
@@ -45,17 +58,43 @@ pub async fn serve_connection(
     let _ = stream.set_nodelay(true);
     broker.metrics.connections.inc();
     let (mut reader, writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(RESPONSE_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<PendingResponse>(RESPONSE_QUEUE);
     let writer_task = tokio::spawn(async move {
         let mut writer = BufWriter::with_capacity(256 * 1024, writer);
-        while let Some(frame) = rx.recv().await {
-            if writer.write_all(&frame).await.is_err() {
-                return;
-            }
-            // Batch responses that are already queued into one write.
-            while let Ok(frame) = rx.try_recv() {
-                if writer.write_all(&frame).await.is_err() {
-                    return;
+        let mut next: Option<PendingResponse> = None;
+        loop {
+            let response = match next.take() {
+                Some(response) => response,
+                None => match rx.recv().await {
+                    Some(response) => response,
+                    None => break,
+                },
+            };
+            let mut result = response.await;
+            loop {
+                match result {
+                    Ok(Some(frame)) => {
+                        if writer.write_all(&frame).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "closing connection");
+                        return;
+                    }
+                }
+                // Responses already complete go out in the same write; the
+                // buffer is flushed before waiting for one that is not.
+                let Ok(mut queued) = rx.try_recv() else {
+                    break;
+                };
+                match (&mut queued).now_or_never() {
+                    Some(ready) => result = ready,
+                    None => {
+                        next = Some(queued);
+                        break;
+                    }
                 }
             }
             if writer.flush().await.is_err() {
@@ -87,12 +126,11 @@ pub async fn serve_connection(
             }
         };
         match handle_frame(&broker, peer, frame).await {
-            Ok(Some(response)) => {
+            Ok(response) => {
                 if tx.send(response).await.is_err() {
                     break;
                 }
             }
-            Ok(None) => {}
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection");
                 break;
@@ -128,13 +166,13 @@ async fn read_frame(
     Ok(Some(body))
 }
 
-/// Decodes, handles and encodes one request. `Ok(None)` means the request
-/// expects no response (Produce with acks=0).
+/// Decodes and handles one request; what it returns yields the encoded
+/// response (for a produce, once the ISR has its batches).
 async fn handle_frame(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     peer: SocketAddr,
     frame: BytesMut,
-) -> Result<Option<Bytes>, FrameError> {
+) -> Result<PendingResponse, FrameError> {
     let mut body = frame.freeze();
     if body.len() < 4 {
         return Err(FrameError::Malformed(format!("{} byte frame", body.len())));
@@ -151,7 +189,7 @@ async fn handle_frame(
     // answer (v0, UNSUPPORTED_VERSION) so the client can downgrade.
     if api_key == ApiKey::ApiVersions && !handlers::is_supported(api_key, api_version) {
         let response = handlers::api_versions::unsupported_version_response();
-        return encode_response(&header, api_key, 0, &response.into()).map(Some);
+        return ready(encode_response(&header, api_key, 0, &response.into()).map(Some));
     }
     if !handlers::is_supported(api_key, api_version) {
         return Err(FrameError::Malformed(format!(
@@ -168,12 +206,30 @@ async fn handle_frame(
         );
     }
     let timer = broker.metrics.request_started(api_key);
+    if let RequestKind::Produce(request) = request {
+        let pending = handlers::produce::append(broker, request, api_version);
+        let broker = broker.clone();
+        return Ok(Box::pin(async move {
+            let response = pending.finish(&broker).await;
+            timer.observe_duration();
+            response
+                .map(|r| encode_response(&header, api_key, api_version, &r.into()))
+                .transpose()
+        }));
+    }
     let response = handlers::handle(broker, &header, peer, request).await;
     timer.observe_duration();
-    match response {
-        Some(response) => encode_response(&header, api_key, api_version, &response).map(Some),
-        None => Ok(None),
-    }
+    ready(
+        response
+            .map(|r| encode_response(&header, api_key, api_version, &r))
+            .transpose(),
+    )
+}
+
+fn ready(response: Result<Option<Bytes>, FrameError>) -> Result<PendingResponse, FrameError> {
+    // An encoding failure closes the connection now, as before.
+    let response = response?;
+    Ok(Box::pin(std::future::ready(Ok(response))))
 }
 
 fn encode_response(
