@@ -58,12 +58,7 @@ fn write_all_at(file: &File, path: &Path, bytes: &[u8], position: u64) -> io::Re
 
 /// fsyncs a file's data (`fdatasync`).
 pub fn sync_data(file: &File, path: &Path) -> io::Result<()> {
-    #[cfg(test)]
-    if let Some(error) = faults::take_sync(path) {
-        return Err(error);
-    }
-    #[cfg(not(test))]
-    let _ = path;
+    injected_sync_failure(path)?;
     file.sync_data()
 }
 
@@ -74,13 +69,19 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn sync_all(file: &File, path: &Path) -> io::Result<()> {
+    injected_sync_failure(path)?;
+    file.sync_all()
+}
+
+/// In unit tests, the fsync failure planned for `path` (see [`faults`]).
+fn injected_sync_failure(path: &Path) -> io::Result<()> {
     #[cfg(test)]
     if let Some(error) = faults::take_sync(path) {
         return Err(error);
     }
     #[cfg(not(test))]
     let _ = path;
-    file.sync_all()
+    Ok(())
 }
 
 /// Replaces `path` with `bytes` so that a crash or a failed write leaves
