@@ -396,9 +396,13 @@ fn a_full_broker_in_a_cluster_hands_over_and_rejoins_when_space_returns() {
             .partition_states(&[1, 2], &topic)
             .unwrap_or_default()
     };
+    let every_partition = |cluster: &Cluster, check: &dyn Fn(i32, &[i32]) -> bool| {
+        let states = isr_of_all(cluster);
+        states.len() == partitions as usize
+            && states.iter().all(|(leader, isr)| check(*leader, isr))
+    };
     wait_until(Duration::from_secs(30), "every ISR complete", || {
-        let states = isr_of_all(&cluster);
-        states.len() == partitions as usize && states.iter().all(|(_, isr)| isr.len() == 3)
+        every_partition(&cluster, &|_, isr| isr.len() == 3)
     });
 
     let workload = Workload::start(&bootstrap, &topic, partitions, 3);
@@ -412,11 +416,9 @@ fn a_full_broker_in_a_cluster_hands_over_and_rejoins_when_space_returns() {
         Duration::from_secs(30),
         "broker 3 out of every ISR, leading nothing",
         || {
-            let states = isr_of_all(&cluster);
-            states.len() == partitions as usize
-                && states
-                    .iter()
-                    .all(|(leader, isr)| *leader != full_node && !isr.contains(&full_node))
+            every_partition(&cluster, &|leader, isr| {
+                leader != full_node && !isr.contains(&full_node)
+            })
         },
     );
     // The load goes on without broker 3.
@@ -441,11 +443,7 @@ fn a_full_broker_in_a_cluster_hands_over_and_rejoins_when_space_returns() {
     wait_until(
         Duration::from_secs(90),
         "broker 3 back in every ISR",
-        || {
-            let states = isr_of_all(&cluster);
-            states.len() == partitions as usize
-                && states.iter().all(|(_, isr)| isr.contains(&full_node))
-        },
+        || every_partition(&cluster, &|_, isr| isr.contains(&full_node)),
     );
     eprintln!(
         "broker {full_node} rejoined every ISR {:?} after space was freed",

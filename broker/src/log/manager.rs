@@ -563,14 +563,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_failed_checkpoint_write_keeps_the_previous_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let manager = LogManager::open(dir.path(), 0).unwrap();
+    /// A manager of `dir` holding the (empty) partition `t-0`.
+    fn manager_with_partition(dir: &Path) -> (LogManager, TopicPartition, Arc<Partition>) {
+        let manager = LogManager::open(dir, 0).unwrap();
         let tp = TopicPartition::new("t", 0);
         let (partition, _) = manager
             .open_partition(&tp, Uuid::new_v4(), LogConfig::default())
             .unwrap();
+        (manager, tp, partition)
+    }
+
+    #[test]
+    fn a_failed_checkpoint_write_keeps_the_previous_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, _, partition) = manager_with_partition(dir.path());
         manager.write_checkpoints().unwrap();
         let path = dir.path().join(LOG_START_FILE);
         let before = std::fs::read(&path).unwrap();
@@ -712,11 +718,7 @@ mod tests {
     #[test]
     fn a_recreated_topic_does_not_inherit_old_data() {
         let dir = tempfile::tempdir().unwrap();
-        let manager = LogManager::open(dir.path(), 0).unwrap();
-        let tp = TopicPartition::new("t", 0);
-        let (partition, _) = manager
-            .open_partition(&tp, Uuid::new_v4(), LogConfig::default())
-            .unwrap();
+        let (manager, tp, partition) = manager_with_partition(dir.path());
         partition
             .log
             .lock()
