@@ -585,7 +585,9 @@ impl FakeApiServer {
 impl FakeApiServer {
     /// Listens on a free loopback port; returns its address.
     pub async fn serve_http(&self) -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::bind_unique_port();
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         let addr = listener.local_addr().unwrap();
         let app = axum::Router::new()
             .fallback(http_request)

@@ -64,8 +64,16 @@ use std::time::{Duration, Instant};
 /// process could in principle grab it before the broker binds it; on a test
 /// machine that race is rare enough to accept.
 pub fn free_port() -> u16 {
-    // The kernel may hand the same ephemeral port to two binds in a row
-    // once the first listener is dropped: never give a port out twice.
+    let listener = bind_unique_port();
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// A listener on 127.0.0.1 whose port this test process has never handed
+/// out before. Listeners the harness keeps (proxies, the fake API server)
+/// must come from here too: the kernel readily gives a port just released
+/// by [`free_port`] to the next bind of port 0, which would then steal the
+/// port a broker is about to bind.
+pub fn bind_unique_port() -> TcpListener {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -73,7 +81,7 @@ pub fn free_port() -> u16 {
         let mut given = GIVEN.lock().unwrap();
         if !given.contains(&port) {
             given.push(port);
-            return port;
+            return listener;
         }
     }
 }

@@ -67,7 +67,7 @@ impl Proxy {
     /// `admit(source address)` says so; refused sources see their
     /// connection closed at once (see [`Proxy::cut_from`] for live ones).
     pub fn start_admitting(target: SocketAddr, admit: Option<Admission>) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+        let listener = crate::bind_unique_port();
         let addr = listener.local_addr().expect("proxy local_addr");
         let shared = Arc::new(Shared {
             target: Mutex::new(target),
