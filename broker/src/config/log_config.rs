@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use super::definitions::{synonym_scale, topic_def, TopicConfigDef, TOPIC_CONFIGS};
 use super::BrokerConfig;
+use crate::log::compression::{CompressionLevels, CompressionType};
 
 /// Where an effective value came from; the numbers are DescribeConfigs' `ConfigSource`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +134,10 @@ pub struct LogConfig {
     pub min_compaction_lag_ms: i64,
     /// `max.compaction.lag.ms`.
     pub max_compaction_lag_ms: i64,
+    /// `compression.type`: how produced batches are stored.
+    pub compression: CompressionType,
+    /// `compression.{gzip,lz4,zstd}.level` (KIP-390).
+    pub compression_levels: CompressionLevels,
 }
 
 impl Default for LogConfig {
@@ -190,6 +195,13 @@ impl LogConfig {
                 .unwrap_or(0.5),
             min_compaction_lag_ms: int("min.compaction.lag.ms").max(0),
             max_compaction_lag_ms: int("max.compaction.lag.ms").max(1),
+            compression: CompressionType::parse(&text("compression.type"))
+                .unwrap_or(CompressionType::Producer),
+            compression_levels: CompressionLevels {
+                gzip: int("compression.gzip.level") as i32,
+                lz4: int("compression.lz4.level") as i32,
+                zstd: int("compression.zstd.level") as i32,
+            },
         }
     }
 

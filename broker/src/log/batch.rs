@@ -13,7 +13,8 @@
 //!
 //! The broker keeps batches as the producer sent them; it only rewrites the
 //! base offset and leader epoch (outside the CRC) and, for LogAppendTime
-//! topics, the timestamp fields (then the CRC is recomputed).
+//! topics, the timestamp fields (then the CRC is recomputed) — unless the
+//! topic's `compression.type` asks for another codec (see `compression`).
 
 use bytes::Buf;
 
@@ -199,7 +200,7 @@ pub fn validate_produced(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
 
 /// Walks the records of an uncompressed batch: each is a varint length
 /// followed by that many bytes, and the offset deltas run 0, 1, 2, ...
-fn check_uncompressed_records(mut records: &[u8], count: i32) -> Result<(), BatchError> {
+pub(crate) fn check_uncompressed_records(mut records: &[u8], count: i32) -> Result<(), BatchError> {
     for expected_delta in 0..count {
         let length = read_varint(&mut records).ok_or(BatchError::BadRecords("record length"))?;
         if length < 0 || length as usize > records.len() {

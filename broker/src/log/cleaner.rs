@@ -73,10 +73,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 
-use super::batch::{self, BatchHeader, CRC_START, HEADER_SIZE, LOG_OVERHEAD};
+use super::batch::{self, BatchHeader, HEADER_SIZE};
+use super::compression::{self, seal, Codec, CompressionLevels};
 use super::partition_log::PartitionLog;
 use super::segment::{self, Segment};
 use crate::config::LogConfig;
@@ -375,46 +375,16 @@ fn parse_records<'a>(header: &BatchHeader, mut data: &'a [u8]) -> io::Result<Vec
     Ok(records)
 }
 
+/// The batch codecs live in `compression`; the cleaner recompresses a
+/// rewritten batch in its own codec at the default levels.
 fn decompress(codec: i16, data: &[u8]) -> io::Result<Vec<u8>> {
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-    let mut buf = Bytes::copy_from_slice(data);
-    let take = |b: &mut Bytes| Ok(b.to_vec());
-    let result = match codec {
-        0 => return Ok(data.to_vec()),
-        1 => Gzip::decompress(&mut buf, take),
-        2 => Snappy::decompress(&mut buf, take),
-        3 => Lz4::decompress(&mut buf, take),
-        4 => Zstd::decompress(&mut buf, take),
-        other => return Err(invalid(format!("unknown compression codec {other}"))),
-    };
-    result.map_err(|e| invalid(format!("cannot decompress a batch: {e:#}")))
+    let codec = Codec::from_id(codec).map_err(|e| invalid(e.to_string()))?;
+    compression::decompress(codec, data)
 }
 
 fn compress(codec: i16, raw: &[u8]) -> io::Result<Vec<u8>> {
-    use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
-    let mut out = BytesMut::new();
-    let put = |b: &mut BytesMut| {
-        b.extend_from_slice(raw);
-        Ok(())
-    };
-    let result = match codec {
-        0 => return Ok(raw.to_vec()),
-        1 => <Gzip as Compressor<BytesMut>>::compress(&mut out, put),
-        2 => <Snappy as Compressor<BytesMut>>::compress(&mut out, put),
-        3 => <Lz4 as Compressor<BytesMut>>::compress(&mut out, put),
-        4 => <Zstd as Compressor<BytesMut>>::compress(&mut out, put),
-        other => return Err(invalid(format!("unknown compression codec {other}"))),
-    };
-    result.map_err(|e| invalid(format!("cannot compress a batch: {e:#}")))?;
-    Ok(out.to_vec())
-}
-
-fn seal(mut out: Vec<u8>) -> Vec<u8> {
-    let length = (out.len() - LOG_OVERHEAD) as i32;
-    out[8..12].copy_from_slice(&length.to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
+    let codec = Codec::from_id(codec).map_err(|e| invalid(e.to_string()))?;
+    compression::compress(codec, CompressionLevels::default(), raw)
 }
 
 /// The batch with only `kept` records; every other header field stays.
@@ -627,6 +597,7 @@ mod tests {
     use super::*;
     use crate::disk::AppendOrigin;
     use crate::log::partition_log::ReadError;
+    use bytes::{Bytes, BytesMut};
     use kafka_protocol::records::{
         Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
         TimestampType,

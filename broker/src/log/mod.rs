@@ -1,6 +1,7 @@
 //! Storage: the partition logs and their on-disk formats.
 //!
-//! `batch` (the record-batch format), `index` (offset and time indexes),
+//! `batch` (the record-batch format), `compression` (batch codecs and
+//! broker-side recompression), `index` (offset and time indexes),
 //! `segment` (one `.log` file and its indexes), `producer_state`
 //! (idempotence), `partition_log` (one partition), `cleaner` (log
 //! compaction), `manager` (the log directory, checkpoints and background
@@ -8,6 +9,7 @@
 
 pub mod batch;
 pub mod cleaner;
+pub mod compression;
 pub mod index;
 pub mod leader_epochs;
 pub mod manager;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{self, BatchError, BatchHeader};
+use super::compression::{self, CompressionType};
 use super::leader_epochs::LeaderEpochCache;
 use super::producer_state::{BatchMetadata, ProducerState, SequenceCheck};
 use super::segment::{BatchPosition, Segment};
@@ -423,13 +424,13 @@ impl PartitionLog {
             }
         }
 
-        self.health.admit(origin, records.len())?;
-        self.maybe_roll(records.len() as u64, now_ms)?;
+        let (mut bytes, spans) = self.recompress_produced(records, spans, origin)?;
+        self.health.admit(origin, bytes.len())?;
+        self.maybe_roll(bytes.len() as u64, now_ms)?;
         let log_append_time = match self.config.timestamp_type {
             TimestampType::LogAppendTime => Some(now_ms),
             TimestampType::CreateTime => None,
         };
-        let mut bytes = records.to_vec();
         let mut next = self.log_end_offset();
         let base_offset = next;
         let mut headers = Vec::with_capacity(spans.len());
@@ -458,6 +459,46 @@ impl PartitionLog {
             bytes: bytes.len() as u64,
             duplicate: false,
         })
+    }
+
+    /// The bytes to store for a client's batches: as sent, or with every
+    /// batch in the topic's `compression.type` codec when it names one.
+    /// Returns the new bytes and each batch's position, size and header.
+    #[allow(clippy::type_complexity)]
+    fn recompress_produced(
+        &self,
+        records: &[u8],
+        spans: Vec<(usize, usize, BatchHeader)>,
+        origin: AppendOrigin,
+    ) -> Result<(Vec<u8>, Vec<(usize, usize, BatchHeader)>), AppendError> {
+        let target = match self.config.compression {
+            CompressionType::Codec(codec) if origin == AppendOrigin::Client => codec,
+            _ => return Ok((records.to_vec(), spans)),
+        };
+        let mut bytes = Vec::with_capacity(records.len());
+        let mut rewritten = Vec::with_capacity(spans.len());
+        for (pos, size, header) in spans {
+            let original = &records[pos..pos + size];
+            let start = bytes.len();
+            match compression::recompress(
+                original,
+                &header,
+                target,
+                self.config.compression_levels,
+            )? {
+                None => bytes.extend_from_slice(original),
+                Some(batch) => bytes.extend_from_slice(&batch),
+            }
+            let size = bytes.len() - start;
+            if size > self.config.max_message_bytes {
+                return Err(AppendError::TooLarge {
+                    size,
+                    max: self.config.max_message_bytes,
+                });
+            }
+            rewritten.push((start, size, BatchHeader::parse(&bytes[start..])?));
+        }
+        Ok((bytes, rewritten))
     }
 
     /// Appends batches fetched from the partition's leader, which already
