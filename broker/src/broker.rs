@@ -13,6 +13,7 @@ use crate::coordinator::group::GroupLimits;
 use crate::coordinator::groups::{CoordinatorConfig, GroupCoordinator};
 use crate::disk::DirState;
 use crate::error::{ApiError, ResponseError};
+use crate::handlers::fetch::FetchSessionCache;
 use crate::log::{LogManager, Partition, TopicPartition};
 use crate::metadata::controller::{Controller, NewTopic};
 use crate::metadata::elections;
@@ -30,6 +31,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     pub groups: Arc<GroupCoordinator>,
     pub replicas: Arc<ReplicaManager>,
+    /// Incremental fetch sessions (KIP-227) of consumers and followers.
+    pub fetch_sessions: FetchSessionCache,
     /// The producer-id block this broker hands out from: (next, end).
     producer_ids: AsyncMutex<(i64, i64)>,
     /// Serializes reconciliations of local logs with the image.
@@ -59,6 +62,9 @@ impl Broker {
             controller,
             groups,
             replicas,
+            fetch_sessions: FetchSessionCache::new(
+                config.get_i64("max.incremental.fetch.session.cache.slots") as usize,
+            ),
             config,
             cluster_id,
             quorum,

@@ -322,6 +322,13 @@ impl Broker {
         resp.text()
     }
 
+    /// The sum of the samples of `series` in `/metrics`: a bare name sums
+    /// every label set, `name{labels}` must match a line exactly; 0 when
+    /// nothing matches (a labelled counter not yet incremented).
+    pub fn metric(&self, series: &str) -> f64 {
+        sum_samples(&self.metrics(), series)
+    }
+
     /// `GET path` on the broker's HTTP listener.
     pub fn http_get(&self, path: &str) -> http::Response {
         http::get(self.http_addr(), path)
@@ -514,4 +521,16 @@ fn keep_log_line(line: &str) -> bool {
         .split_once(": ")
         .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
     !is_frame || t.contains("tideline") || t.contains("kafka_protocol")
+}
+
+/// See [`Broker::metric`].
+pub fn sum_samples(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(s, _)| {
+            *s == series || (!series.contains('{') && s.split('{').next() == Some(series))
+        })
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
 }

@@ -55,15 +55,6 @@ fn all_in_sync(cluster: &Cluster, via: &[i32], topic: &str, replicas: usize) -> 
         .is_some_and(|s| s.iter().all(|(l, isr)| *l > 0 && isr.len() == replicas))
 }
 
-fn metric(cluster: &Cluster, node: i32, name: &str) -> f64 {
-    cluster.nodes[node as usize - 1]
-        .metrics()
-        .lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[test]
 fn a_rolling_restart_under_load_loses_nothing_and_fails_no_produce() {
     let mut cluster = Cluster::start(3, FAST);
@@ -259,9 +250,9 @@ fn a_follower_cut_off_from_its_leader_leaves_the_isr_and_rejoins_after_catching_
             .partition_states(&[controller], topic)
             .is_some_and(|s| !s[0].1.contains(&follower))
     });
-    assert!(metric(&cluster, leader, "tideline_isr_shrinks_total") >= 1.0);
+    assert!(cluster.nodes[leader as usize - 1].metric("tideline_isr_shrinks_total") >= 1.0);
     assert_eq!(
-        metric(&cluster, leader, "tideline_under_replicated_partitions"),
+        cluster.nodes[leader as usize - 1].metric("tideline_under_replicated_partitions"),
         1.0
     );
     // acks=all still works with two in-sync replicas of three.
@@ -275,17 +266,15 @@ fn a_follower_cut_off_from_its_leader_leaves_the_isr_and_rejoins_after_catching_
     wait_until("ISR regrown", Duration::from_secs(60), || {
         all_in_sync(&cluster, &[controller], topic, 3)
     });
-    assert!(metric(&cluster, leader, "tideline_isr_expands_total") >= 1.0);
+    assert!(cluster.nodes[leader as usize - 1].metric("tideline_isr_expands_total") >= 1.0);
     assert_eq!(
-        metric(&cluster, leader, "tideline_under_replicated_partitions"),
+        cluster.nodes[leader as usize - 1].metric("tideline_under_replicated_partitions"),
         0.0
     );
     wait_until("follower caught up", Duration::from_secs(30), || {
-        metric(
-            &cluster,
-            follower,
-            "tideline_log_end_offset{partition=\"0\",topic=\"lagging\"}",
-        ) == 200.0
+        cluster.nodes[follower as usize - 1]
+            .metric("tideline_log_end_offset{partition=\"0\",topic=\"lagging\"}")
+            == 200.0
     });
 }
 

@@ -140,17 +140,6 @@ fn check_every_acknowledged_record(
     high
 }
 
-fn metric(broker: &Broker, name: &str) -> f64 {
-    broker
-        .metrics()
-        .lines()
-        .find_map(|l| {
-            let (n, v) = l.split_once(' ')?;
-            (n == name).then(|| v.trim().parse().ok()).flatten()
-        })
-        .unwrap_or_else(|| panic!("metric {name} not served"))
-}
-
 fn producer(bootstrap: &str) -> TestProducer {
     let mut config = reliable_producer_config(bootstrap);
     // Refused records fail within seconds instead of retrying for minutes.
@@ -205,23 +194,16 @@ fn a_full_disk_loses_nothing_acknowledged_and_writing_resumes_when_space_returns
         "refusals are storage errors or their retries timing out: {:?}",
         ledger.refused
     );
-    assert_eq!(metric(&broker, "tideline_log_dir_refusing_appends"), 1.0);
-    assert!(
-        metric(
-            &broker,
-            "tideline_log_dir_write_errors_total{kind=\"no_space\"}"
-        ) >= 1.0
-    );
-    let storage_errors = metric(
-        &broker,
-        "tideline_produce_errors_total{error=\"KafkaStorageError\"}",
-    );
+    assert_eq!(broker.metric("tideline_log_dir_refusing_appends"), 1.0);
+    assert!(broker.metric("tideline_log_dir_write_errors_total{kind=\"no_space\"}") >= 1.0);
+    let storage_errors =
+        broker.metric("tideline_produce_errors_total{error=\"KafkaStorageError\"}");
     assert!(
         storage_errors >= 1.0,
         "the producer was told KAFKA_STORAGE_ERROR"
     );
     eprintln!("the broker answered {storage_errors} produce partitions with KAFKA_STORAGE_ERROR (the client retried them until message.timeout.ms)");
-    assert_eq!(metric(&broker, "tideline_log_dir_offline"), 0.0);
+    assert_eq!(broker.metric("tideline_log_dir_offline"), 0.0);
     assert!(
         broker.log_tail(400).contains("No space left on device"),
         "the broker names the cause"
@@ -239,7 +221,7 @@ fn a_full_disk_loses_nothing_acknowledged_and_writing_resumes_when_space_returns
     wait_until(
         Duration::from_secs(30),
         "the log directory takes appends again",
-        || metric(&broker, "tideline_log_dir_refusing_appends") == 0.0,
+        || broker.metric("tideline_log_dir_refusing_appends") == 0.0,
     );
     let resumed_after = freed.elapsed();
     send_and_book(&producer, &topic, next..next + 100, &mut ledger);
@@ -286,7 +268,7 @@ fn the_reserve_refuses_produce_before_the_disk_is_full_but_not_metadata_or_commi
     let topic = unique_topic("reserve");
     create_topic(&bootstrap, &topic, 1, &[]);
     assert_eq!(
-        metric(&broker, "tideline_log_dir_reserved_bytes"),
+        broker.metric("tideline_log_dir_reserved_bytes"),
         (16 * MIB) as f64
     );
 
@@ -307,12 +289,9 @@ fn the_reserve_refuses_produce_before_the_disk_is_full_but_not_metadata_or_commi
         free >= 12 * MIB,
         "refused before the file system filled: {free} bytes free"
     );
-    assert_eq!(metric(&broker, "tideline_log_dir_refusing_appends"), 1.0);
+    assert_eq!(broker.metric("tideline_log_dir_refusing_appends"), 1.0);
     assert_eq!(
-        metric(
-            &broker,
-            "tideline_log_dir_write_errors_total{kind=\"no_space\"}"
-        ),
+        broker.metric("tideline_log_dir_write_errors_total{kind=\"no_space\"}"),
         0.0,
         "no write ever failed"
     );
@@ -344,13 +323,13 @@ fn the_reserve_refuses_produce_before_the_disk_is_full_but_not_metadata_or_commi
     broker.stop();
     broker.restart();
     assert_eq!(
-        metric(&broker, "tideline_log_dir_refusing_appends"),
+        broker.metric("tideline_log_dir_refusing_appends"),
         1.0,
         "still full after a restart"
     );
     set_topic_config(&bootstrap, &topic, "retention.bytes", "4194304");
     wait_until(Duration::from_secs(60), "retention made room", || {
-        metric(&broker, "tideline_log_dir_refusing_appends") == 0.0
+        broker.metric("tideline_log_dir_refusing_appends") == 0.0
     });
     let refused = ledger.refused_total();
     send_and_book(&producer, &topic, next..next + 100, &mut ledger);
@@ -410,7 +389,10 @@ fn a_full_broker_in_a_cluster_hands_over_and_rejoins_when_space_returns() {
     // Another tenant takes nearly all the space: the load fills the rest.
     disk.fill_leaving(12 * MIB);
     wait_until(Duration::from_secs(120), "broker 3 refuses appends", || {
-        metric(cluster.node(full_node), "tideline_log_dir_refusing_appends") == 1.0
+        cluster
+            .node(full_node)
+            .metric("tideline_log_dir_refusing_appends")
+            == 1.0
     });
     wait_until(
         Duration::from_secs(30),
@@ -433,7 +415,9 @@ fn a_full_broker_in_a_cluster_hands_over_and_rejoins_when_space_returns() {
     eprintln!("{during} records committed in 3 s while broker {full_node} was full");
     assert!(during > 0, "producers stalled while broker 3 was full");
     assert_eq!(
-        metric(cluster.node(full_node), "tideline_log_dir_refusing_appends"),
+        cluster
+            .node(full_node)
+            .metric("tideline_log_dir_refusing_appends"),
         1.0
     );
 

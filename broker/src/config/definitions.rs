@@ -197,6 +197,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     // Replication between brokers (followers fetch from leaders).
     def!("replica.lag.time.max.ms", Long, Some("30000"), Validator::Range(1.0, I64_MAX), false,
         "A follower that has not caught up with the leader's log end for this long is removed from the ISR."),
+    def!("max.incremental.fetch.session.cache.slots", Int, Some("1000"), Validator::Range(0.0, I32_MAX), false,
+        "Incremental fetch sessions (KIP-227) the broker keeps; 0 turns sessions off (every fetch is a full fetch)."),
     def!("replica.fetch.max.bytes", Int, Some("1048576"), Validator::Range(0.0, I32_MAX), false,
         "Bytes a follower asks for per partition in one fetch (a larger first batch is still returned whole)."),
     def!("replica.fetch.response.max.bytes", Int, Some("10485760"), Validator::Range(0.0, I32_MAX), false,

@@ -48,6 +48,9 @@ pub struct Metrics {
     replicated_bytes: IntCounter,
     replica_max_lag: IntGauge,
     high_watermark: IntGaugeVec,
+    fetch_sessions: IntGauge,
+    fetch_session_evictions: IntCounter,
+    fetch_requests: IntCounterVec,
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -333,6 +336,33 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            fetch_sessions: register(
+                &r,
+                IntGauge::new(
+                    "tideline_fetch_sessions",
+                    "Incremental fetch sessions (KIP-227) cached on this broker.",
+                )
+                .unwrap(),
+            ),
+            fetch_requests: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tideline_fetch_requests_total",
+                        "Fetch requests by fetch session use: none (sessionless), full (opening a session), incremental, or error (unknown session or wrong epoch).",
+                    ),
+                    &["session"],
+                )
+                .unwrap(),
+            ),
+            fetch_session_evictions: register(
+                &r,
+                IntCounter::new(
+                    "tideline_fetch_session_evictions_total",
+                    "Fetch sessions evicted to make room for others (max.incremental.fetch.session.cache.slots).",
+                )
+                .unwrap(),
+            ),
             replica_max_lag: register(
                 &r,
                 IntGauge::new(
@@ -381,6 +411,11 @@ impl Metrics {
         self.replicated_bytes.inc_by(bytes);
     }
 
+    /// `session`: "none", "full", "incremental" or "error".
+    pub fn record_fetch_request(&self, session: &str) {
+        self.fetch_requests.with_label_values(&[session]).inc();
+    }
+
     pub fn record_fetch(&self, topic: &str, bytes: u64) {
         self.bytes_out.with_label_values(&[topic]).inc_by(bytes);
     }
@@ -423,6 +458,11 @@ impl Metrics {
                 .set(partition.high_watermark());
         }
         self.replica_max_lag.set(broker.replicas.max_follower_lag());
+        let (sessions, evictions) = broker.fetch_sessions.stats();
+        self.fetch_sessions.set(sessions as i64);
+        let counted = self.fetch_session_evictions.get();
+        self.fetch_session_evictions
+            .inc_by(evictions.saturating_sub(counted));
         let (mut under, mut under_min, mut offline, mut leaders) = (0, 0, 0, 0);
         let is_controller = broker.quorum.is_active_controller();
         for topic in image.topics.values() {

@@ -8,6 +8,11 @@
 //! with its replica id, appends what comes back unchanged, and takes the
 //! leader's high watermark (capped by its own log end).
 //!
+//! Each fetcher keeps a fetch session (KIP-227) with its leader: after the
+//! first full fetch it sends only the partitions whose fetch position
+//! changed, and the leader answers only those with news, so a round over
+//! many idle partitions costs little on both sides.
+//!
 //! While the log directory takes no writes (full, or offline) the fetchers
 //! pause instead of fetching what they cannot append; the controller has
 //! taken this broker out of the ISRs meanwhile, and it catches up and
@@ -17,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
@@ -38,7 +43,7 @@ use crate::metadata::MetadataQuorum;
 use crate::ops::metrics::Metrics;
 use crate::util::now_ms;
 
-/// Fetch v12: replica id in the body, topics by name, no fetch session.
+/// Fetch v12: replica id in the body, topics by name, fetch sessions.
 const FETCH_VERSION: i16 = 12;
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
 
@@ -216,9 +221,21 @@ fn drop_idle(fetchers: &mut HashMap<i32, Fetcher>) {
     });
 }
 
+/// The follower's side of its fetch session with one leader: the session
+/// id and next epoch, and what the leader has cached for each partition.
+#[derive(Default)]
+struct FetchSession {
+    /// 0: none yet (the next fetch is a full one).
+    id: i32,
+    epoch: i32,
+    /// (fetch offset, log start, leader epoch) the leader last got.
+    cached: HashMap<TopicPartition, (i64, i64, i32)>,
+}
+
 /// The fetcher task for one leader.
 async fn run(context: Arc<Context>, leader: i32, shared: Arc<Shared>) {
     let mut client: Option<KafkaClient> = None;
+    let mut session = FetchSession::default();
     loop {
         let now = Instant::now();
         let states: Vec<(TopicPartition, FetchState)> = shared
@@ -266,11 +283,12 @@ async fn run(context: Arc<Context>, leader: i32, shared: Arc<Shared>) {
         let result = if !truncating.is_empty() {
             truncate(&context, connection, &shared, truncating).await
         } else {
-            fetch(&context, connection, &shared, fetching).await
+            fetch(&context, connection, &shared, &mut session, fetching).await
         };
         if let Err(e) = result {
             tracing::debug!(leader, error = %e, "replica fetch failed; reconnecting");
             client = None;
+            session = FetchSession::default();
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -455,6 +473,7 @@ async fn fetch(
     context: &Context,
     client: &mut KafkaClient,
     shared: &Shared,
+    session: &mut FetchSession,
     partitions: Vec<(TopicPartition, FetchState)>,
 ) -> anyhow::Result<()> {
     let settings = &context.settings;
@@ -463,15 +482,22 @@ async fn fetch(
     request.max_wait_ms = settings.max_wait_ms;
     request.min_bytes = 1;
     request.max_bytes = settings.response_max_bytes;
-    request.session_id = 0;
-    request.session_epoch = -1;
+    // Epoch 0 without an id: a full fetch that opens a session.
+    request.session_id = session.id;
+    request.session_epoch = if session.id == 0 { 0 } else { session.epoch };
     let mut offsets = HashMap::new();
+    let mut cached = HashMap::with_capacity(partitions.len());
     for (tp, state) in &partitions {
         let (fetch_offset, log_start) = {
             let log = state.partition.log.lock();
             (log.log_end_offset(), log.log_start_offset())
         };
         offsets.insert(tp.clone(), fetch_offset);
+        let now_cached = (fetch_offset, log_start, state.leader_epoch);
+        cached.insert(tp.clone(), now_cached);
+        if session.id != 0 && session.cached.get(tp) == Some(&now_cached) {
+            continue; // the leader's session has it as it is
+        }
         let mut p = FetchPartition::default();
         p.partition = tp.partition;
         p.current_leader_epoch = state.leader_epoch;
@@ -492,11 +518,47 @@ async fn fetch(
         .partitions
         .push(p);
     }
+    if session.id != 0 {
+        for tp in session.cached.keys().filter(|tp| !cached.contains_key(*tp)) {
+            let forgotten = topic_entry(
+                &mut request.forgotten_topics_data,
+                &tp.topic,
+                |t| &t.topic,
+                || {
+                    let mut topic = ForgottenTopic::default();
+                    topic.topic = TopicName(StrBytes::from_string(tp.topic.clone()));
+                    topic
+                },
+            );
+            forgotten.partitions.push(tp.partition);
+        }
+    }
     let timeout = settings.socket_timeout + Duration::from_millis(settings.max_wait_ms as u64);
     let response = client.send(&request, FETCH_VERSION, timeout).await?;
-    if response.error_code != 0 {
-        anyhow::bail!("fetch failed with error code {}", response.error_code);
+    match ResponseError::try_from_code(response.error_code) {
+        None => {}
+        Some(ResponseError::FetchSessionIdNotFound | ResponseError::InvalidFetchSessionEpoch) => {
+            // Evicted, or the leader restarted: start over with a full fetch.
+            tracing::debug!(
+                session = session.id,
+                "fetch session lost; opening a new one"
+            );
+            *session = FetchSession::default();
+            return Ok(());
+        }
+        Some(error) => anyhow::bail!("fetch failed: {error:?}"),
     }
+    if session.id == 0 {
+        session.id = response.session_id;
+        session.epoch = 1;
+    } else {
+        session.epoch = if session.epoch == i32::MAX {
+            1
+        } else {
+            session.epoch + 1
+        };
+    }
+    session.cached = cached;
     let mut any_error = false;
     let states: HashMap<&TopicPartition, &FetchState> =
         partitions.iter().map(|(tp, s)| (tp, s)).collect();

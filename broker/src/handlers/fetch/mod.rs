@@ -1,0 +1,411 @@
+//! Fetch: return record batches from the requested offsets, long-polling
+//! until `min_bytes` are available or `max_wait_ms` passes. Waiting is
+//! event driven: consumers wake when the high watermark moves (they read
+//! below it), followers when the log end moves (they read up to it).
+//!
+//! A fetch naming a replica id comes from a follower: its fetch offset is
+//! its log end, which the replica manager records before reading (that is
+//! how the leader's high watermark advances). Replicas a reassignment is
+//! adding are throttled by `leader.replication.throttled.rate`.
+//!
+//! Limits follow KIP-74: `partition_max_bytes` per partition and `max_bytes`
+//! for the response, except that the first batch of the first non-empty
+//! partition is always returned whole so a large batch cannot stall a consumer.
+//!
+//! From v7 a fetch may belong to a fetch session (KIP-227, see `sessions`):
+//! the partitions to read then come from the session, updated by the
+//! request, and the response leaves out those with nothing new.
+
+mod sessions;
+
+pub use sessions::FetchSessionCache;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::select_all;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::time::Instant;
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::error::ResponseError;
+use crate::log::{Partition, ReadError};
+use crate::util::now_ms;
+use sessions::{
+    FetchContext, PartitionFetch, PartitionResult, SentState, SessionPartition, SessionRequest,
+    TopicRef,
+};
+
+struct Target {
+    topic_index: usize,
+    partition_index: usize,
+    partition: Option<Arc<Partition>>,
+    error: Option<ResponseError>,
+    fetch_offset: i64,
+    max_bytes: usize,
+    /// A follower fetch subject to the replication throttle.
+    throttled: bool,
+}
+
+pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    let mut response = FetchResponse::default();
+    let image = broker.image();
+    // v15 moved the replica id into ReplicaState (KIP-903).
+    let replica_id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let follower = (replica_id >= 0).then_some(replica_id);
+
+    // v13 names topics by id (KIP-516); earlier versions by name.
+    let uses_topic_ids = version >= 13;
+    let topic_ref = |name: &TopicName, id: &uuid::Uuid| {
+        if uses_topic_ids {
+            TopicRef::Id(*id)
+        } else {
+            TopicRef::Name(name.0.to_string())
+        }
+    };
+    let requested: Vec<(SessionPartition, PartitionFetch)> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                let key = SessionPartition {
+                    topic: topic_ref(&t.topic, &t.topic_id),
+                    partition: p.partition,
+                };
+                let fetch = PartitionFetch {
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
+                };
+                (key, fetch)
+            })
+        })
+        .collect();
+    // Sessions came with v7 (KIP-227).
+    let (context, wanted) = if version >= 7 {
+        let forgotten: Vec<SessionPartition> = request
+            .forgotten_topics_data
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |&partition| SessionPartition {
+                    topic: topic_ref(&t.topic, &t.topic_id),
+                    partition,
+                })
+            })
+            .collect();
+        let session = SessionRequest {
+            session_id: request.session_id,
+            epoch: request.session_epoch,
+            uses_topic_ids,
+            partitions: &requested,
+            forgotten: &forgotten,
+        };
+        match broker.fetch_sessions.begin(session, now_ms()) {
+            Ok(found) => found,
+            Err(error) => {
+                broker.metrics.record_fetch_request("error");
+                // The client starts over with a full fetch.
+                response.error_code = error.code();
+                return response;
+            }
+        }
+    } else {
+        (FetchContext::Sessionless, requested)
+    };
+
+    broker.metrics.record_fetch_request(match context {
+        FetchContext::Sessionless => "none",
+        FetchContext::Full => "full",
+        FetchContext::Incremental { .. } => "incremental",
+    });
+    let mut targets = Vec::with_capacity(wanted.len());
+    let mut topic_indexes: HashMap<&TopicRef, usize> = HashMap::new();
+    for (key, fetch) in &wanted {
+        let found = match &key.topic {
+            TopicRef::Id(id) => image.topic_by_id(id),
+            TopicRef::Name(name) => image.topics.get(name.as_str()),
+        };
+        let ti = *topic_indexes.entry(&key.topic).or_insert_with(|| {
+            let mut topic_response = FetchableTopicResponse::default();
+            match (&key.topic, found) {
+                (_, Some(t)) => {
+                    topic_response.topic = TopicName(str_bytes(t.name.clone()));
+                    topic_response.topic_id = t.topic_id;
+                }
+                (TopicRef::Name(name), None) => {
+                    topic_response.topic = TopicName(str_bytes(name.clone()))
+                }
+                (TopicRef::Id(id), None) => topic_response.topic_id = *id,
+            }
+            response.responses.push(topic_response);
+            response.responses.len() - 1
+        });
+        let partitions = &mut response.responses[ti].partitions;
+        let mut data = PartitionData::default();
+        data.partition_index = key.partition;
+        data.high_watermark = -1;
+        data.last_stable_offset = -1;
+        data.log_start_offset = -1;
+        data.records = Some(Bytes::new());
+        partitions.push(data);
+        let mut target = Target {
+            topic_index: ti,
+            partition_index: partitions.len() - 1,
+            partition: None,
+            error: None,
+            fetch_offset: fetch.fetch_offset,
+            max_bytes: fetch.max_bytes.max(0) as usize,
+            throttled: false,
+        };
+        match found.and_then(|t| t.partitions.get(key.partition as usize).map(|a| (t, a))) {
+            None if found.is_none() && uses_topic_ids => {
+                target.error = Some(ResponseError::UnknownTopicId)
+            }
+            None => target.error = Some(ResponseError::UnknownTopicOrPartition),
+            Some((t, assignment)) => {
+                let epoch = fetch.current_leader_epoch;
+                if assignment.leader != broker.node_id() {
+                    target.error = Some(ResponseError::NotLeaderOrFollower);
+                } else if epoch >= 0 && epoch < assignment.leader_epoch {
+                    target.error = Some(ResponseError::FencedLeaderEpoch);
+                } else if epoch > assignment.leader_epoch {
+                    target.error = Some(ResponseError::UnknownLeaderEpoch);
+                } else {
+                    target.partition = broker.partition(&t.name, key.partition);
+                    match (&target.partition, follower) {
+                        (None, _) => target.error = Some(ResponseError::NotLeaderOrFollower),
+                        (Some(partition), Some(id)) => {
+                            if let Err(e) =
+                                broker
+                                    .replicas
+                                    .on_follower_fetch(partition, id, fetch.fetch_offset)
+                            {
+                                target.error = Some(e);
+                            }
+                            target.throttled = partition.replica.lock().adding.contains(&id);
+                        }
+                        (Some(_), None) => {}
+                    }
+                }
+            }
+        }
+        targets.push(target);
+    }
+
+    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let deadline = Instant::now() + max_wait;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if request.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        request.max_bytes as usize
+    };
+    loop {
+        // Subscribe before reading so an append between the read and the
+        // wait still wakes us.
+        let mut watchers: Vec<_> = targets
+            .iter()
+            .filter_map(|t| t.partition.as_ref())
+            .map(|p| match follower {
+                Some(_) => p.subscribe(),
+                None => p.subscribe_high_watermark(),
+            })
+            .collect();
+        let (total, any_error) = collect(
+            broker,
+            &mut response,
+            &targets,
+            max_bytes,
+            follower.is_some(),
+        );
+        if total >= min_bytes.max(1)
+            || any_error
+            || Instant::now() >= deadline
+            || watchers.is_empty()
+        {
+            break;
+        }
+        let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+    finish_session(
+        broker,
+        context,
+        response,
+        &targets,
+        wanted,
+        follower.is_some(),
+        uses_topic_ids,
+    )
+}
+
+/// Applies the fetch session to the finished response: a full fetch opens
+/// a session, an incremental one keeps only the partitions with news.
+fn finish_session(
+    broker: &Broker,
+    context: FetchContext,
+    mut response: FetchResponse,
+    targets: &[Target],
+    wanted: Vec<(SessionPartition, PartitionFetch)>,
+    privileged: bool,
+    uses_topic_ids: bool,
+) -> FetchResponse {
+    let data = |t: &Target| &response.responses[t.topic_index].partitions[t.partition_index];
+    let sent = |d: &PartitionData| SentState {
+        high_watermark: d.high_watermark,
+        last_stable_offset: d.last_stable_offset,
+        log_start_offset: d.log_start_offset,
+    };
+    match context {
+        FetchContext::Sessionless => response.session_id = sessions::INVALID_SESSION_ID,
+        FetchContext::Full => {
+            let partitions = wanted
+                .into_iter()
+                .zip(targets)
+                .map(|((key, fetch), t)| (key, fetch, sent(data(t))))
+                .collect();
+            response.session_id =
+                broker
+                    .fetch_sessions
+                    .create(privileged, uses_topic_ids, partitions, now_ms());
+        }
+        FetchContext::Incremental { session_id } => {
+            let results: Vec<(SessionPartition, PartitionResult)> = wanted
+                .into_iter()
+                .zip(targets)
+                .map(|((key, _), t)| {
+                    let d = data(t);
+                    let has_records = d.records.as_ref().is_some_and(|r| !r.is_empty());
+                    let result = PartitionResult {
+                        sent: sent(d),
+                        has_news: has_records || d.error_code != 0,
+                        has_records,
+                    };
+                    (key, result)
+                })
+                .collect();
+            let include = broker
+                .fetch_sessions
+                .finish_incremental(session_id, &results);
+            let mut keep: Vec<Vec<bool>> = response
+                .responses
+                .iter()
+                .map(|t| vec![false; t.partitions.len()])
+                .collect();
+            for (t, included) in targets.iter().zip(include) {
+                keep[t.topic_index][t.partition_index] = included;
+            }
+            for (topic, keep) in response.responses.iter_mut().zip(keep) {
+                let mut keep = keep.into_iter();
+                topic.partitions.retain(|_| keep.next().unwrap_or(true));
+            }
+            response.responses.retain(|t| !t.partitions.is_empty());
+            response.session_id = session_id;
+        }
+    }
+    response
+}
+
+/// Reads every target into the response; returns bytes read and whether
+/// any partition reported an error (which ends the wait, as in Kafka).
+fn collect(
+    broker: &Broker,
+    response: &mut FetchResponse,
+    targets: &[Target],
+    max_bytes: usize,
+    for_follower: bool,
+) -> (usize, bool) {
+    let mut total = 0usize;
+    let mut any_error = false;
+    for target in targets {
+        let data = &mut response.responses[target.topic_index].partitions[target.partition_index];
+        if let Some(error) = target.error {
+            data.error_code = error.code();
+            if let Some(partition) = &target.partition {
+                // A follower out of range needs these to recover.
+                data.log_start_offset = partition.log.lock().log_start_offset();
+                data.high_watermark = partition.high_watermark();
+            }
+            any_error = true;
+            continue;
+        }
+        let partition = target
+            .partition
+            .as_ref()
+            .expect("no error means a partition");
+        let remaining = max_bytes.saturating_sub(total);
+        let mut limit = target.max_bytes.min(remaining);
+        if target.throttled && broker.replicas.leader_throttle.is_exceeded() {
+            limit = 0;
+        }
+        let hw = partition.high_watermark();
+        let (slice, start) = {
+            let log = partition.log.lock();
+            // Followers replicate everything; consumers see committed records.
+            let upper_bound = if for_follower {
+                log.log_end_offset()
+            } else {
+                hw
+            };
+            let start = log.log_start_offset();
+            let min_one = total == 0 && limit > 0;
+            (
+                log.read(target.fetch_offset, limit, min_one, upper_bound),
+                start,
+            )
+        };
+        data.high_watermark = hw;
+        data.last_stable_offset = hw;
+        data.log_start_offset = start;
+        data.error_code = 0;
+        match slice {
+            Ok(Some(slice)) => match slice.read() {
+                Ok(bytes) => {
+                    total += bytes.len();
+                    if target.throttled {
+                        broker.replicas.leader_throttle.record(bytes.len());
+                    }
+                    if !for_follower {
+                        broker
+                            .metrics
+                            .record_fetch(&partition.tp.topic, bytes.len() as u64);
+                    }
+                    data.records = Some(Bytes::from(bytes));
+                }
+                Err(e) => {
+                    tracing::error!(partition = %partition.tp, error = %e, "read failed");
+                    data.error_code = ResponseError::KafkaStorageError.code();
+                    any_error = true;
+                }
+            },
+            Ok(None) => data.records = Some(Bytes::new()),
+            Err(ReadError::OffsetOutOfRange { .. }) => {
+                data.error_code = ResponseError::OffsetOutOfRange.code();
+                data.records = Some(Bytes::new());
+                any_error = true;
+            }
+            Err(ReadError::Io(e)) => {
+                tracing::error!(partition = %partition.tp, error = %e, "read failed");
+                data.error_code = ResponseError::KafkaStorageError.code();
+                any_error = true;
+            }
+            // An offline log directory serves nothing.
+            Err(ReadError::Storage(_)) => {
+                data.error_code = ResponseError::KafkaStorageError.code();
+                any_error = true;
+            }
+        }
+    }
+    (total, any_error)
+}
