@@ -137,6 +137,48 @@ pub struct Args {
     #[arg(long, value_name = "BYTES_PER_SEC")]
     pub throttle: Option<u64>,
 
+    /// Topic config set when the topic is created (repeatable), e.g.
+    /// `--topic-config compression.type=zstd`.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub topic_config: Vec<(String, String)>,
+
+    /// Matrix mode: the broker binary to start (default: `tideline-broker`
+    /// next to this binary).
+    #[arg(long, value_name = "PATH")]
+    pub broker_bin: Option<std::path::PathBuf>,
+
+    /// Matrix mode: where the brokers' data directories go (default: the
+    /// system temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<std::path::PathBuf>,
+
+    /// Matrix mode: which cell groups to run (`single`, `cluster`,
+    /// `latency`; default all).
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(crate::matrix::CELL_GROUPS))]
+    pub cells: Vec<String>,
+
+    /// Matrix mode: runs of every cell (median and min–max are reported).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub repetitions: u64,
+
+    /// Matrix mode: payload megabytes produced per throughput cell.
+    #[arg(long, default_value_t = 300.0)]
+    pub cell_megabytes: f64,
+
+    /// Matrix mode: seconds of every fixed-rate latency cell.
+    #[arg(long, default_value_t = 10.0)]
+    pub latency_seconds: f64,
+
+    /// Matrix mode: also run the single-node cells on a broker that has
+    /// first written this many GB (several times the page cache), for the
+    /// long-running rows; 0 skips them.
+    #[arg(long, default_value_t = 0.0)]
+    pub soak_gigabytes: f64,
+
+    /// Matrix mode: also write the tables to this file.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+
     /// Extra librdkafka property for producers (repeatable), applied last.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub producer_config: Vec<(String, String)>,
@@ -152,6 +194,8 @@ pub enum Mode {
     Consume,
     Commit,
     Reassign,
+    /// The performance matrix: fixed cells on brokers started by the tool.
+    Matrix,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +247,7 @@ impl Mode {
             Mode::Consume => "consume",
             Mode::Commit => "commit",
             Mode::Reassign => "reassign",
+            Mode::Matrix => "matrix",
         }
     }
 }
@@ -244,6 +289,14 @@ impl Args {
             Mode::Commit => {
                 if self.messages == 0 {
                     bail!("--mode commit needs --messages (the number of commits) of at least 1");
+                }
+            }
+            Mode::Matrix => {
+                if !(self.cell_megabytes > 0.0 && self.latency_seconds > 0.0) {
+                    bail!("--cell-megabytes and --latency-seconds must be positive");
+                }
+                if !(self.soak_gigabytes.is_finite() && self.soak_gigabytes >= 0.0) {
+                    bail!("--soak-gigabytes must be a non-negative number");
                 }
             }
             Mode::Reassign => {

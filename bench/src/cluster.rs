@@ -116,16 +116,7 @@ pub fn ensure_topic(admin: &Admin, args: &Args) -> Result<i32> {
     let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
 
     if args.recreate {
-        let results = block_on(admin.delete_topics(&[topic], &opts)).context("deleting topic")?;
-        for r in results {
-            match r {
-                Ok(_) => {}
-                Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-                Err((name, code)) => bail!("deleting topic `{name}` failed: {code}"),
-            }
-        }
-        wait_until(|| Ok(partition_count(admin, topic)?.is_none()))
-            .context("waiting for the deleted topic to disappear from metadata")?;
+        delete_topic(admin, topic)?;
     } else if let Some(n) = partition_count(admin, topic)? {
         if n != args.partitions {
             eprintln!(
@@ -137,11 +128,14 @@ pub fn ensure_topic(admin: &Admin, args: &Args) -> Result<i32> {
         return Ok(n);
     }
 
-    let new_topic = NewTopic::new(
+    let mut new_topic = NewTopic::new(
         topic,
         args.partitions,
         TopicReplication::Fixed(args.replication_factor),
     );
+    for (key, value) in &args.topic_config {
+        new_topic = new_topic.set(key, value);
+    }
     let deadline = Instant::now() + TOPIC_SETTLE_TIMEOUT;
     loop {
         let results = block_on(admin.create_topics([&new_topic], &opts))
@@ -168,6 +162,21 @@ pub fn ensure_topic(admin: &Admin, args: &Args) -> Result<i32> {
     count.ok_or_else(|| anyhow!("topic `{topic}` has no partitions"))
 }
 
+/// Deletes `topic` (if it exists) and waits until metadata no longer lists it.
+pub fn delete_topic(admin: &Admin, topic: &str) -> Result<()> {
+    let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    let results = block_on(admin.delete_topics(&[topic], &opts)).context("deleting topic")?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => bail!("deleting topic `{name}` failed: {code}"),
+        }
+    }
+    wait_until(|| Ok(partition_count(admin, topic)?.is_none()))
+        .context("waiting for the deleted topic to disappear from metadata")
+}
+
 /// Partition count of a topic that must already exist (consume mode).
 pub fn existing_topic(admin: &Admin, topic: &str) -> Result<i32> {
     partition_count(admin, topic)?.ok_or_else(|| {
@@ -179,10 +188,21 @@ pub fn existing_topic(admin: &Admin, topic: &str) -> Result<i32> {
 pub fn watermarks(admin: &Admin, topic: &str, partitions: i32) -> Result<Vec<(i64, i64)>> {
     (0..partitions)
         .map(|p| {
-            admin
-                .inner()
-                .fetch_watermarks(topic, p, REQUEST_TIMEOUT)
-                .with_context(|| format!("fetching watermarks of {topic}/{p}"))
+            // A new topic's leader may not have taken its role yet.
+            let deadline = Instant::now() + TOPIC_SETTLE_TIMEOUT;
+            loop {
+                match admin.inner().fetch_watermarks(topic, p, REQUEST_TIMEOUT) {
+                    Err(KafkaError::MetadataFetch(
+                        RDKafkaErrorCode::NotLeaderForPartition
+                        | RDKafkaErrorCode::LeaderNotAvailable
+                        | RDKafkaErrorCode::UnknownTopicOrPartition,
+                    )) if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
+                    result => {
+                        return result
+                            .with_context(|| format!("fetching watermarks of {topic}/{p}"))
+                    }
+                }
+            }
         })
         .collect()
 }

@@ -15,13 +15,17 @@
 //! The data path lives in `producer.rs` and `consumer.rs`, cluster
 //! administration in `cluster.rs`, payload layout in `payload.rs`, broker
 //! memory sampling in `rss.rs`, and output in `report.rs`. `--mode reassign`
-//! times a partition reassignment instead (`reassign.rs`).
+//! times a partition reassignment instead (`reassign.rs`), and `--mode
+//! matrix` runs the fixed performance matrix on brokers it starts itself
+//! (`matrix.rs`, `processes.rs`).
 
 mod args;
 mod cluster;
 mod committer;
 mod consumer;
+mod matrix;
 mod payload;
+mod processes;
 mod producer;
 mod reassign;
 mod report;
@@ -49,6 +53,10 @@ const GROUP_SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 fn main() -> Result<()> {
     let args = Args::parse();
     args.validate()?;
+    if args.mode == Mode::Matrix {
+        print!("{}", matrix::run(&args)?);
+        return Ok(());
+    }
 
     // Idle sample first, before this tool has touched the broker.
     let rss = args.broker_pid.map(RssSampler::start).transpose()?;
@@ -65,6 +73,7 @@ fn main() -> Result<()> {
                 ..Report::default()
             }
         }
+        Mode::Matrix => unreachable!("the matrix runs its own brokers, above"),
         Mode::Reassign => {
             let partitions = cluster::ensure_topic(&admin, &args)?;
             Report {
