@@ -132,18 +132,32 @@ impl BrokerProcess {
     /// SIGTERM (a controlled shutdown), then SIGKILL if it takes too long;
     /// the data directory is removed.
     pub fn stop(mut self) -> Result<()> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                self.child.kill()?;
-                self.child.wait()?;
-                break;
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_none() {
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while self.child.try_wait()?.is_none() {
+                if Instant::now() > deadline {
+                    self.child.kill()?;
+                    self.child.wait()?;
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
             }
-            thread::sleep(Duration::from_millis(50));
         }
         fs::remove_dir_all(&self.data_dir).ok();
         Ok(())
+    }
+}
+
+/// A run that fails half-way still stops its brokers and removes their
+/// data, instead of leaving them running.
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.terminate();
     }
 }
 

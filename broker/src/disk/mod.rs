@@ -1,6 +1,7 @@
 //! The log directory's file system, as the broker must treat it: a place
 //! where any write can fail half-way.
 //!
+//! `read` reads regions into buffers without zeroing them first.
 //! `write` holds the only ways the broker writes its files — at an explicit
 //! position that the caller advances only on success, or by atomic
 //! replacement — so a failed or short write (ENOSPC, EIO, EDQUOT) leaves a
@@ -11,6 +12,7 @@
 //! than space (Kafka's offline log directory).
 
 pub mod health;
+pub mod read;
 pub mod write;
 
 pub use health::{AppendOrigin, DirState, LogDirHealth, StorageRefusal};

@@ -238,23 +238,44 @@ pub(crate) fn read_varint(buf: &mut &[u8]) -> Option<i64> {
     None
 }
 
-/// Rewrites the broker-assigned fields of a validated batch in place.
-pub fn assign(bytes: &mut [u8], base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) {
-    bytes[0..8].copy_from_slice(&base_offset.to_be_bytes());
-    bytes[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+/// Rewrites the broker-assigned fields in a copy of a validated batch's
+/// header; `rest` is the batch after the header, which stays as it is (the
+/// CRC, when the timestamps change, covers both).
+pub fn assign_header(
+    header: &mut [u8; HEADER_SIZE],
+    rest: &[u8],
+    base_offset: i64,
+    leader_epoch: i32,
+    log_append_time: Option<i64>,
+) {
+    header[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    header[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
     if let Some(now) = log_append_time {
-        let attributes = i16::from_be_bytes([bytes[21], bytes[22]]) | ATTR_TIMESTAMP_TYPE;
-        bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
-        bytes[35..43].copy_from_slice(&now.to_be_bytes());
-        let crc = crc32c::crc32c(&bytes[CRC_START..]);
-        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        let attributes = i16::from_be_bytes([header[21], header[22]]) | ATTR_TIMESTAMP_TYPE;
+        header[21..23].copy_from_slice(&attributes.to_be_bytes());
+        header[35..43].copy_from_slice(&now.to_be_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_START..]), rest);
+        header[17..21].copy_from_slice(&crc.to_be_bytes());
     }
 }
 
 #[cfg(test)]
 pub mod test_support {
     //! Builds small uncompressed batches for unit tests.
+    use super::{assign_header, HEADER_SIZE};
     use bytes::BufMut;
+
+    /// [`assign_header`] on a whole batch in place.
+    pub fn assign(
+        bytes: &mut [u8],
+        base_offset: i64,
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+    ) {
+        let (header, rest) = bytes.split_at_mut(HEADER_SIZE);
+        let header: &mut [u8; HEADER_SIZE] = header.try_into().expect("a header");
+        assign_header(header, rest, base_offset, leader_epoch, log_append_time);
+    }
 
     fn put_varint(buf: &mut Vec<u8>, value: i64) {
         let mut v = ((value << 1) ^ (value >> 63)) as u64;
@@ -315,7 +336,7 @@ mod tests {
         let header = validate_produced(&bytes).unwrap();
         assert_eq!(header.records_count, 3);
         assert_eq!(header.last_offset_delta, 2);
-        assign(&mut bytes, 42, 3, Some(5000));
+        test_support::assign(&mut bytes, 42, 3, Some(5000));
         let header = validate(&bytes).unwrap();
         assert_eq!(header.base_offset, 42);
         assert_eq!(header.last_offset(), 44);

@@ -15,13 +15,14 @@
 //! and the leader-epoch checkpoint is replaced before the data is written
 //! (an epoch that starts at the log end is valid either way).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::batch::{self, BatchError, BatchHeader};
+use super::batch::{self, BatchError, BatchHeader, HEADER_SIZE};
 use super::compression::{self, CompressionType};
 use super::leader_epochs::LeaderEpochCache;
 use super::producer_state::{BatchMetadata, ProducerState, SequenceCheck};
@@ -84,10 +85,7 @@ pub struct ReadSlice {
 
 impl ReadSlice {
     pub fn read(&self) -> io::Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; self.len];
-        self.file.read_exact_at(&mut buf, self.position)?;
-        Ok(buf)
+        crate::disk::read::read_exact_at(&self.file, self.len, self.position)
     }
 }
 
@@ -424,7 +422,7 @@ impl PartitionLog {
             }
         }
 
-        let (mut bytes, spans) = self.recompress_produced(records, spans, origin)?;
+        let (bytes, spans) = self.recompress_produced(records, spans, origin)?;
         self.health.admit(origin, bytes.len())?;
         self.maybe_roll(bytes.len() as u64, now_ms)?;
         let log_append_time = match self.config.timestamp_type {
@@ -434,13 +432,16 @@ impl PartitionLog {
         let mut next = self.log_end_offset();
         let base_offset = next;
         let mut headers = Vec::with_capacity(spans.len());
+        // Each batch is written as a rewritten copy of its header and the
+        // rest of it as received: the records are not copied again.
+        let mut header_bytes = Vec::with_capacity(spans.len());
         for (pos, size, header) in &spans {
-            batch::assign(
-                &mut bytes[*pos..pos + size],
-                next,
-                leader_epoch,
-                log_append_time,
-            );
+            let mut copy: [u8; HEADER_SIZE] = bytes[*pos..pos + HEADER_SIZE]
+                .try_into()
+                .expect("a validated batch has a header");
+            let rest = &bytes[pos + HEADER_SIZE..pos + size];
+            batch::assign_header(&mut copy, rest, next, leader_epoch, log_append_time);
+            header_bytes.push(copy);
             let mut assigned = *header;
             assigned.base_offset = next;
             assigned.partition_leader_epoch = leader_epoch;
@@ -450,7 +451,12 @@ impl PartitionLog {
             next += header.records_count as i64;
             headers.push(assigned);
         }
-        let count = self.write_batches(&bytes, &headers, now_ms)?;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * spans.len());
+        for ((pos, size, _), header) in spans.iter().zip(&header_bytes) {
+            parts.push(header);
+            parts.push(&bytes[pos + HEADER_SIZE..pos + size]);
+        }
+        let count = self.write_batches(&parts, &headers, now_ms)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -465,15 +471,15 @@ impl PartitionLog {
     /// batch in the topic's `compression.type` codec when it names one.
     /// Returns the new bytes and each batch's position, size and header.
     #[allow(clippy::type_complexity)]
-    fn recompress_produced(
+    fn recompress_produced<'a>(
         &self,
-        records: &[u8],
+        records: &'a [u8],
         spans: Vec<(usize, usize, BatchHeader)>,
         origin: AppendOrigin,
-    ) -> Result<(Vec<u8>, Vec<(usize, usize, BatchHeader)>), AppendError> {
+    ) -> Result<(Cow<'a, [u8]>, Vec<(usize, usize, BatchHeader)>), AppendError> {
         let target = match self.config.compression {
             CompressionType::Codec(codec) if origin == AppendOrigin::Client => codec,
-            _ => return Ok((records.to_vec(), spans)),
+            _ => return Ok((Cow::Borrowed(records), spans)),
         };
         let mut bytes = Vec::with_capacity(records.len());
         let mut rewritten = Vec::with_capacity(spans.len());
@@ -498,7 +504,7 @@ impl PartitionLog {
             }
             rewritten.push((start, size, BatchHeader::parse(&bytes[start..])?));
         }
-        Ok((bytes, rewritten))
+        Ok((Cow::Owned(bytes), rewritten))
     }
 
     /// Appends batches fetched from the partition's leader, which already
@@ -557,7 +563,7 @@ impl PartitionLog {
         self.health.admit(AppendOrigin::Replication, bytes.len())?;
         self.maybe_roll(bytes.len() as u64, now_ms)?;
         let headers: Vec<BatchHeader> = spans.iter().map(|(_, _, h)| *h).collect();
-        let count = self.write_batches(bytes, &headers, now_ms)?;
+        let count = self.write_batches(&[bytes], &headers, now_ms)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -571,9 +577,10 @@ impl PartitionLog {
     /// Writes validated batches with their offsets and epochs assigned to
     /// the active segment, and records them in the producer state and the
     /// leader-epoch cache; fsyncs per `flush.messages`. Returns the record count.
+    /// Writes batches given in pieces (in order) and records them.
     fn write_batches(
         &mut self,
-        bytes: &[u8],
+        parts: &[&[u8]],
         headers: &[BatchHeader],
         now_ms: i64,
     ) -> Result<i64, AppendError> {
@@ -591,7 +598,8 @@ impl PartitionLog {
         }
         let interval = self.config.index_interval_bytes;
         // Nothing below changes unless the data is in the file.
-        self.active_mut().append(bytes, headers, interval, now_ms)?;
+        self.active_mut()
+            .append_parts(parts, headers, interval, now_ms)?;
         let mut count = 0;
         for header in headers {
             self.producers.record(header);

@@ -155,7 +155,8 @@ impl ProducerState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::batch::{assign, test_support::batch, validate};
+    use crate::log::batch::test_support::{assign, batch};
+    use crate::log::batch::validate;
 
     fn header(pid: i64, epoch: i16, seq: i32, records: usize, offset: i64) -> BatchHeader {
         let values: Vec<&[u8]> = vec![b"v"; records];

@@ -280,7 +280,18 @@ impl Segment {
         index_interval: u64,
         now_ms: i64,
     ) -> io::Result<()> {
-        if let Err(e) = write::append_at(&self.file, &self.path, bytes, self.size) {
+        self.append_parts(&[bytes], headers, index_interval, now_ms)
+    }
+
+    /// [`Segment::append`] of batches given in pieces (written in order).
+    pub fn append_parts(
+        &mut self,
+        parts: &[&[u8]],
+        headers: &[BatchHeader],
+        index_interval: u64,
+        now_ms: i64,
+    ) -> io::Result<()> {
+        if let Err(e) = write::append_parts_at(&self.file, &self.path, parts, self.size) {
             // `append_at` cut the file back, unless that failed too.
             self.tail_unaccounted = self.file.metadata().map_or(true, |m| m.len() != self.size);
             return Err(e);
@@ -292,7 +303,7 @@ impl Segment {
             position += total;
         }
         self.size = position;
-        self.unflushed_bytes += bytes.len() as u64;
+        self.unflushed_bytes += parts.iter().map(|p| p.len() as u64).sum::<u64>();
         self.first_append_ms.get_or_insert(now_ms);
         Ok(())
     }
@@ -356,9 +367,7 @@ impl Segment {
     }
 
     pub fn read_at(&self, position: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        self.file.read_exact_at(&mut buf, position)?;
-        Ok(buf)
+        crate::disk::read::read_exact_at(&self.file, len, position)
     }
 
     pub fn file(&self) -> Arc<File> {
@@ -458,7 +467,8 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::batch::{assign, test_support::batch, validate};
+    use crate::log::batch::test_support::{assign, batch};
+    use crate::log::batch::validate;
 
     fn append(segment: &mut Segment, offset: i64, values: &[&[u8]]) {
         let mut bytes = batch(values, 1000 + offset, (-1, -1, -1));

@@ -74,9 +74,15 @@ impl KafkaClient {
         if size < 4 || size as usize > MAX_RESPONSE_BYTES {
             anyhow::bail!("invalid response size {size}");
         }
-        let mut buf = vec![0u8; size as usize];
-        self.stream.read_exact(&mut buf).await?;
-        let mut buf = bytes::Bytes::from(buf);
+        let size = size as usize;
+        let mut buf = BytesMut::with_capacity(size);
+        while buf.len() < size {
+            let want = size - buf.len();
+            if self.stream.read_buf(&mut (&mut buf).limit(want)).await? == 0 {
+                anyhow::bail!("the leader closed the connection mid-response");
+            }
+        }
+        let mut buf = buf.freeze();
         let response_header_version = <R::Response as HeaderVersion>::header_version(version);
         let got = if response_header_version >= 1 {
             let header = kafka_protocol::messages::ResponseHeader::decode(

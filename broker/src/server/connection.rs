@@ -26,16 +26,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use super::response_buf::{self, ResponseBuf};
 use crate::broker::Broker;
 use crate::handlers;
+use kafka_protocol::protocol::buf::ByteBufMut;
 
 /// Responses waiting to be written (or, for a produce, still waiting for the
 /// ISR); bounds memory and pipelining when a client stops reading.
 const RESPONSE_QUEUE: usize = 64;
 
+/// An encoded response frame, in pieces to write in order (a fetch
+/// response's records are not copied into one buffer; see `response_buf`).
+type Frame = Vec<Bytes>;
+
 /// A response in the making: the encoded frame, or `None` when the request
 /// expects none (Produce with acks=0).
-type PendingResponse = Pin<Box<dyn Future<Output = Result<Option<Bytes>, FrameError>> + Send>>;
+type PendingResponse = Pin<Box<dyn Future<Output = Result<Option<Frame>, FrameError>> + Send>>;
 
 #[derive(Debug, thiserror::Error)]
 enum FrameError {
@@ -74,8 +80,10 @@ pub async fn serve_connection(
             loop {
                 match result {
                     Ok(Some(frame)) => {
-                        if writer.write_all(&frame).await.is_err() {
-                            return;
+                        for piece in &frame {
+                            if writer.write_all(piece).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     Ok(None) => {}
@@ -161,8 +169,14 @@ async fn read_frame(
     if size > max {
         return Err(FrameError::TooLarge(size, max));
     }
-    let mut body = BytesMut::zeroed(size);
-    reader.read_exact(&mut body).await?;
+    // Read into uninitialized capacity: no zeroing pass over a large produce.
+    let mut body = BytesMut::with_capacity(size);
+    while body.len() < size {
+        let want = size - body.len();
+        if reader.read_buf(&mut (&mut body).limit(want)).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
     Ok(Some(body))
 }
 
@@ -226,7 +240,7 @@ async fn handle_frame(
     )
 }
 
-fn ready(response: Result<Option<Bytes>, FrameError>) -> Result<PendingResponse, FrameError> {
+fn ready(response: Result<Option<Frame>, FrameError>) -> Result<PendingResponse, FrameError> {
     // An encoding failure closes the connection now, as before.
     let response = response?;
     Ok(Box::pin(std::future::ready(Ok(response))))
@@ -237,9 +251,7 @@ fn encode_response(
     api_key: ApiKey,
     version: i16,
     response: &ResponseKind,
-) -> Result<Bytes, FrameError> {
-    let mut buf = BytesMut::with_capacity(128);
-    buf.put_i32(0);
+) -> Result<Frame, FrameError> {
     let mut response_header = ResponseHeader::default();
     response_header.correlation_id = header.correlation_id;
     // ApiVersions responses always use header v0 so any client can read them.
@@ -248,15 +260,41 @@ fn encode_response(
     } else {
         api_key.response_header_version(version)
     };
+    let failed = |e: anyhow::Error| {
+        FrameError::Malformed(format!(
+            "cannot encode {api_key:?} v{version} response: {e}"
+        ))
+    };
+    if let ResponseKind::Fetch(fetch) = response {
+        // Sized up front (the frame is not one buffer to patch), and the
+        // large record sets are referenced instead of copied.
+        let size = response_header
+            .compute_size(header_version)
+            .and_then(|h| Ok(h + fetch.compute_size(version)?))
+            .map_err(failed)?;
+        let shared = fetch
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.records.clone())
+            .filter(|r| r.len() >= response_buf::BORROW_AT_LEAST)
+            .collect();
+        let mut buf = ResponseBuf::new(size.min(1 << 20) + 4, shared);
+        buf.put_i32(size as i32);
+        response_header
+            .encode(&mut buf, header_version)
+            .and_then(|_| fetch.encode(&mut buf, version))
+            .map_err(failed)?;
+        debug_assert_eq!(buf.offset(), size + 4);
+        return Ok(buf.into_pieces());
+    }
+    let mut buf = BytesMut::with_capacity(128);
+    buf.put_i32(0);
     response_header
         .encode(&mut buf, header_version)
         .and_then(|_| response.encode(&mut buf, version))
-        .map_err(|e| {
-            FrameError::Malformed(format!(
-                "cannot encode {api_key:?} v{version} response: {e}"
-            ))
-        })?;
+        .map_err(failed)?;
     let size = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&size.to_be_bytes());
-    Ok(buf.freeze())
+    Ok(vec![buf.freeze()])
 }

@@ -2,6 +2,7 @@
 //! [`connection::serve_connection`].
 
 pub mod connection;
+mod response_buf;
 
 use std::sync::Arc;
 
