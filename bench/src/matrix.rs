@@ -12,6 +12,9 @@
 //!   with the disk's buffered-write ceiling measured in the same run (the
 //!   "sustained" rows), and runs the same cells again (the "long-running"
 //!   rows).
+//! * **compression**: one broker; 1 KiB uncompressed records to topics with
+//!   `compression.type` producer/lz4/snappy/zstd/gzip: the cost of
+//!   recompressing on the broker, and the bytes it stores.
 //! * **cluster**: a `--local-cluster 3`; 1 KiB records, 6 partitions,
 //!   acks=all, RF=1 against RF=3.
 //! * **latency**: the same kind of cluster with `__consumer_offsets` and
@@ -38,7 +41,7 @@ const GB: f64 = 1e9;
 const MB: f64 = 1e6;
 
 /// What `--cells` may name.
-pub const CELL_GROUPS: [&str; 3] = ["single", "cluster", "latency"];
+pub const CELL_GROUPS: [&str; 4] = ["single", "compression", "cluster", "latency"];
 
 pub fn run(args: &Args) -> Result<String> {
     let bin = broker_bin(args)?;
@@ -70,6 +73,9 @@ pub fn run(args: &Args) -> Result<String> {
             );
             out.push_str(&single_table(&title, &long));
         }
+    }
+    if wants("compression") {
+        out.push_str(&compression_cells(args, &bin, &work_dir)?);
     }
     if wants("cluster") {
         out.push_str(&cluster_cells(args, &bin, &work_dir)?);
@@ -324,6 +330,50 @@ fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
     let args = Args::try_parse_from(["tideline-bench", "--bootstrap", bootstrap])?;
     let admin = crate::cluster::admin_client(&args)?;
     crate::cluster::delete_topic(&admin, topic)
+}
+
+/// Broker-side recompression: uncompressed 1 KiB records (the bench's
+/// payloads: a timestamp and filler) produced to topics whose
+/// `compression.type` names a codec, against `producer` (stored as sent).
+fn compression_cells(
+    args: &Args,
+    bin: &std::path::Path,
+    work_dir: &std::path::Path,
+) -> Result<String> {
+    let broker = BrokerProcess::single(bin, work_dir, &SINGLE_OVERRIDES.map(String::from))?;
+    let messages = (args.cell_megabytes * MB / 1024.0) as u64;
+    let mut out = String::from(
+        "### Broker-side compression, single node, 1 KiB uncompressed records, 6 partitions, acks=1\n\n\
+         | topic compression.type | produce MB/s | broker CPU s/GB | stored bytes per produced byte |\n\
+         |---|---|---|---|\n",
+    );
+    for codec in ["producer", "lz4", "snappy", "zstd", "gzip"] {
+        let (mut rate, mut cpu, mut ratio) = (vec![], vec![], vec![]);
+        for rep in 0..args.repetitions {
+            let topic = format!("c-{codec}-{rep}");
+            let before = broker.cpu_seconds()?;
+            let report = bench(
+                &broker.bootstrap,
+                &format!("--topic {topic} --partitions 6 --message-size 1024 --acks 1 --messages {messages} --consumers 0 --no-keys --topic-config compression.type={codec}"),
+            )?;
+            let used = broker.cpu_seconds()? - before;
+            let p = report.produce.as_ref().context("a produce report")?;
+            rate.push(p.acked_bytes as f64 / MB / p.elapsed.as_secs_f64());
+            cpu.push(used / (p.acked_bytes as f64 / GB));
+            ratio.push(broker.stored_bytes(&topic)? as f64 / p.acked_bytes as f64);
+            delete_topic(&broker.bootstrap, &topic)?;
+        }
+        let _ = writeln!(
+            out,
+            "| {codec} | {} | {} | {} |",
+            Spread::of(&rate).show(0),
+            Spread::of(&cpu).show(2),
+            Spread::of(&ratio).show(3)
+        );
+    }
+    broker.stop()?;
+    out.push('\n');
+    Ok(out)
 }
 
 fn single_table(title: &str, cells: &[SingleCell]) -> String {

@@ -101,6 +101,28 @@ impl BrokerProcess {
         Ok(process)
     }
 
+    /// Bytes of `.log` segments stored for `topic` (single broker).
+    pub fn stored_bytes(&self, topic: &str) -> Result<u64> {
+        let mut total = 0;
+        for entry in fs::read_dir(self.data_dir.join("data"))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((t, partition)) = name.rsplit_once('-') else {
+                continue;
+            };
+            if t != topic || partition.parse::<u32>().is_err() {
+                continue;
+            }
+            for file in fs::read_dir(entry.path())? {
+                let file = file?;
+                if file.path().extension().is_some_and(|e| e == "log") {
+                    total += file.metadata()?.len();
+                }
+            }
+        }
+        Ok(total)
+    }
+
     /// CPU seconds (user + system) used so far by the broker and its
     /// children (the nodes of a local cluster).
     pub fn cpu_seconds(&self) -> Result<f64> {

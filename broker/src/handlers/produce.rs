@@ -25,6 +25,7 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::disk::AppendOrigin;
 use crate::error::ResponseError;
+use crate::log::compression::CompressionType;
 use crate::log::{AppendError, AppendInfo, Partition};
 use crate::replication::ReplicaManager;
 use crate::util::now_ms;
@@ -226,8 +227,11 @@ fn append_partition(
             format!("{isr_size} in-sync replica(s), min.insync.replicas is {min_isr}"),
         ));
     }
-    let may_fsync = log.config().flush_messages < i64::MAX;
-    let result = if may_fsync {
+    // An fsync, or recompressing into the topic's codec, may take a while:
+    // off the async worker then.
+    let may_block = log.config().flush_messages < i64::MAX
+        || log.config().compression != CompressionType::Producer;
+    let result = if may_block {
         tokio::task::block_in_place(|| {
             log.append(records, leader_epoch, AppendOrigin::Client, now_ms())
         })
