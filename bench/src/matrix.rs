@@ -118,6 +118,26 @@ fn bench(bootstrap: &str, flags: &str) -> Result<Report> {
     }
 }
 
+/// One measured produce run: payload MB/s and the brokers' CPU seconds
+/// per GB of acknowledged payload.
+struct Measured {
+    mb_s: f64,
+    cpu_s_gb: f64,
+    acked_bytes: u64,
+}
+
+fn measured_produce(broker: &BrokerProcess, flags: &str) -> Result<Measured> {
+    let before = broker.cpu_seconds()?;
+    let report = bench(&broker.bootstrap, flags)?;
+    let cpu = broker.cpu_seconds()? - before;
+    let p = report.produce.as_ref().context("a produce report")?;
+    Ok(Measured {
+        mb_s: p.acked_bytes as f64 / MB / p.elapsed.as_secs_f64(),
+        cpu_s_gb: cpu / (p.acked_bytes as f64 / GB),
+        acked_bytes: p.acked_bytes,
+    })
+}
+
 /// The median and range of some repetitions.
 #[derive(Debug, Clone, Copy, Default)]
 struct Spread {
@@ -194,22 +214,19 @@ fn single_cells(
                     (vec![], vec![], vec![], vec![]);
                 for rep in 0..args.repetitions {
                     let topic = format!("m-{size}-{partitions}-{acks}-{rep}");
-                    let before = broker.cpu_seconds()?;
-                    let produced = bench(
-                        &broker.bootstrap,
+                    let produced = measured_produce(
+                        broker,
                         &format!("--topic {topic} --partitions {partitions} --message-size {size} --acks {acks} --messages {messages} --consumers 0 --no-keys"),
                     )?;
+                    p_rate.push(produced.mb_s);
+                    p_cpu.push(produced.cpu_s_gb);
                     let middle = broker.cpu_seconds()?;
                     let consumed = bench(
                         &broker.bootstrap,
                         &format!("--topic {topic} --mode consume --consumers 1"),
                     )?;
                     let after = broker.cpu_seconds()?;
-                    let p = produced.produce.as_ref().context("a produce report")?;
                     let c = consumed.consume.as_ref().context("a consume report")?;
-                    let p_secs = p.elapsed.as_secs_f64();
-                    p_rate.push(p.acked_bytes as f64 / MB / p_secs);
-                    p_cpu.push((middle - before) / (p.acked_bytes as f64 / GB));
                     let c_secs = c.window.map(|w| w.as_secs_f64()).unwrap_or(f64::NAN);
                     c_rate.push(c.bytes as f64 / MB / c_secs);
                     c_cpu.push((after - middle) / (c.bytes as f64 / GB));
@@ -261,15 +278,11 @@ fn sustained_cells(
         let keep = memory_bytes()?.min(free_disk_bytes(work_dir)? / 2);
         let retention = keep / partitions as u64;
         let topic = format!("soak-{partitions}");
-        let before = broker.cpu_seconds()?;
-        let report = bench(
-            &broker.bootstrap,
+        let soak = measured_produce(
+            &broker,
             &format!("--topic {topic} --partitions {partitions} --message-size 1024 --acks 1 --messages {messages} --consumers 0 --no-keys --topic-config retention.bytes={retention} --topic-config segment.bytes=268435456"),
         )?;
-        let cpu = broker.cpu_seconds()? - before;
-        let p = report.produce.as_ref().context("a produce report")?;
-        let rate = p.acked_bytes as f64 / MB / p.elapsed.as_secs_f64();
-        let cpu_gb = cpu / (p.acked_bytes as f64 / GB);
+        let (rate, cpu_gb) = (soak.mb_s, soak.cpu_s_gb);
         let fresh_cpu = fresh
             .iter()
             .find(|c| c.size == 1024 && c.partitions == partitions && c.acks == "1")
@@ -280,7 +293,7 @@ fn sustained_cells(
         let _ = writeln!(
             out,
             "| {partitions} | {:.0} | {rate:.0} | {:.0} % | {cpu_gb:.2} | {versus} |",
-            p.acked_bytes as f64 / GB,
+            soak.acked_bytes as f64 / GB,
             rate / ceiling * 100.0
         );
         delete_topic(&broker.bootstrap, &topic)?;
@@ -351,16 +364,13 @@ fn compression_cells(
         let (mut rate, mut cpu, mut ratio) = (vec![], vec![], vec![]);
         for rep in 0..args.repetitions {
             let topic = format!("c-{codec}-{rep}");
-            let before = broker.cpu_seconds()?;
-            let report = bench(
-                &broker.bootstrap,
+            let run = measured_produce(
+                &broker,
                 &format!("--topic {topic} --partitions 6 --message-size 1024 --acks 1 --messages {messages} --consumers 0 --no-keys --topic-config compression.type={codec}"),
             )?;
-            let used = broker.cpu_seconds()? - before;
-            let p = report.produce.as_ref().context("a produce report")?;
-            rate.push(p.acked_bytes as f64 / MB / p.elapsed.as_secs_f64());
-            cpu.push(used / (p.acked_bytes as f64 / GB));
-            ratio.push(broker.stored_bytes(&topic)? as f64 / p.acked_bytes as f64);
+            rate.push(run.mb_s);
+            cpu.push(run.cpu_s_gb);
+            ratio.push(broker.stored_bytes(&topic)? as f64 / run.acked_bytes as f64);
             delete_topic(&broker.bootstrap, &topic)?;
         }
         let _ = writeln!(
@@ -408,15 +418,12 @@ fn cluster_cells(args: &Args, bin: &std::path::Path, work_dir: &std::path::Path)
         let (mut rate, mut cpu) = (vec![], vec![]);
         for rep in 0..args.repetitions {
             let topic = format!("rf{rf}-{rep}");
-            let before = cluster.cpu_seconds()?;
-            let report = bench(
-                &cluster.bootstrap,
+            let run = measured_produce(
+                &cluster,
                 &format!("--topic {topic} --partitions 6 --replication-factor {rf} --message-size 1024 --acks all --messages {messages} --consumers 0 --no-keys"),
             )?;
-            let after = cluster.cpu_seconds()?;
-            let p = report.produce.as_ref().context("a produce report")?;
-            rate.push(p.acked_bytes as f64 / MB / p.elapsed.as_secs_f64());
-            cpu.push((after - before) / (p.acked_bytes as f64 / GB));
+            rate.push(run.mb_s);
+            cpu.push(run.cpu_s_gb);
         }
         rows.push((rf, Spread::of(&rate), Spread::of(&cpu)));
     }

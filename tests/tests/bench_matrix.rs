@@ -1,0 +1,69 @@
+//! The short version of the performance matrix (`tideline-bench --mode
+//! matrix`, whose full run is a README command): small cells on the debug
+//! broker, so the command keeps working and its tables keep meaning what
+//! they say. Figures are not asserted — speed is the benchmark's business.
+
+use std::process::Command;
+
+use tideline_tests::broker::broker_bin;
+
+#[test]
+fn the_matrix_runs_its_cells_on_brokers_it_starts_and_prints_their_tables() {
+    let bench = broker_bin().with_file_name("tideline-bench");
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(&bench)
+        .args(["--mode", "matrix", "--cells", "compression,cluster"])
+        .args(["--repetitions", "1", "--cell-megabytes", "2"])
+        .arg("--broker-bin")
+        .arg(broker_bin())
+        .arg("--work-dir")
+        .arg(work.path())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {}: {e} (cargo build --workspace --bins)",
+                bench.display()
+            )
+        });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "matrix failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One row per codec; the cell columns are MB/s, CPU s/GB, stored ratio.
+    let row = |first: &str| -> Vec<f64> {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {first} |")))
+            .unwrap_or_else(|| panic!("no `{first}` row in:\n{stdout}"));
+        line.split('|')
+            .skip(2)
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| {
+                let median = c.split_whitespace().next().unwrap_or("");
+                median
+                    .parse()
+                    .unwrap_or_else(|_| panic!("`{c}` in `{line}`"))
+            })
+            .collect()
+    };
+    // Stored as sent: a little framing over the payload. Recompressed into
+    // zstd: the payload's compressible half is gone from the disk.
+    let producer = row("producer");
+    assert!(
+        producer[0] > 0.0 && (1.0..1.1).contains(&producer[2]),
+        "{producer:?}"
+    );
+    assert!(row("zstd")[2] < 0.8, "zstd stores less: {stdout}");
+    for codec in ["lz4", "snappy", "gzip"] {
+        assert!(row(codec)[0] > 0.0, "{codec}: {stdout}");
+    }
+    // Both replication factors ran on the local cluster.
+    let (rf1, rf3) = (row("1"), row("3"));
+    assert!(rf1[0] > 0.0 && rf3[0] > 0.0, "{stdout}");
+    assert!(
+        std::fs::read_dir(work.path()).unwrap().next().is_none(),
+        "the brokers' data directories are removed"
+    );
+}
