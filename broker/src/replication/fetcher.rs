@@ -18,7 +18,7 @@
 //! taken this broker out of the ISRs meanwhile, and it catches up and
 //! rejoins them once the directory is writable again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -486,7 +486,10 @@ async fn fetch(
     request.session_id = session.id;
     request.session_epoch = if session.id == 0 { 0 } else { session.epoch };
     let mut offsets = HashMap::new();
-    let mut cached = HashMap::with_capacity(partitions.len());
+    // Only what changed is cloned into the session's books (a round over
+    // many idle partitions allocates nothing for them).
+    let fetched: HashSet<&TopicPartition> = partitions.iter().map(|(tp, _)| tp).collect();
+    let mut changed = Vec::new();
     for (tp, state) in &partitions {
         let (fetch_offset, log_start) = {
             let log = state.partition.log.lock();
@@ -494,10 +497,10 @@ async fn fetch(
         };
         offsets.insert(tp.clone(), fetch_offset);
         let now_cached = (fetch_offset, log_start, state.leader_epoch);
-        cached.insert(tp.clone(), now_cached);
         if session.id != 0 && session.cached.get(tp) == Some(&now_cached) {
             continue; // the leader's session has it as it is
         }
+        changed.push((tp.clone(), now_cached));
         let mut p = FetchPartition::default();
         p.partition = tp.partition;
         p.current_leader_epoch = state.leader_epoch;
@@ -519,7 +522,7 @@ async fn fetch(
         .push(p);
     }
     if session.id != 0 {
-        for tp in session.cached.keys().filter(|tp| !cached.contains_key(*tp)) {
+        for tp in session.cached.keys().filter(|tp| !fetched.contains(tp)) {
             let forgotten = topic_entry(
                 &mut request.forgotten_topics_data,
                 &tp.topic,
@@ -558,7 +561,12 @@ async fn fetch(
             session.epoch + 1
         };
     }
-    session.cached = cached;
+    // A full fetch replaced the leader's view; an incremental one updated it.
+    if request.session_epoch == 0 {
+        session.cached.clear();
+    }
+    session.cached.retain(|tp, _| fetched.contains(tp));
+    session.cached.extend(changed);
     let mut any_error = false;
     let states: HashMap<&TopicPartition, &FetchState> =
         partitions.iter().map(|(tp, s)| (tp, s)).collect();
