@@ -64,6 +64,9 @@ impl Broker {
             replicas,
             fetch_sessions: FetchSessionCache::new(
                 config.get_i64("max.incremental.fetch.session.cache.slots") as usize,
+                // Often enough that a follower's progress on idle
+                // partitions stays fresh well within the ISR's lag limit.
+                (config.get_i64("replica.lag.time.max.ms") / 4).clamp(1, 1000),
             ),
             config,
             cluster_id,

@@ -280,3 +280,37 @@ fn a_follower_session_evicts_a_consumer_session_and_both_keep_going() {
         },
     );
 }
+
+/// Between full passes a follower's incremental fetch looks only at the
+/// partitions that changed. Idle partitions must still count as caught up
+/// (no ISR shrinks however long they stay idle), and one that wakes up
+/// after a long silence is replicated through the session at once.
+#[test]
+fn a_follower_keeps_idle_partitions_in_sync_and_replicates_one_that_wakes_up() {
+    let cluster = Cluster::start(2, &[("replica.lag.time.max.ms", "1500")]);
+    let bootstrap = cluster.bootstrap();
+    let assignment: Vec<&[i32]> = (0..40).map(|_| &[1, 2][..]).collect();
+    create_assigned(&cluster, "quiet", &assignment);
+    produce(&bootstrap, "quiet", 0..40, 0, 1);
+    let leader = &cluster.nodes[0];
+    // Several times the lag limit with nothing but idle fetches.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(leader.metric("tideline_isr_shrinks_total"), 0.0);
+
+    for (round, p) in [(1, 7), (2, 33), (3, 7)] {
+        // acks=all: answered only once the follower has it.
+        produce(&bootstrap, "quiet", p..p + 1, round, 20);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(leader.metric("tideline_isr_shrinks_total"), 0.0);
+    let follower = &cluster.nodes[1];
+    let ends = follower.metrics();
+    let end = |p: i32| {
+        tideline_tests::broker::sum_samples(
+            &ends,
+            &format!("tideline_log_end_offset{{partition=\"{p}\",topic=\"quiet\"}}"),
+        )
+    };
+    assert_eq!((end(7), end(33), end(0)), (41.0, 21.0, 1.0));
+    assert!(leader.metric("tideline_fetch_requests_total{session=\"incremental\"}") > 10.0);
+}

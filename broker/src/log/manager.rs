@@ -23,6 +23,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::change_listener::{Change, ChangeListener, Listeners};
 use super::cleaner;
 use super::partition_log::{PartitionLog, RecoveryReport};
 use crate::config::LogConfig;
@@ -85,6 +86,8 @@ pub struct Partition {
     pub replica: Mutex<ReplicaState>,
     end_offset: watch::Sender<i64>,
     high_watermark: watch::Sender<i64>,
+    /// Fetch sessions holding this partition (see `change_listener`).
+    listeners: Listeners,
 }
 
 impl Partition {
@@ -95,6 +98,16 @@ impl Partition {
     /// Tells waiting fetches that new data (or a new log start) is there.
     pub fn notify(&self, end_offset: i64) {
         self.end_offset.send_replace(end_offset);
+        self.tell_listeners(Change::Data);
+    }
+
+    /// Registers a fetch session's listener for this partition's changes.
+    pub fn listen(&self, listener: &Arc<ChangeListener>) {
+        self.listeners.add(listener);
+    }
+
+    fn tell_listeners(&self, change: Change) {
+        self.listeners.tell(&self.tp, self.topic_id, change);
     }
 
     /// Consumers read below this offset: every in-sync replica has it.
@@ -109,27 +122,34 @@ impl Partition {
     /// Moves the high watermark (forward as a leader learns its followers'
     /// progress; a follower takes its leader's, capped by its own log end).
     pub fn set_high_watermark(&self, offset: i64) {
-        self.high_watermark.send_if_modified(|hw| {
+        let changed = self.high_watermark.send_if_modified(|hw| {
             let changed = *hw != offset;
             *hw = offset;
             changed
         });
+        if changed {
+            self.tell_listeners(Change::HighWatermark);
+        }
     }
 
     /// Moves the high watermark forward to `offset` (never back).
     pub fn advance_high_watermark(&self, offset: i64) {
-        self.high_watermark.send_if_modified(|hw| {
+        let advanced = self.high_watermark.send_if_modified(|hw| {
             let advanced = offset > *hw;
             if advanced {
                 *hw = offset;
             }
             advanced
         });
+        if advanced {
+            self.tell_listeners(Change::HighWatermark);
+        }
     }
 
     /// Wakes everything waiting on the high watermark (the role changed).
     pub fn wake_waiters(&self) {
         self.high_watermark.send_modify(|_| {});
+        self.tell_listeners(Change::Role);
     }
 }
 
@@ -265,6 +285,7 @@ impl LogManager {
             replica: Mutex::new(ReplicaState::default()),
             end_offset,
             high_watermark,
+            listeners: Listeners::default(),
         });
         self.partitions
             .write()

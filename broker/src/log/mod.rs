@@ -5,9 +5,11 @@
 //! `segment` (one `.log` file and its indexes), `producer_state`
 //! (idempotence), `partition_log` (one partition), `cleaner` (log
 //! compaction), `manager` (the log directory, checkpoints and background
-//! upkeep).
+//! upkeep), `change_listener` (how fetch sessions learn which partitions
+//! changed).
 
 pub mod batch;
+pub mod change_listener;
 pub mod cleaner;
 pub mod compression;
 pub mod index;
@@ -17,5 +19,6 @@ pub mod partition_log;
 pub mod producer_state;
 pub mod segment;
 
+pub use change_listener::ChangeListener;
 pub use manager::{LogManager, Partition, TopicPartition};
 pub use partition_log::{AppendError, AppendInfo, PartitionLog, ReadError};

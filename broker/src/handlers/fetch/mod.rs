@@ -20,7 +20,7 @@ mod sessions;
 
 pub use sessions::FetchSessionCache;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,11 +33,12 @@ use tokio::time::Instant;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::error::ResponseError;
-use crate::log::{Partition, ReadError};
+use crate::log::{ChangeListener, Partition, ReadError};
+use crate::metadata::MetadataImage;
 use crate::util::now_ms;
 use sessions::{
-    FetchContext, PartitionFetch, PartitionResult, SentState, SessionPartition, SessionRequest,
-    TopicRef,
+    Begun, FetchContext, PartitionFetch, PartitionResult, SentState, SessionPartition,
+    SessionRequest, TopicRef,
 };
 
 struct Target {
@@ -49,6 +50,8 @@ struct Target {
     max_bytes: usize,
     /// A follower fetch subject to the replication throttle.
     throttled: bool,
+    /// After a read: an error, or data left below the bound.
+    pending: bool,
 }
 
 pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
@@ -90,7 +93,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         })
         .collect();
     // Sessions came with v7 (KIP-227).
-    let (context, wanted) = if version >= 7 {
+    let begun = if version >= 7 {
         let forgotten: Vec<SessionPartition> = request
             .forgotten_topics_data
             .iter()
@@ -105,11 +108,13 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             session_id: request.session_id,
             epoch: request.session_epoch,
             uses_topic_ids,
+            follower: follower.is_some(),
             partitions: &requested,
             forgotten: &forgotten,
+            metadata: &image,
         };
         match broker.fetch_sessions.begin(session, now_ms()) {
-            Ok(found) => found,
+            Ok(begun) => begun,
             Err(error) => {
                 broker.metrics.record_fetch_request("error");
                 // The client starts over with a full fetch.
@@ -118,36 +123,162 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             }
         }
     } else {
-        (FetchContext::Sessionless, requested)
+        Begun {
+            context: FetchContext::Sessionless,
+            partitions: requested,
+            listener: None,
+        }
     };
+    let Begun {
+        context,
+        partitions: mut wanted,
+        listener,
+    } = begun;
 
     broker.metrics.record_fetch_request(match context {
         FetchContext::Sessionless => "none",
         FetchContext::Full => "full",
         FetchContext::Incremental { .. } => "incremental",
     });
-    let mut targets = Vec::with_capacity(wanted.len());
-    let mut topic_indexes: HashMap<&TopicRef, usize> = HashMap::new();
+    let mut targets = Targets {
+        broker,
+        image: &image,
+        follower,
+        uses_topic_ids,
+        listener: listener.as_ref(),
+        topic_indexes: HashMap::new(),
+        targets: Vec::with_capacity(wanted.len()),
+    };
     for (key, fetch) in &wanted {
-        let found = match &key.topic {
-            TopicRef::Id(id) => image.topic_by_id(id),
-            TopicRef::Name(name) => image.topics.get(name.as_str()),
+        targets.add(&mut response, key, fetch);
+    }
+    // An incremental fetch that looks only at what changed adds what
+    // changes while it waits.
+    let watching_changes = match context {
+        FetchContext::Incremental {
+            session_id,
+            every_partition: false,
+        } => Some(session_id),
+        _ => None,
+    };
+    let mut looked_at: HashSet<SessionPartition> = match watching_changes {
+        Some(_) => wanted.iter().map(|(key, _)| key.clone()).collect(),
+        None => HashSet::new(),
+    };
+
+    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let deadline = Instant::now() + max_wait;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if request.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        request.max_bytes as usize
+    };
+    loop {
+        // Subscribe before reading so an append between the read and the
+        // wait still wakes us (a session's listener was registered with
+        // every target before the first read).
+        let mut watchers: Vec<_> = match listener {
+            Some(_) => Vec::new(),
+            None => targets
+                .targets
+                .iter()
+                .filter_map(|t| t.partition.as_ref())
+                .map(|p| match follower {
+                    Some(_) => p.subscribe(),
+                    None => p.subscribe_high_watermark(),
+                })
+                .collect(),
         };
-        let ti = *topic_indexes.entry(&key.topic).or_insert_with(|| {
-            let mut topic_response = FetchableTopicResponse::default();
-            match (&key.topic, found) {
-                (_, Some(t)) => {
-                    topic_response.topic = TopicName(str_bytes(t.name.clone()));
-                    topic_response.topic_id = t.topic_id;
+        let (total, any_error) = collect(
+            broker,
+            &mut response,
+            &mut targets.targets,
+            max_bytes,
+            follower.is_some(),
+        );
+        let nothing_to_wait_for = match &listener {
+            Some(_) => targets.targets.is_empty() && watching_changes.is_none(),
+            None => watchers.is_empty(),
+        };
+        if total >= min_bytes.max(1)
+            || any_error
+            || Instant::now() >= deadline
+            || nothing_to_wait_for
+        {
+            break;
+        }
+        match &listener {
+            Some(listener) => {
+                tokio::select! {
+                    _ = listener.changed() => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
                 }
-                (TopicRef::Name(name), None) => {
-                    topic_response.topic = TopicName(str_bytes(name.clone()))
-                }
-                (TopicRef::Id(id), None) => topic_response.topic_id = *id,
             }
-            response.responses.push(topic_response);
-            response.responses.len() - 1
-        });
+            None => {
+                let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+                tokio::select! {
+                    _ = changed => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                }
+            }
+        }
+        if let Some(session_id) = watching_changes {
+            for (key, fetch) in broker.fetch_sessions.changed_since(session_id, &looked_at) {
+                targets.add(&mut response, &key, &fetch);
+                looked_at.insert(key.clone());
+                wanted.push((key, fetch));
+            }
+        }
+    }
+    finish_session(broker, context, response, &targets, wanted)
+}
+
+/// The partitions a fetch reads, each with its place in the response.
+struct Targets<'a> {
+    broker: &'a Broker,
+    image: &'a Arc<MetadataImage>,
+    follower: Option<i32>,
+    uses_topic_ids: bool,
+    /// The session's listener, registered with every partition read.
+    listener: Option<&'a Arc<ChangeListener>>,
+    topic_indexes: HashMap<TopicRef, usize>,
+    targets: Vec<Target>,
+}
+
+impl Targets<'_> {
+    /// Adds `key` to the response (with its topic, the first time) and
+    /// checks that this broker leads it at the epoch the fetch expects; a
+    /// follower's fetch offset is recorded as its progress.
+    fn add(
+        &mut self,
+        response: &mut FetchResponse,
+        key: &SessionPartition,
+        fetch: &PartitionFetch,
+    ) {
+        let broker = self.broker;
+        let found = match &key.topic {
+            TopicRef::Id(id) => self.image.topic_by_id(id),
+            TopicRef::Name(name) => self.image.topics.get(name.as_str()),
+        };
+        let ti = *self
+            .topic_indexes
+            .entry(key.topic.clone())
+            .or_insert_with(|| {
+                let mut topic_response = FetchableTopicResponse::default();
+                match (&key.topic, found) {
+                    (_, Some(t)) => {
+                        topic_response.topic = TopicName(str_bytes(t.name.clone()));
+                        topic_response.topic_id = t.topic_id;
+                    }
+                    (TopicRef::Name(name), None) => {
+                        topic_response.topic = TopicName(str_bytes(name.clone()))
+                    }
+                    (TopicRef::Id(id), None) => topic_response.topic_id = *id,
+                }
+                response.responses.push(topic_response);
+                response.responses.len() - 1
+            });
         let partitions = &mut response.responses[ti].partitions;
         let mut data = PartitionData::default();
         data.partition_index = key.partition;
@@ -164,9 +295,10 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             fetch_offset: fetch.fetch_offset,
             max_bytes: fetch.max_bytes.max(0) as usize,
             throttled: false,
+            pending: false,
         };
         match found.and_then(|t| t.partitions.get(key.partition as usize).map(|a| (t, a))) {
-            None if found.is_none() && uses_topic_ids => {
+            None if found.is_none() && self.uses_topic_ids => {
                 target.error = Some(ResponseError::UnknownTopicId)
             }
             None => target.error = Some(ResponseError::UnknownTopicOrPartition),
@@ -180,7 +312,10 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                     target.error = Some(ResponseError::UnknownLeaderEpoch);
                 } else {
                     target.partition = broker.partition(&t.name, key.partition);
-                    match (&target.partition, follower) {
+                    if let (Some(partition), Some(listener)) = (&target.partition, self.listener) {
+                        partition.listen(listener);
+                    }
+                    match (&target.partition, self.follower) {
                         (None, _) => target.error = Some(ResponseError::NotLeaderOrFollower),
                         (Some(partition), Some(id)) => {
                             if let Err(e) =
@@ -197,57 +332,8 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                 }
             }
         }
-        targets.push(target);
+        self.targets.push(target);
     }
-
-    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
-    let deadline = Instant::now() + max_wait;
-    let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes <= 0 {
-        usize::MAX
-    } else {
-        request.max_bytes as usize
-    };
-    loop {
-        // Subscribe before reading so an append between the read and the
-        // wait still wakes us.
-        let mut watchers: Vec<_> = targets
-            .iter()
-            .filter_map(|t| t.partition.as_ref())
-            .map(|p| match follower {
-                Some(_) => p.subscribe(),
-                None => p.subscribe_high_watermark(),
-            })
-            .collect();
-        let (total, any_error) = collect(
-            broker,
-            &mut response,
-            &targets,
-            max_bytes,
-            follower.is_some(),
-        );
-        if total >= min_bytes.max(1)
-            || any_error
-            || Instant::now() >= deadline
-            || watchers.is_empty()
-        {
-            break;
-        }
-        let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
-        tokio::select! {
-            _ = changed => {}
-            _ = tokio::time::sleep_until(deadline) => {}
-        }
-    }
-    finish_session(
-        broker,
-        context,
-        response,
-        &targets,
-        wanted,
-        follower.is_some(),
-        uses_topic_ids,
-    )
 }
 
 /// Applies the fetch session to the finished response: a full fetch opens
@@ -256,11 +342,11 @@ fn finish_session(
     broker: &Broker,
     context: FetchContext,
     mut response: FetchResponse,
-    targets: &[Target],
+    read: &Targets,
     wanted: Vec<(SessionPartition, PartitionFetch)>,
-    privileged: bool,
-    uses_topic_ids: bool,
 ) -> FetchResponse {
+    let privileged = read.follower.is_some();
+    let targets = &read.targets[..];
     let data = |t: &Target| &response.responses[t.topic_index].partitions[t.partition_index];
     let sent = |d: &PartitionData| SentState {
         high_watermark: d.high_watermark,
@@ -275,12 +361,17 @@ fn finish_session(
                 .zip(targets)
                 .map(|((key, fetch), t)| (key, fetch, sent(data(t))))
                 .collect();
-            response.session_id =
-                broker
-                    .fetch_sessions
-                    .create(privileged, uses_topic_ids, partitions, now_ms());
+            let listener = read.listener.expect("a full fetch brings a listener");
+            response.session_id = broker.fetch_sessions.create(
+                privileged,
+                read.uses_topic_ids,
+                partitions,
+                listener.clone(),
+                read.image,
+                now_ms(),
+            );
         }
-        FetchContext::Incremental { session_id } => {
+        FetchContext::Incremental { session_id, .. } => {
             let results: Vec<(SessionPartition, PartitionResult)> = wanted
                 .into_iter()
                 .zip(targets)
@@ -291,6 +382,7 @@ fn finish_session(
                         sent: sent(d),
                         has_news: has_records || d.error_code != 0,
                         has_records,
+                        pending: t.pending,
                     };
                     (key, result)
                 })
@@ -322,7 +414,7 @@ fn finish_session(
 fn collect(
     broker: &Broker,
     response: &mut FetchResponse,
-    targets: &[Target],
+    targets: &mut [Target],
     max_bytes: usize,
     for_follower: bool,
 ) -> (usize, bool) {
@@ -330,6 +422,7 @@ fn collect(
     let mut any_error = false;
     for target in targets {
         let data = &mut response.responses[target.topic_index].partitions[target.partition_index];
+        target.pending = true;
         if let Some(error) = target.error {
             data.error_code = error.code();
             if let Some(partition) = &target.partition {
@@ -360,6 +453,7 @@ fn collect(
             };
             let start = log.log_start_offset();
             let min_one = total == 0 && limit > 0;
+            target.pending = target.fetch_offset < upper_bound;
             (
                 log.read(target.fetch_offset, limit, min_one, upper_bound),
                 start,
@@ -405,6 +499,9 @@ fn collect(
                 data.error_code = ResponseError::KafkaStorageError.code();
                 any_error = true;
             }
+        }
+        if data.error_code != 0 {
+            target.pending = true;
         }
     }
     (total, any_error)
