@@ -11,14 +11,18 @@
 //! Each fetcher keeps a fetch session (KIP-227) with its leader: after the
 //! first full fetch it sends only the partitions whose fetch position
 //! changed, and the leader answers only those with news, so a round over
-//! many idle partitions costs little on both sides.
+//! many idle partitions costs little on both sides. What the leader's
+//! session holds for a partition lives in that partition's fetch state, so
+//! a round reads each followed partition's log end once and copies
+//! nothing for the idle ones.
 //!
 //! While the log directory takes no writes (full, or offline) the fetchers
 //! pause instead of fetching what they cannot append; the controller has
 //! taken this broker out of the ISRs meanwhile, and it catches up and
 //! rejoins them once the directory is writable again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +85,18 @@ struct FetchState {
     retry_at: Option<Instant>,
     /// Leader's high watermark minus our log end at the last fetch.
     lag: i64,
+    /// What the leader's fetch session holds for this partition: the
+    /// session's generation and what was sent in it.
+    in_session: Option<(u64, SessionEntry)>,
+}
+
+/// What the leader's session remembers of a partition; the follower sends
+/// the partition again whenever this changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SessionEntry {
+    fetch_offset: i64,
+    log_start: i64,
+    leader_epoch: i32,
 }
 
 impl FetchState {
@@ -92,7 +108,27 @@ impl FetchState {
 /// What a fetcher task and its manager share.
 struct Shared {
     partitions: Mutex<HashMap<TopicPartition, FetchState>>,
+    /// Partitions no longer fetched here that a leader's session may still
+    /// hold, with that session's generation: the next fetch forgets them.
+    removed: Mutex<Vec<(TopicPartition, u64)>>,
     wake: Notify,
+}
+
+impl Shared {
+    /// Removes the partitions `remove` picks, remembering those the
+    /// leader's session holds so the next fetch forgets them.
+    fn remove_where(&self, mut remove: impl FnMut(&TopicPartition, &FetchState) -> bool) {
+        let mut removed = self.removed.lock();
+        self.partitions.lock().retain(|tp, state| {
+            if !remove(tp, state) {
+                return true;
+            }
+            if let Some((generation, _)) = state.in_session {
+                removed.push((tp.clone(), generation));
+            }
+            false
+        });
+    }
 }
 
 struct Fetcher {
@@ -141,12 +177,13 @@ impl FetcherManager {
         let tp = partition.tp.clone();
         for (id, fetcher) in fetchers.iter() {
             if *id != leader {
-                fetcher.shared.partitions.lock().remove(&tp);
+                fetcher.shared.remove_where(|t, _| *t == tp);
             }
         }
         let fetcher = fetchers.entry(leader).or_insert_with(|| {
             let shared = Arc::new(Shared {
                 partitions: Mutex::new(HashMap::new()),
+                removed: Mutex::new(Vec::new()),
                 wake: Notify::new(),
             });
             let task = tokio::spawn(run(self.context.clone(), leader, shared.clone()));
@@ -160,6 +197,8 @@ impl FetcherManager {
                 truncated: false,
                 retry_at: None,
                 lag: 0,
+                // A new fetch position: sent again, replacing the old.
+                in_session: None,
             },
         );
         fetcher.shared.wake.notify_one();
@@ -169,7 +208,7 @@ impl FetcherManager {
     pub fn remove(&self, tp: &TopicPartition) {
         let mut fetchers = self.fetchers.lock();
         for fetcher in fetchers.values() {
-            fetcher.shared.partitions.lock().remove(tp);
+            fetcher.shared.remove_where(|t, _| t == tp);
         }
         drop_idle(&mut fetchers);
     }
@@ -180,9 +219,7 @@ impl FetcherManager {
         for fetcher in fetchers.values() {
             fetcher
                 .shared
-                .partitions
-                .lock()
-                .retain(|tp, state| keep(tp, &state.partition));
+                .remove_where(|tp, state| !keep(tp, &state.partition));
         }
         drop_idle(&mut fetchers);
     }
@@ -221,30 +258,48 @@ fn drop_idle(fetchers: &mut HashMap<i32, Fetcher>) {
     });
 }
 
-/// The follower's side of its fetch session with one leader: the session
-/// id and next epoch, and what the leader has cached for each partition.
-#[derive(Default)]
+/// The follower's side of its fetch session with one leader. What the
+/// leader holds for each partition is kept in the partition's
+/// [`FetchState::in_session`], tagged with the session's generation, so a
+/// new session makes every partition's entry stale at once.
 struct FetchSession {
     /// 0: none yet (the next fetch is a full one).
     id: i32,
     epoch: i32,
-    /// (fetch offset, log start, leader epoch) the leader last got.
-    cached: HashMap<TopicPartition, (i64, i64, i32)>,
+    generation: u64,
+}
+
+impl FetchSession {
+    fn new() -> FetchSession {
+        static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+        FetchSession {
+            id: 0,
+            epoch: 0,
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 /// The fetcher task for one leader.
 async fn run(context: Arc<Context>, leader: i32, shared: Arc<Shared>) {
     let mut client: Option<KafkaClient> = None;
-    let mut session = FetchSession::default();
+    let mut session = FetchSession::new();
     loop {
         let now = Instant::now();
-        let states: Vec<(TopicPartition, FetchState)> = shared
-            .partitions
-            .lock()
-            .iter()
-            .map(|(tp, s)| (tp.clone(), s.clone()))
-            .collect();
-        if states.is_empty() {
+        // One look over the followed partitions, without copying them.
+        let (followed, any_ready, truncating) = {
+            let partitions = shared.partitions.lock();
+            let mut any_ready = false;
+            let mut truncating = Vec::new();
+            for (tp, state) in partitions.iter().filter(|(_, s)| s.ready(now)) {
+                any_ready = true;
+                if !state.truncated {
+                    truncating.push((tp.clone(), state.clone()));
+                }
+            }
+            (partitions.len(), any_ready, truncating)
+        };
+        if followed == 0 {
             shared.wake.notified().await;
             continue;
         }
@@ -258,8 +313,7 @@ async fn run(context: Arc<Context>, leader: i32, shared: Arc<Shared>) {
             }
             continue;
         }
-        let ready: Vec<_> = states.into_iter().filter(|(_, s)| s.ready(now)).collect();
-        if ready.is_empty() {
+        if !any_ready {
             tokio::select! {
                 _ = shared.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -278,17 +332,15 @@ async fn run(context: Arc<Context>, leader: i32, shared: Arc<Shared>) {
             }
         }
         let connection = client.as_mut().expect("connected above");
-        let (truncating, fetching): (Vec<_>, Vec<_>) =
-            ready.into_iter().partition(|(_, s)| !s.truncated);
         let result = if !truncating.is_empty() {
             truncate(&context, connection, &shared, truncating).await
         } else {
-            fetch(&context, connection, &shared, &mut session, fetching).await
+            fetch(&context, connection, &shared, &mut session).await
         };
         if let Err(e) = result {
             tracing::debug!(leader, error = %e, "replica fetch failed; reconnecting");
             client = None;
-            session = FetchSession::default();
+            session = FetchSession::new();
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -468,14 +520,12 @@ fn truncate_to_leader(
     Ok(done || target >= log_end)
 }
 
-/// One fetch round for the partitions ready to fetch.
-async fn fetch(
-    context: &Context,
-    client: &mut KafkaClient,
-    shared: &Shared,
-    session: &mut FetchSession,
-    partitions: Vec<(TopicPartition, FetchState)>,
-) -> anyhow::Result<()> {
+/// The fetch request for one round: every ready partition for a full
+/// fetch; for an incremental one those whose position changed since the
+/// leader's session last got it, and those to forget (no longer followed
+/// here, or waiting out an error or a truncation). Marks what it sends as
+/// held by the session.
+fn build_request(context: &Context, shared: &Shared, session: &FetchSession) -> FetchRequest {
     let settings = &context.settings;
     let mut request = FetchRequest::default();
     request.replica_id = BrokerId(context.node_id);
@@ -485,27 +535,42 @@ async fn fetch(
     // Epoch 0 without an id: a full fetch that opens a session.
     request.session_id = session.id;
     request.session_epoch = if session.id == 0 { 0 } else { session.epoch };
-    let mut offsets = HashMap::new();
-    // Only what changed is cloned into the session's books (a round over
-    // many idle partitions allocates nothing for them).
-    let fetched: HashSet<&TopicPartition> = partitions.iter().map(|(tp, _)| tp).collect();
-    let mut changed = Vec::new();
-    for (tp, state) in &partitions {
-        let (fetch_offset, log_start) = {
+    let full = session.id == 0;
+    let generation = session.generation;
+    let mut forget: Vec<TopicPartition> = std::mem::take(&mut *shared.removed.lock())
+        .into_iter()
+        .filter(|(_, g)| !full && *g == generation)
+        .map(|(tp, _)| tp)
+        .collect();
+    let now = Instant::now();
+    let mut partitions = shared.partitions.lock();
+    for (tp, state) in partitions.iter_mut() {
+        let held = state.in_session.filter(|(g, _)| *g == generation);
+        if !state.truncated || !state.ready(now) {
+            // Not fetched this round: the leader must not answer for it.
+            if held.is_some() && !full {
+                forget.push(tp.clone());
+            }
+            state.in_session = None;
+            continue;
+        }
+        let entry = {
             let log = state.partition.log.lock();
-            (log.log_end_offset(), log.log_start_offset())
+            SessionEntry {
+                fetch_offset: log.log_end_offset(),
+                log_start: log.log_start_offset(),
+                leader_epoch: state.leader_epoch,
+            }
         };
-        offsets.insert(tp.clone(), fetch_offset);
-        let now_cached = (fetch_offset, log_start, state.leader_epoch);
-        if session.id != 0 && session.cached.get(tp) == Some(&now_cached) {
+        if !full && held.map(|(_, e)| e) == Some(entry) {
             continue; // the leader's session has it as it is
         }
-        changed.push((tp.clone(), now_cached));
+        state.in_session = Some((generation, entry));
         let mut p = FetchPartition::default();
         p.partition = tp.partition;
-        p.current_leader_epoch = state.leader_epoch;
-        p.fetch_offset = fetch_offset;
-        p.log_start_offset = log_start;
+        p.current_leader_epoch = entry.leader_epoch;
+        p.fetch_offset = entry.fetch_offset;
+        p.log_start_offset = entry.log_start;
         p.partition_max_bytes = settings.partition_max_bytes;
         p.last_fetched_epoch = -1;
         topic_entry(
@@ -521,21 +586,33 @@ async fn fetch(
         .partitions
         .push(p);
     }
-    if session.id != 0 {
-        for tp in session.cached.keys().filter(|tp| !fetched.contains(tp)) {
-            let forgotten = topic_entry(
-                &mut request.forgotten_topics_data,
-                &tp.topic,
-                |t| &t.topic,
-                || {
-                    let mut topic = ForgottenTopic::default();
-                    topic.topic = TopicName(StrBytes::from_string(tp.topic.clone()));
-                    topic
-                },
-            );
-            forgotten.partitions.push(tp.partition);
-        }
+    for tp in forget {
+        topic_entry(
+            &mut request.forgotten_topics_data,
+            &tp.topic,
+            |t| &t.topic,
+            || {
+                let mut topic = ForgottenTopic::default();
+                topic.topic = TopicName(StrBytes::from_string(tp.topic.clone()));
+                topic
+            },
+        )
+        .partitions
+        .push(tp.partition);
     }
+    request
+}
+
+/// One fetch round: only partitions with news come back, each answered
+/// from the position the leader's session holds for it.
+async fn fetch(
+    context: &Context,
+    client: &mut KafkaClient,
+    shared: &Shared,
+    session: &mut FetchSession,
+) -> anyhow::Result<()> {
+    let settings = &context.settings;
+    let request = build_request(context, shared, session);
     let timeout = settings.socket_timeout + Duration::from_millis(settings.max_wait_ms as u64);
     let response = client.send(&request, FETCH_VERSION, timeout).await?;
     match ResponseError::try_from_code(response.error_code) {
@@ -546,7 +623,7 @@ async fn fetch(
                 session = session.id,
                 "fetch session lost; opening a new one"
             );
-            *session = FetchSession::default();
+            *session = FetchSession::new();
             return Ok(());
         }
         Some(error) => anyhow::bail!("fetch failed: {error:?}"),
@@ -561,55 +638,50 @@ async fn fetch(
             session.epoch + 1
         };
     }
-    // A full fetch replaced the leader's view; an incremental one updated it.
-    if request.session_epoch == 0 {
-        session.cached.clear();
-    }
-    session.cached.retain(|tp, _| fetched.contains(tp));
-    session.cached.extend(changed);
+    let generation = session.generation;
     let mut any_error = false;
-    let states: HashMap<&TopicPartition, &FetchState> =
-        partitions.iter().map(|(tp, s)| (tp, s)).collect();
-    // Partitions that brought records, appended together below.
+    // Partitions that brought records or an error, handled below; each
+    // with the offset the leader answered from.
     let mut with_records = Vec::new();
     {
         let mut followed = shared.partitions.lock();
         for topic in &response.responses {
             for data in &topic.partitions {
                 let tp = TopicPartition::new(topic.topic.0.as_str(), data.partition_index);
-                let Some((tp, state)) = states.get_key_value(&tp) else {
+                let Some(state) = followed.get_mut(&tp) else {
                     continue;
                 };
-                let partition = &state.partition;
-                let Some(current) = followed.get_mut(*tp).filter(|s| {
-                    s.leader_epoch == state.leader_epoch && Arc::ptr_eq(&s.partition, partition)
-                }) else {
+                // Answered for the position this session holds, or stale.
+                let Some((_, entry)) = state.in_session.filter(|(g, _)| *g == generation) else {
                     continue;
                 };
                 if data.error_code != 0 || data.records.as_ref().is_some_and(|r| !r.is_empty()) {
-                    with_records.push((*tp, *state, data));
+                    with_records.push((tp, state.clone(), entry.fetch_offset, data));
                     continue;
                 }
                 // Nothing new: only the leader's high watermark to take.
+                let partition = &state.partition;
                 let end = partition.log.lock().log_end_offset();
                 if data.high_watermark >= 0 {
                     partition.set_high_watermark(data.high_watermark.min(end));
                 }
-                current.lag = (data.high_watermark - end).max(0);
+                state.lag = (data.high_watermark - end).max(0);
             }
         }
     }
-    for (tp, state, data) in with_records {
+    for (tp, state, fetch_offset, data) in with_records {
+        let tp = &tp;
+        let state = &state;
         let partition = &state.partition;
         if data.error_code != 0 {
             any_error = true;
-            handle_partition_error(context, shared, tp, state, data, offsets[tp]);
+            handle_partition_error(context, shared, tp, state, data, fetch_offset);
             continue;
         }
         let records = data.records.as_deref().unwrap_or(&[]);
         let appended = tokio::task::block_in_place(|| {
             let mut log = partition.log.lock();
-            if log.log_end_offset() != offsets[tp] {
+            if log.log_end_offset() != fetch_offset {
                 return Ok(None); // truncated meanwhile; the next round refetches
             }
             let info = log.append_replicated(records, now_ms())?;
