@@ -314,3 +314,35 @@ fn a_follower_keeps_idle_partitions_in_sync_and_replicates_one_that_wakes_up() {
     assert_eq!((end(7), end(33), end(0)), (41.0, 21.0, 1.0));
     assert!(leader.metric("tideline_fetch_requests_total{session=\"incremental\"}") > 10.0);
 }
+
+/// A response's byte limit leaves partitions with data unsent; an
+/// incremental fetch that does not name them must still send it next time
+/// (nothing about them changed, but the client is still waiting for it),
+/// whether the cut happened in the full fetch or in an incremental one.
+#[test]
+fn data_left_out_by_the_byte_limit_comes_in_the_next_incremental_fetch() {
+    let broker = Broker::start_with(&[]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "sessions", 3, &[]);
+    produce(&bootstrap, "sessions", 0..3, 0, 5);
+    let mut conn = RawConn::connect(broker.kafka_addr());
+    let mut fetch = |mut request: FetchRequest| {
+        // Only the first batch of the first partition with data fits.
+        request.max_bytes = 1;
+        conn.request(&request, 12).expect("fetch")
+    };
+    let full = fetch(fetch_request(0, 0, &[(0, 0), (1, 0), (2, 0)], &[]));
+    let id = full.session_id;
+    assert_ne!(id, 0);
+    assert_eq!(
+        answered(&full),
+        [(0, 5, true), (1, 5, false), (2, 5, false)]
+    );
+    // Partition 0 is done; 1 and 2 wait their turn, one per fetch.
+    let second = fetch(fetch_request(id, 1, &[(0, 5)], &[]));
+    assert_eq!(answered(&second), [(1, 5, true)]);
+    let third = fetch(fetch_request(id, 2, &[(1, 5)], &[]));
+    assert_eq!(answered(&third), [(2, 5, true)]);
+    let last = fetch(fetch_request(id, 3, &[(2, 5)], &[]));
+    assert_eq!(answered(&last), []);
+}

@@ -37,8 +37,8 @@ use crate::log::{ChangeListener, Partition, ReadError};
 use crate::metadata::MetadataImage;
 use crate::util::now_ms;
 use sessions::{
-    Begun, FetchContext, PartitionFetch, PartitionResult, SentState, SessionPartition,
-    SessionRequest, TopicRef,
+    Begun, FetchContext, OpenedPartition, PartitionFetch, PartitionResult, SentState,
+    SessionPartition, SessionRequest, TopicRef,
 };
 
 struct Target {
@@ -359,7 +359,12 @@ fn finish_session(
             let partitions = wanted
                 .into_iter()
                 .zip(targets)
-                .map(|((key, fetch), t)| (key, fetch, sent(data(t))))
+                .map(|((key, fetch), t)| OpenedPartition {
+                    key,
+                    fetch,
+                    sent: sent(data(t)),
+                    pending: t.pending,
+                })
                 .collect();
             let listener = read.listener.expect("a full fetch brings a listener");
             response.session_id = broker.fetch_sessions.create(

@@ -95,6 +95,15 @@ pub struct PartitionResult {
     pub pending: bool,
 }
 
+/// A partition of the full fetch that opens a session: what it was
+/// fetched with, what was sent for it, and whether it was left pending.
+pub struct OpenedPartition {
+    pub key: SessionPartition,
+    pub fetch: PartitionFetch,
+    pub sent: SentState,
+    pub pending: bool,
+}
+
 /// How one fetch request is served.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FetchContext {
@@ -305,7 +314,7 @@ impl FetchSessionCache {
         &self,
         privileged: bool,
         uses_topic_ids: bool,
-        partitions: Vec<(SessionPartition, PartitionFetch, SentState)>,
+        partitions: Vec<OpenedPartition>,
         listener: Arc<ChangeListener>,
         metadata: &Arc<MetadataImage>,
         now_ms: i64,
@@ -320,11 +329,19 @@ impl FetchSessionCache {
                 break id;
             }
         };
+        let pending = partitions
+            .iter()
+            .filter(|p| p.pending)
+            .map(|p| p.key.clone())
+            .collect();
         let partitions = partitions
             .into_iter()
-            .map(|(key, fetch, sent)| {
-                let sent = Some(sent);
-                (key, CachedPartition { fetch, sent })
+            .map(|p| {
+                let cached = CachedPartition {
+                    fetch: p.fetch,
+                    sent: Some(p.sent),
+                };
+                (p.key, cached)
             })
             .collect();
         inner.sessions.insert(
@@ -332,7 +349,7 @@ impl FetchSessionCache {
             Session {
                 epoch: next_epoch(INITIAL_EPOCH),
                 listener,
-                pending: HashSet::new(),
+                pending,
                 last_full_pass_ms: now_ms,
                 full_pass_metadata: Arc::downgrade(metadata),
                 privileged,
@@ -505,6 +522,15 @@ mod tests {
         }
     }
 
+    fn opened(partition: i32, offset: i64, hw: i64) -> OpenedPartition {
+        OpenedPartition {
+            key: key(partition),
+            fetch: fetch(offset),
+            sent: sent(hw),
+            pending: false,
+        }
+    }
+
     fn metadata() -> Arc<MetadataImage> {
         Arc::new(MetadataImage::default())
     }
@@ -529,7 +555,7 @@ mod tests {
 
     /// A session of `n` partitions, created at `now`.
     fn open(cache: &FetchSessionCache, n: i32, privileged: bool, now: i64) -> i32 {
-        let partitions = (0..n).map(|p| (key(p), fetch(0), sent(0))).collect();
+        let partitions = (0..n).map(|p| opened(p, 0, 0)).collect();
         let listener = ChangeListener::new(privileged);
         cache.create(privileged, false, partitions, listener, &metadata(), now)
     }
@@ -554,8 +580,8 @@ mod tests {
             false,
             begun
                 .partitions
-                .into_iter()
-                .map(|(k, f)| (k, f, sent(10)))
+                .iter()
+                .map(|(k, f)| opened(k.partition, f.fetch_offset, 10))
                 .collect(),
             begun.listener.unwrap(),
             &image,
@@ -622,11 +648,23 @@ mod tests {
         for p in &partitions {
             p.add(&listener);
         }
-        let sent_all = begun.partitions.into_iter().map(|(k, f)| (k, f, sent(0)));
+        // Partition 2 was cut short by the full fetch's byte limit.
+        let sent_all = begun.partitions.iter().map(|(k, _)| OpenedPartition {
+            pending: k.partition == 2,
+            ..opened(k.partition, 0, 0)
+        });
         let id = cache.create(false, false, sent_all.collect(), listener, &image, 0);
 
+        let begun = cache.begin(request(id, 1, &[], &[], &image), 5).unwrap();
+        assert_eq!(
+            numbers(&begun.partitions),
+            [2],
+            "left pending by the full fetch"
+        );
+        cache.finish_incremental(id, &[(key(2), quiet(0))]);
+
         // Nothing named, nothing changed: nothing to look at.
-        let begun = cache.begin(request(id, 1, &[], &[], &image), 10).unwrap();
+        let begun = cache.begin(request(id, 2, &[], &[], &image), 10).unwrap();
         assert_eq!(
             begun.context,
             FetchContext::Incremental {
@@ -641,7 +679,7 @@ mod tests {
         partitions[3].tell(&tp(3), Uuid::nil(), Change::HighWatermark);
         partitions[3].tell(&tp(3), Uuid::nil(), Change::Data);
         let begun = cache
-            .begin(request(id, 2, &[(key(1), fetch(4))], &[], &image), 20)
+            .begin(request(id, 3, &[(key(1), fetch(4))], &[], &image), 20)
             .unwrap();
         assert_eq!(numbers(&begun.partitions), [1, 3]);
         let pending = PartitionResult {
@@ -655,21 +693,21 @@ mod tests {
         assert_eq!(numbers(&cache.changed_since(id, &looked_at)), [4]);
         assert!(cache.changed_since(id, &looked_at).is_empty(), "taken");
 
-        let begun = cache.begin(request(id, 3, &[], &[], &image), 30).unwrap();
+        let begun = cache.begin(request(id, 4, &[], &[], &image), 30).unwrap();
         assert_eq!(numbers(&begun.partitions), [1], "still pending");
 
         // New metadata, or the interval passing: every partition.
         let new_image = metadata();
         let begun = cache
-            .begin(request(id, 4, &[], &[], &new_image), 40)
+            .begin(request(id, 5, &[], &[], &new_image), 40)
             .unwrap();
         assert_eq!(begun.partitions.len(), 5);
         let begun = cache
-            .begin(request(id, 5, &[], &[], &new_image), 50)
+            .begin(request(id, 6, &[], &[], &new_image), 50)
             .unwrap();
         assert!(begun.partitions.is_empty());
         let begun = cache
-            .begin(request(id, 6, &[], &[], &new_image), 1_040)
+            .begin(request(id, 7, &[], &[], &new_image), 1_040)
             .unwrap();
         assert_eq!(begun.partitions.len(), 5);
     }
