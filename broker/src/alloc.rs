@@ -12,6 +12,24 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
+/// Tells glibc's allocator to keep the memory the broker frees for reuse
+/// instead of handing it back to the kernel: request and response buffers
+/// of up to 32 MiB come from its heaps (not a fresh `mmap` each), and free
+/// memory is trimmed from a heap only beyond 128 MiB. Why: memory handed
+/// back is faulted in and zeroed again by the kernel on the next request,
+/// and on a virtual machine that reports free pages to its host each such
+/// page costs a host fault too — measured as a tenth of the broker's CPU
+/// under a 1 MiB-batch produce load.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any
+    // thread is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+    }
+}
+
 const LARGE: usize = 1 << 30;
 const PAGE: usize = 4096;
 

@@ -43,6 +43,7 @@ enum LogFormat {
 }
 
 fn main() {
+    tideline_broker::alloc::keep_freed_memory();
     let args = Args::parse();
     if let Some(nodes) = args.local_cluster {
         let root = std::path::Path::new("data").join("cluster");

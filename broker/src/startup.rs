@@ -40,8 +40,12 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create log.dirs {}", log_dir.display()))?;
     let cluster_id = claim_log_dir(&log_dir, config.node_id, config.get("cluster.id"))?;
     let logs = Arc::new(
-        LogManager::open(&log_dir, config.get_i64("log.dir.reserved.bytes"))
-            .context("cannot open the log directory")?,
+        LogManager::open(
+            &log_dir,
+            config.get_i64("log.dir.reserved.bytes"),
+            config.get_bool("log.direct.io.enable"),
+        )
+        .context("cannot open the log directory")?,
     );
     tracing::info!(
         node_id = config.node_id,

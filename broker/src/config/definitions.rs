@@ -103,6 +103,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Directory where log data is kept when log.dirs is not set."),
     def!("log.dir.reserved.bytes", Long, Some("-1"), Validator::Range(-1.0, I64_MAX), false,
         "Free space the log directory keeps for the broker's own writes (metadata log, checkpoints, coordinator records, controlled shutdown): below it, produce and replication appends are refused with KAFKA_STORAGE_ERROR until space returns. -1 chooses 2 % of the file system, at most 256 MiB; 0 refuses only when a write fails for lack of space."),
+    def!("log.direct.io.enable", Boolean, Some("true"), Validator::None, false,
+        "Write each partition's active segment with O_DIRECT from the broker's own reused buffers, bypassing the page cache, and answer reads of its newest bytes (followers and consumers at the tail) from those buffers. Falls back to buffered writes on file systems without O_DIRECT (tmpfs). false writes through the page cache."),
     def!("http.listener", String, Some("127.0.0.1:9644"), Validator::None, false,
         "host:port of the HTTP server for /metrics, /healthz and /readyz."),
     def!("num.partitions", Int, Some("1"), Validator::Range(1.0, I32_MAX), true,

@@ -910,7 +910,7 @@ mod tests {
 
     /// A coordinator leading every partition of a 1-partition offsets topic.
     fn coordinator(dir: &std::path::Path) -> (Arc<GroupCoordinator>, MetadataImage) {
-        let logs = Arc::new(LogManager::open(dir, 0).unwrap());
+        let logs = Arc::new(LogManager::open(dir, 0, true).unwrap());
         let topic_id = uuid::Uuid::new_v4();
         logs.open_partition(
             &TopicPartition::new(OFFSETS_TOPIC, 0),

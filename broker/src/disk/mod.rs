@@ -1,6 +1,8 @@
 //! The log directory's file system, as the broker must treat it: a place
 //! where any write can fail half-way.
 //!
+//! `direct` writes the active segment with `O_DIRECT` from the broker's own
+//! aligned buffers, bypassing the page cache.
 //! `read` reads regions into buffers without zeroing them first.
 //! `write` holds the only ways the broker writes its files — at an explicit
 //! position that the caller advances only on success, or by atomic
@@ -11,6 +13,7 @@
 //! `log.dir.reserved.bytes`, or none once a write failed for a reason other
 //! than space (Kafka's offline log directory).
 
+pub mod direct;
 pub mod health;
 pub mod read;
 pub mod write;

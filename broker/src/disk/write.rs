@@ -232,7 +232,7 @@ pub mod faults {
         })
     }
 
-    pub(super) fn take_write(path: &Path) -> Option<(usize, io::Error)> {
+    pub(in crate::disk) fn take_write(path: &Path) -> Option<(usize, io::Error)> {
         take(path, true).map(|(bytes, e)| (bytes.unwrap_or(0), e))
     }
 

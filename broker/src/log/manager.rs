@@ -166,6 +166,8 @@ pub struct LogManager {
     cleaner_running: Mutex<()>,
     /// Whether the directory takes appends (full, offline).
     health: Arc<LogDirHealth>,
+    /// `log.direct.io.enable`: active segments bypass the page cache.
+    direct_writes: bool,
 }
 
 /// The log cleaner's per-partition bookkeeping.
@@ -180,8 +182,9 @@ struct CleanerState {
 impl LogManager {
     /// Takes ownership of the log directory (creating it if needed) and
     /// reads the checkpoints; logs are opened as the metadata names them.
-    /// `reserved_bytes` is `log.dir.reserved.bytes` (-1: automatic).
-    pub fn open(dir: &Path, reserved_bytes: i64) -> io::Result<LogManager> {
+    /// `reserved_bytes` is `log.dir.reserved.bytes` (-1: automatic),
+    /// `direct_writes` is `log.direct.io.enable`.
+    pub fn open(dir: &Path, reserved_bytes: i64, direct_writes: bool) -> io::Result<LogManager> {
         std::fs::create_dir_all(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let was_clean = marker.exists();
@@ -202,6 +205,7 @@ impl LogManager {
             }),
             cleaner_running: Mutex::new(()),
             health: Arc::new(LogDirHealth::new(dir, reserved_bytes)),
+            direct_writes,
         })
     }
 
@@ -252,7 +256,7 @@ impl LogManager {
         let recovery_point = self.recovery_points.get(tp).copied().unwrap_or(0);
         let log_start = self.log_starts.get(tp).copied().unwrap_or(0);
         let clean = self.was_clean || !existed;
-        let (log, report) = PartitionLog::open(
+        let (mut log, report) = PartitionLog::open(
             &dir,
             config,
             clean,
@@ -261,6 +265,7 @@ impl LogManager {
             now_ms(),
             self.health.clone(),
         )?;
+        log.set_direct_writes(self.direct_writes);
         if report.truncated_bytes > 0 {
             tracing::warn!(
                 partition = %tp,
@@ -586,7 +591,7 @@ mod tests {
 
     /// A manager of `dir` holding the (empty) partition `t-0`.
     fn manager_with_partition(dir: &Path) -> (LogManager, TopicPartition, Arc<Partition>) {
-        let manager = LogManager::open(dir, 0).unwrap();
+        let manager = LogManager::open(dir, 0, true).unwrap();
         let tp = TopicPartition::new("t", 0);
         let (partition, _) = manager
             .open_partition(&tp, Uuid::new_v4(), LogConfig::default())
@@ -618,7 +623,7 @@ mod tests {
     #[test]
     fn the_cleaner_compacts_compacted_logs_and_checkpoints_its_progress() {
         let dir = tempfile::tempdir().unwrap();
-        let manager = LogManager::open(dir.path(), 0).unwrap();
+        let manager = LogManager::open(dir.path(), 0, true).unwrap();
         let config = LogConfig {
             cleanup_compact: true,
             cleanup_delete: false,
@@ -670,7 +675,7 @@ mod tests {
         let tp = TopicPartition::new("c", 0);
         let id = Uuid::new_v4();
         {
-            let manager = LogManager::open(dir.path(), 0).unwrap();
+            let manager = LogManager::open(dir.path(), 0, true).unwrap();
             let (partition, _) = manager.open_partition(&tp, id, config.clone()).unwrap();
             let mut log = partition.log.lock();
             // Written at time 0: long past delete.retention.ms.
@@ -698,7 +703,7 @@ mod tests {
             assert_eq!(manager.clean_logs(), 1);
             manager.shutdown().unwrap();
         }
-        let manager = LogManager::open(dir.path(), 0).unwrap();
+        let manager = LogManager::open(dir.path(), 0, true).unwrap();
         let (partition, _) = manager.open_partition(&tp, id, config).unwrap();
         let before = partition.log.lock().size_bytes();
         assert_eq!(

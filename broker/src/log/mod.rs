@@ -2,7 +2,8 @@
 //!
 //! `batch` (the record-batch format), `compression` (batch codecs and
 //! broker-side recompression), `index` (offset and time indexes),
-//! `segment` (one `.log` file and its indexes), `producer_state`
+//! `segment` (one `.log` file and its indexes), `direct_tail` (the active
+//! segment's newest bytes in memory, written with `O_DIRECT`), `producer_state`
 //! (idempotence), `partition_log` (one partition), `cleaner` (log
 //! compaction), `manager` (the log directory, checkpoints and background
 //! upkeep), `change_listener` (how fetch sessions learn which partitions
@@ -12,6 +13,7 @@ pub mod batch;
 pub mod change_listener;
 pub mod cleaner;
 pub mod compression;
+pub mod direct_tail;
 pub mod index;
 pub mod leader_epochs;
 pub mod manager;

@@ -17,7 +17,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,18 +75,7 @@ pub struct AppendInfo {
     pub duplicate: bool,
 }
 
-/// A region of a segment file to send to a consumer.
-pub struct ReadSlice {
-    pub file: Arc<File>,
-    pub position: u64,
-    pub len: usize,
-}
-
-impl ReadSlice {
-    pub fn read(&self) -> io::Result<Vec<u8>> {
-        crate::disk::read::read_exact_at(&self.file, self.len, self.position)
-    }
-}
+pub use super::segment::ReadSlice;
 
 /// What start-up found.
 #[derive(Debug, Default, Clone, Copy)]
@@ -110,6 +98,8 @@ pub struct PartitionLog {
     last_flush_ms: i64,
     /// The log directory's: admits appends, hears of failed writes.
     health: Arc<LogDirHealth>,
+    /// The active segment writes with `O_DIRECT` (see `direct_tail`).
+    direct_writes: bool,
 }
 
 impl PartitionLog {
@@ -208,6 +198,7 @@ impl PartitionLog {
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             health,
+            direct_writes: false,
         };
         if log.segments.is_empty() {
             let base = log_start_checkpoint.max(0);
@@ -306,6 +297,13 @@ impl PartitionLog {
             self.health.record_failure(e, &self.dir);
         }
         result
+    }
+
+    /// Makes the active segment (and each one after it) write with
+    /// `O_DIRECT` from the broker's own buffers, or through the page cache.
+    pub fn set_direct_writes(&mut self, enabled: bool) {
+        self.direct_writes = enabled;
+        self.active_mut().set_direct_writes(enabled);
     }
 
     pub fn config(&self) -> &LogConfig {
@@ -635,7 +633,10 @@ impl PartitionLog {
                 segment.delete_files()?;
             }
         }
-        self.active_mut().truncate_to(offset)?;
+        let direct = self.direct_writes;
+        let active = self.active_mut();
+        active.set_direct_writes(direct);
+        active.truncate_to(offset)?;
         self.after_truncation(offset)?;
         Ok(true)
     }
@@ -656,7 +657,10 @@ impl PartitionLog {
             }
         }
         match Segment::create(&self.dir, offset) {
-            Ok(segment) => self.segments.insert(offset, segment),
+            Ok(mut segment) => {
+                segment.set_direct_writes(self.direct_writes);
+                self.segments.insert(offset, segment)
+            }
             Err(e) => {
                 // Still readable through the open handles; a restart finds
                 // an empty directory and fetches everything again.
@@ -738,7 +742,10 @@ impl PartitionLog {
             return Ok(());
         }
         self.flush_inner(now_ms)?;
-        let segment = Segment::create(&self.dir, next)?;
+        // The old segment's tail memory goes back to the pool.
+        self.active_mut().set_direct_writes(false);
+        let mut segment = Segment::create(&self.dir, next)?;
+        segment.set_direct_writes(self.direct_writes);
         self.segments.insert(next, segment);
         Ok(())
     }
@@ -823,11 +830,7 @@ impl PartitionLog {
             if len == 0 {
                 return Ok(None);
             }
-            return Ok(Some(ReadSlice {
-                file: segment.file(),
-                position: found.position,
-                len,
-            }));
+            return Ok(Some(segment.slice(found.position, len)));
         }
         Ok(None)
     }

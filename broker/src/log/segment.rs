@@ -10,6 +10,9 @@
 //! moves after a write succeeded (see `disk::write`): a write that fails
 //! half-way is cut off, and the next one never lands behind bytes that no
 //! index or offset accounts for.
+//!
+//! The active segment may write its whole blocks with `O_DIRECT` through a
+//! [`DirectTail`], which also answers reads of its newest bytes from memory.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -18,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_SIZE};
+use super::direct_tail::DirectTail;
 use super::index::{OffsetIndex, TimeIndex};
 use crate::disk::write;
 
@@ -55,6 +59,35 @@ pub struct Segment {
     /// A failed write could not be cut off: the file may be longer than
     /// `size` until the next flush trims it.
     tail_unaccounted: bool,
+    /// Appends should bypass the page cache (the active segment, when the
+    /// broker writes directly and the file system allows it).
+    write_directly: bool,
+    /// The newest bytes and the `O_DIRECT` handle, from the first direct append.
+    tail: Option<DirectTail>,
+}
+
+/// Bytes of a segment to send: a region of its file, or a copy of what its
+/// direct tail holds in memory.
+pub enum ReadSlice {
+    File {
+        file: Arc<File>,
+        position: u64,
+        len: usize,
+    },
+    Memory(Vec<u8>),
+}
+
+impl ReadSlice {
+    pub fn read(self) -> io::Result<Vec<u8>> {
+        match self {
+            ReadSlice::File {
+                file,
+                position,
+                len,
+            } => crate::disk::read::read_exact_at(&file, len, position),
+            ReadSlice::Memory(bytes) => Ok(bytes),
+        }
+    }
 }
 
 /// What recovery found in a segment.
@@ -112,6 +145,8 @@ impl Segment {
             first_append_ms: None,
             unflushed_bytes: 0,
             tail_unaccounted: false,
+            write_directly: false,
+            tail: None,
             path,
         }
     }
@@ -172,6 +207,8 @@ impl Segment {
             first_append_ms: None,
             unflushed_bytes: 0,
             tail_unaccounted: false,
+            write_directly: false,
+            tail: None,
             path,
         };
         if !recover {
@@ -291,8 +328,24 @@ impl Segment {
         index_interval: u64,
         now_ms: i64,
     ) -> io::Result<()> {
-        if let Err(e) = write::append_parts_at(&self.file, &self.path, parts, self.size) {
-            // `append_at` cut the file back, unless that failed too.
+        if self.write_directly && self.tail.is_none() {
+            self.tail = DirectTail::open(&self.path, &self.file, self.size)?;
+            if self.tail.is_none() {
+                tracing::info!(segment = %self.path.display(), "the file system takes no direct writes; writing through the page cache");
+                self.write_directly = false;
+            }
+        }
+        let written = match &mut self.tail {
+            Some(tail) => tail
+                .append(&self.path, &self.file, self.size, parts)
+                .inspect_err(|_| {
+                    // Cut off what landed, as `append_parts_at` does.
+                    let _ = self.file.set_len(self.size);
+                }),
+            None => write::append_parts_at(&self.file, &self.path, parts, self.size),
+        };
+        if let Err(e) = written {
+            // The failed write was cut back, unless that failed too.
             self.tail_unaccounted = self.file.metadata().map_or(true, |m| m.len() != self.size);
             return Err(e);
         }
@@ -310,7 +363,14 @@ impl Segment {
 
     pub fn read_header(&self, position: u64) -> io::Result<BatchHeader> {
         let mut buf = [0u8; HEADER_SIZE];
-        self.file.read_exact_at(&mut buf, position)?;
+        let in_memory = position + HEADER_SIZE as u64 <= self.size
+            && self
+                .tail
+                .as_ref()
+                .is_some_and(|t| t.read_into(position, &mut buf));
+        if !in_memory {
+            self.file.read_exact_at(&mut buf, position)?;
+        }
         BatchHeader::parse(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
@@ -367,7 +427,36 @@ impl Segment {
     }
 
     pub fn read_at(&self, position: u64, len: usize) -> io::Result<Vec<u8>> {
-        crate::disk::read::read_exact_at(&self.file, len, position)
+        self.slice(position, len).read()
+    }
+
+    /// The bytes at `position`, from memory if the direct tail holds them
+    /// (copied now), else as a region of the file to read later.
+    pub fn slice(&self, position: u64, len: usize) -> ReadSlice {
+        let in_memory = position + len as u64 <= self.size;
+        match self
+            .tail
+            .as_ref()
+            .filter(|_| in_memory)
+            .and_then(|t| t.read(position, len))
+        {
+            Some(bytes) => ReadSlice::Memory(bytes),
+            None => ReadSlice::File {
+                file: self.file.clone(),
+                position,
+                len,
+            },
+        }
+    }
+
+    /// Makes appends write whole blocks past the page cache from the next
+    /// one on (`true`), or stops doing so and frees the tail's memory
+    /// (`false`, when the segment stops being the active one).
+    pub fn set_direct_writes(&mut self, enabled: bool) {
+        self.write_directly = enabled;
+        if !enabled {
+            self.tail = None;
+        }
     }
 
     pub fn file(&self) -> Arc<File> {
@@ -426,6 +515,13 @@ impl Segment {
         self.file.set_len(position)?;
         self.size = position;
         self.tail_unaccounted = false;
+        if let Some(tail) = &mut self.tail {
+            if let Err(e) = tail.truncate(&self.file, position) {
+                // Forget the tail: the next append loads it afresh.
+                tracing::warn!(segment = %self.path.display(), error = %e, "cannot reload the direct tail");
+                self.tail = None;
+            }
+        }
         // The indexes drop their entries in memory even if rewriting their
         // files fails now: the next flush rewrites them, and the log's
         // recovery point is already below this segment.

@@ -1,0 +1,372 @@
+//! The active segment's newest bytes, held in the broker's own memory, and
+//! the way appends reach the segment file: whole blocks with `O_DIRECT`,
+//! the rest through the page cache.
+//!
+//! A direct write must cover whole blocks from aligned memory, so the tail
+//! keeps a window of the file starting at a block boundary and each append
+//! is copied in behind the bytes already there. The blocks the append fills
+//! completely are written directly; the bytes before the first of them (the
+//! rest of the block the old end was in) and after the last (the start of
+//! the block the new end is in) are written through the page cache. So the
+//! file always ends exactly where the data does — no padding for tools or
+//! recovery to see — a small append costs one buffered write as before,
+//! and direct writes never touch a block the page cache holds, which would
+//! make the kernel write that page back first.
+//!
+//! Every write finishes before the append returns, so an appended batch
+//! survives the process being killed exactly as one in the page cache
+//! would; only the fsync (`flush`) makes it survive a power loss, as before.
+//!
+//! Direct writes drop whatever the page cache held for those blocks, so the
+//! window doubles as the read cache for the reads that matter most —
+//! followers and consumers at the tail — which are answered from memory.
+//! When the window is full it slides: the full buffer becomes the previous
+//! window (still readable), and a new one starts at the last partial block.
+//! Reads from further back go to the file as before.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use crate::disk::direct::{self, align_down, align_up, AlignedBuf, BufferPool};
+use crate::disk::write;
+
+/// The largest window: the memory an actively written partition keeps in
+/// the previous and the current window (a new window starts small and
+/// doubles up to this, so a quiet partition holds little).
+const WINDOW: usize = 4 << 20;
+const FIRST_WINDOW: usize = 64 << 10;
+
+/// Full-size windows, reused across segments and partitions.
+static WINDOWS: BufferPool = BufferPool::new(WINDOW, 64);
+
+pub struct DirectTail {
+    /// The segment file, opened with `O_DIRECT` for writing.
+    file: File,
+    /// Holds the file's bytes from `start` to the segment's end.
+    current: AlignedBuf,
+    start: u64,
+    /// The window before `current`: its bytes from `previous_start` up to `start`.
+    previous: Option<AlignedBuf>,
+    previous_start: u64,
+}
+
+impl DirectTail {
+    /// Starts writing `path`, whose data ends at `size`, directly: loads the
+    /// last partial block from `buffered` (the segment's read handle).
+    /// `None` if the file system does not take direct writes.
+    pub fn open(path: &Path, buffered: &File, size: u64) -> io::Result<Option<DirectTail>> {
+        let Some(file) = direct::open_for_direct_writes(path)? else {
+            return Ok(None);
+        };
+        let start = align_down(size);
+        let mut current = new_window(FIRST_WINDOW);
+        let held = (size - start) as usize;
+        if held > 0 {
+            use std::os::unix::fs::FileExt;
+            buffered.read_exact_at(&mut current.as_mut_slice()[..held], start)?;
+        }
+        Ok(Some(DirectTail {
+            file,
+            current,
+            start,
+            previous: None,
+            previous_start: start,
+        }))
+    }
+
+    /// Appends `parts` at `size` (the segment's end of `buffered`, its
+    /// page-cache handle) and writes them. On failure the window is as
+    /// before and the file may hold part of the write past `size`: the
+    /// caller cuts it back.
+    pub fn append(
+        &mut self,
+        path: &Path,
+        buffered: &File,
+        size: u64,
+        parts: &[&[u8]],
+    ) -> io::Result<()> {
+        let incoming: usize = parts.iter().map(|p| p.len()).sum();
+        self.make_room(size, incoming);
+        let mut cursor = (size - self.start) as usize;
+        for part in parts {
+            self.current.as_mut_slice()[cursor..cursor + part.len()].copy_from_slice(part);
+            cursor += part.len();
+        }
+        let end = size + incoming as u64;
+        let (full_from, full_to) = (align_up(size), align_down(end));
+        let window = |from: u64, to: u64| {
+            &self.current.as_slice()[(from - self.start) as usize..(to - self.start) as usize]
+        };
+        if full_from >= full_to {
+            // No block filled completely: all through the page cache.
+            return write::append_at(buffered, path, window(size, end), size);
+        }
+        if size < full_from {
+            write::append_at(buffered, path, window(size, full_from), size)?;
+        }
+        direct::write_blocks_at(&self.file, path, window(full_from, full_to), full_from)?;
+        if full_to < end {
+            write::append_at(buffered, path, window(full_to, end), full_to)?;
+        }
+        Ok(())
+    }
+
+    /// Ensures the current window has room for `incoming` more bytes after
+    /// `size`: grows a small window, or slides a full one.
+    fn make_room(&mut self, size: u64, incoming: usize) {
+        let held = (size - self.start) as usize;
+        let needed = held + incoming;
+        if needed <= self.current.capacity() {
+            return;
+        }
+        if needed <= WINDOW && self.current.capacity() < WINDOW {
+            let mut bigger = new_window(needed.next_power_of_two());
+            bigger.as_mut_slice()[..held].copy_from_slice(&self.current.as_slice()[..held]);
+            WINDOWS.give(std::mem::replace(&mut self.current, bigger));
+            return;
+        }
+        // Slide: a new window from the block holding `size`, while the full
+        // one stays readable as the previous window. A batch larger than a
+        // window gets a window of its own size.
+        let new_start = align_down(size);
+        let carried = (size - new_start) as usize;
+        let mut next = new_window(WINDOW.max(align_up((carried + incoming) as u64) as usize));
+        let from = (new_start - self.start) as usize;
+        next.as_mut_slice()[..carried]
+            .copy_from_slice(&self.current.as_slice()[from..from + carried]);
+        let full = std::mem::replace(&mut self.current, next);
+        if let Some(old) = self.previous.replace(full) {
+            WINDOWS.give(old);
+        }
+        self.previous_start = self.start;
+        self.start = new_start;
+    }
+
+    /// Copies the bytes at `position` into `out` if the windows hold all of
+    /// them (the caller keeps `position + out.len()` within the segment).
+    pub fn read_into(&self, position: u64, out: &mut [u8]) -> bool {
+        let end = position + out.len() as u64;
+        let lowest = if self.previous.is_some() {
+            self.previous_start
+        } else {
+            self.start
+        };
+        if position < lowest {
+            return false;
+        }
+        let mut filled = 0usize;
+        if position < self.start {
+            let previous = self.previous.as_ref().expect("previous window below start");
+            let upto = end.min(self.start);
+            let from = (position - self.previous_start) as usize;
+            let n = (upto - position) as usize;
+            out[..n].copy_from_slice(&previous.as_slice()[from..from + n]);
+            filled = n;
+        }
+        if filled < out.len() {
+            let from = (position + filled as u64 - self.start) as usize;
+            let n = out.len() - filled;
+            out[filled..].copy_from_slice(&self.current.as_slice()[from..from + n]);
+        }
+        true
+    }
+
+    /// The bytes at `position` in a new buffer, if the windows hold all of them.
+    pub fn read(&self, position: u64, len: usize) -> Option<Vec<u8>> {
+        let end = position + len as u64;
+        let previous = self.previous.as_ref().filter(|_| position < self.start);
+        if position < self.start && previous.is_none() {
+            return None;
+        }
+        if previous.is_some() && position < self.previous_start {
+            return None;
+        }
+        // Filled by copying, not zeroed first: a fetch copies every byte.
+        let mut out = Vec::with_capacity(len);
+        if let Some(previous) = previous {
+            let from = (position - self.previous_start) as usize;
+            let to = (end.min(self.start) - self.previous_start) as usize;
+            out.extend_from_slice(&previous.as_slice()[from..to]);
+        }
+        if end > self.start {
+            let from = (position.max(self.start) - self.start) as usize;
+            let to = (end - self.start) as usize;
+            out.extend_from_slice(&self.current.as_slice()[from..to]);
+        }
+        Some(out)
+    }
+
+    /// The segment was cut to end at `size` (the file already is): forgets
+    /// the bytes after it, reloading the window from the file if the cut
+    /// went below it.
+    pub fn truncate(&mut self, buffered: &File, size: u64) -> io::Result<()> {
+        // Within the current window, what was cut is overwritten or
+        // zero-padded by the next append; below it, reload.
+        if size < self.start {
+            let start = align_down(size);
+            let mut current = new_window(FIRST_WINDOW);
+            let held = (size - start) as usize;
+            use std::os::unix::fs::FileExt;
+            buffered.read_exact_at(&mut current.as_mut_slice()[..held], start)?;
+            self.release_windows(current);
+            self.start = start;
+            self.previous_start = start;
+        }
+        Ok(())
+    }
+
+    /// Hands both windows back to the pool, `current` taking their place.
+    fn release_windows(&mut self, current: AlignedBuf) {
+        if let Some(old) = self.previous.take() {
+            WINDOWS.give(old);
+        }
+        WINDOWS.give(std::mem::replace(&mut self.current, current));
+    }
+}
+
+impl std::fmt::Debug for DirectTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectTail")
+            .field("start", &self.start)
+            .field("window", &self.current.capacity())
+            .field(
+                "previous_start",
+                &self.previous.as_ref().map(|_| self.previous_start),
+            )
+            .finish()
+    }
+}
+
+impl Drop for DirectTail {
+    fn drop(&mut self) {
+        self.release_windows(AlignedBuf::empty());
+    }
+}
+
+/// A window of `size` bytes: a reused full-size one when that is the size.
+fn new_window(size: usize) -> AlignedBuf {
+    if size == WINDOWS.size() {
+        WINDOWS.take()
+    } else {
+        AlignedBuf::zeroed(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::direct::BLOCK;
+    use std::os::unix::fs::FileExt;
+
+    fn open(dir: &Path) -> (File, DirectTail, std::path::PathBuf) {
+        let path = dir.join("0.log");
+        let buffered = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let tail = DirectTail::open(&path, &buffered, 0)
+            .unwrap()
+            .expect("these tests need a file system with O_DIRECT under TMPDIR");
+        (buffered, tail, path)
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1)
+            .collect()
+    }
+
+    #[test]
+    fn appends_of_every_size_land_in_the_file_and_read_back_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (buffered, mut tail, path) = open(dir.path());
+        let mut expected = Vec::new();
+        // Small appends grow the first window; large ones slide it, and
+        // two are larger than a window.
+        let sizes = [
+            1,
+            100,
+            4095,
+            4097,
+            70_000,
+            WINDOW / 2,
+            WINDOW * 3 / 4,
+            WINDOW + 5000,
+            WINDOW,
+            10,
+        ];
+        for (i, len) in sizes.into_iter().enumerate() {
+            let data = pattern(len, i as u8);
+            let (a, b) = data.split_at(len / 3);
+            tail.append(&path, &buffered, expected.len() as u64, &[a, b])
+                .unwrap();
+            expected.extend_from_slice(&data);
+        }
+        let size = expected.len() as u64;
+        assert_eq!(buffered.metadata().unwrap().len(), size, "no padding");
+        let mut on_disk = vec![0u8; expected.len()];
+        buffered.read_exact_at(&mut on_disk, 0).unwrap();
+        assert_eq!(on_disk, expected, "the file holds every append");
+        // The newest bytes come from memory, spanning both windows;
+        // older ones are not there.
+        let from = size - 3_200_000;
+        assert_eq!(
+            tail.read(from, 3_200_000).unwrap(),
+            expected[from as usize..]
+        );
+        assert!(tail.read(0, 10).is_none());
+    }
+
+    #[test]
+    fn a_truncated_tail_forgets_what_was_cut_and_appends_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (buffered, mut tail, path) = open(dir.path());
+        let data = pattern(WINDOW * 5 / 2, 7);
+        for (i, piece) in data.chunks(300_000).enumerate() {
+            tail.append(&path, &buffered, (i * 300_000) as u64, &[piece])
+                .unwrap();
+        }
+        // Within the current window, then below both (reloaded from the file).
+        for cut in [(WINDOW * 5 / 2 - 100_000) as u64, 5_000] {
+            buffered.set_len(cut).unwrap();
+            tail.truncate(&buffered, cut).unwrap();
+            tail.append(&path, &buffered, cut, &[b"after"]).unwrap();
+            let mut read = vec![0u8; cut as usize + 5];
+            buffered.read_exact_at(&mut read, 0).unwrap();
+            assert_eq!(&read[..cut as usize], &data[..cut as usize]);
+            assert_eq!(&read[cut as usize..], b"after");
+            assert_eq!(tail.read(cut - 5, 10).unwrap()[5..], *b"after");
+        }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_window_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let (buffered, mut tail, path) = open(dir.path());
+        tail.append(&path, &buffered, 0, &[b"good"]).unwrap();
+        // A small append (through the page cache) fails, then one that
+        // fills whole blocks fails in its direct write; the segment cuts
+        // the file back each time, and the next appends land in place.
+        crate::disk::write::faults::fail_write("0.log", 0, libc::ENOSPC);
+        assert!(tail.append(&path, &buffered, 4, &[b"lost"]).is_err());
+        buffered.set_len(4).unwrap();
+        tail.append(&path, &buffered, 4, &[b"next"]).unwrap();
+        let fill = vec![b'f'; BLOCK as usize - 8];
+        tail.append(&path, &buffered, 8, &[&fill]).unwrap();
+        let blocks = pattern(3 * BLOCK as usize, 3);
+        crate::disk::write::faults::fail_write("0.log", BLOCK as usize, libc::EIO);
+        assert!(tail.append(&path, &buffered, BLOCK, &[&blocks]).is_err());
+        buffered.set_len(BLOCK).unwrap();
+        tail.append(&path, &buffered, BLOCK, &[&blocks]).unwrap();
+        let mut read = vec![0u8; 4 * BLOCK as usize];
+        buffered.read_exact_at(&mut read, 0).unwrap();
+        assert_eq!(&read[..8], b"goodnext");
+        assert_eq!(&read[8..BLOCK as usize], &fill[..]);
+        assert_eq!(&read[BLOCK as usize..], &blocks[..]);
+        assert_eq!(buffered.metadata().unwrap().len(), 4 * BLOCK);
+    }
+}
