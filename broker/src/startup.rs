@@ -39,6 +39,9 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("cannot create log.dirs {}", log_dir.display()))?;
     let cluster_id = claim_log_dir(&log_dir, config.node_id, config.get("cluster.id"))?;
+    crate::log::direct_tail::set_memory_budget(
+        config.get_i64("log.direct.io.buffer.bytes").max(0) as usize
+    );
     let logs = Arc::new(
         LogManager::open(
             &log_dir,

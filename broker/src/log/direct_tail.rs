@@ -28,26 +28,90 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::disk::direct::{self, align_down, align_up, AlignedBuf, BufferPool};
 use crate::disk::write;
 
-/// The largest window: the memory an actively written partition keeps in
-/// the previous and the current window (a new window starts small and
-/// doubles up to this, so a quiet partition holds little).
+/// The largest window: an actively written partition keeps up to two (the
+/// previous and the current one). A new window starts small and doubles up
+/// to this, so a quiet partition holds little.
 const WINDOW: usize = 4 << 20;
 const FIRST_WINDOW: usize = 64 << 10;
 
 /// Full-size windows, reused across segments and partitions.
-static WINDOWS: BufferPool = BufferPool::new(WINDOW, 64);
+static WINDOWS: BufferPool = BufferPool::new(WINDOW, 16);
+
+/// Bytes all tails' windows hold, and what they may hold
+/// (`log.direct.io.buffer.bytes`). Over the budget a tail keeps no previous
+/// window and sizes a new one to what the append needs, so memory stays
+/// near the budget however many partitions are written; reads that the
+/// smaller windows miss go to the file.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+static BUDGET: AtomicUsize = AtomicUsize::new(512 << 20);
+
+/// Sets the memory all tails' windows may hold together.
+pub fn set_memory_budget(bytes: usize) {
+    BUDGET.store(bytes, Ordering::Relaxed);
+}
+
+/// Bytes the tails' windows hold now.
+pub fn memory_held() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
+
+fn over_budget() -> bool {
+    #[cfg(test)]
+    if let Some(budget) = tests::BUDGET_HERE.with(|b| b.get()) {
+        return HELD.load(Ordering::Relaxed) > budget;
+    }
+    HELD.load(Ordering::Relaxed) > BUDGET.load(Ordering::Relaxed)
+}
+
+/// A window's memory, counted in [`HELD`] while a tail has it; full-size
+/// ones go back to the pool.
+struct Window(AlignedBuf);
+
+impl Window {
+    fn new(size: usize) -> Window {
+        let buf = if size == WINDOWS.size() {
+            WINDOWS.take()
+        } else {
+            AlignedBuf::zeroed(size)
+        };
+        HELD.fetch_add(buf.capacity(), Ordering::Relaxed);
+        Window(buf)
+    }
+}
+
+impl std::ops::Deref for Window {
+    type Target = AlignedBuf;
+    fn deref(&self) -> &AlignedBuf {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Window {
+    fn deref_mut(&mut self) -> &mut AlignedBuf {
+        &mut self.0
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        HELD.fetch_sub(self.0.capacity(), Ordering::Relaxed);
+        WINDOWS.give(std::mem::replace(&mut self.0, AlignedBuf::empty()));
+    }
+}
 
 pub struct DirectTail {
     /// The segment file, opened with `O_DIRECT` for writing.
     file: File,
     /// Holds the file's bytes from `start` to the segment's end.
-    current: AlignedBuf,
+    current: Window,
     start: u64,
     /// The window before `current`: its bytes from `previous_start` up to `start`.
-    previous: Option<AlignedBuf>,
+    previous: Option<Window>,
     previous_start: u64,
 }
 
@@ -60,7 +124,7 @@ impl DirectTail {
             return Ok(None);
         };
         let start = align_down(size);
-        let mut current = new_window(FIRST_WINDOW);
+        let mut current = Window::new(FIRST_WINDOW);
         let held = (size - start) as usize;
         if held > 0 {
             use std::os::unix::fs::FileExt;
@@ -120,25 +184,31 @@ impl DirectTail {
         if needed <= self.current.capacity() {
             return;
         }
-        if needed <= WINDOW && self.current.capacity() < WINDOW {
-            let mut bigger = new_window(needed.next_power_of_two());
+        let over = over_budget();
+        if needed <= WINDOW && self.current.capacity() < WINDOW && !over {
+            let mut bigger = Window::new(needed.next_power_of_two());
             bigger.as_mut_slice()[..held].copy_from_slice(&self.current.as_slice()[..held]);
-            WINDOWS.give(std::mem::replace(&mut self.current, bigger));
+            self.current = bigger;
             return;
         }
         // Slide: a new window from the block holding `size`, while the full
         // one stays readable as the previous window. A batch larger than a
-        // window gets a window of its own size.
+        // window gets a window of its own size; over the budget, a window
+        // just large enough and no previous one.
         let new_start = align_down(size);
         let carried = (size - new_start) as usize;
-        let mut next = new_window(WINDOW.max(align_up((carried + incoming) as u64) as usize));
+        let fits = align_up((carried + incoming) as u64) as usize;
+        let size_wanted = if over {
+            fits.max(FIRST_WINDOW)
+        } else {
+            fits.max(WINDOW)
+        };
+        let mut next = Window::new(size_wanted);
         let from = (new_start - self.start) as usize;
         next.as_mut_slice()[..carried]
             .copy_from_slice(&self.current.as_slice()[from..from + carried]);
         let full = std::mem::replace(&mut self.current, next);
-        if let Some(old) = self.previous.replace(full) {
-            WINDOWS.give(old);
-        }
+        self.previous = (!over).then_some(full);
         self.previous_start = self.start;
         self.start = new_start;
     }
@@ -205,23 +275,16 @@ impl DirectTail {
         // zero-padded by the next append; below it, reload.
         if size < self.start {
             let start = align_down(size);
-            let mut current = new_window(FIRST_WINDOW);
+            let mut current = Window::new(FIRST_WINDOW);
             let held = (size - start) as usize;
             use std::os::unix::fs::FileExt;
             buffered.read_exact_at(&mut current.as_mut_slice()[..held], start)?;
-            self.release_windows(current);
+            self.previous = None;
+            self.current = current;
             self.start = start;
             self.previous_start = start;
         }
         Ok(())
-    }
-
-    /// Hands both windows back to the pool, `current` taking their place.
-    fn release_windows(&mut self, current: AlignedBuf) {
-        if let Some(old) = self.previous.take() {
-            WINDOWS.give(old);
-        }
-        WINDOWS.give(std::mem::replace(&mut self.current, current));
     }
 }
 
@@ -238,26 +301,42 @@ impl std::fmt::Debug for DirectTail {
     }
 }
 
-impl Drop for DirectTail {
-    fn drop(&mut self) {
-        self.release_windows(AlignedBuf::empty());
-    }
-}
-
-/// A window of `size` bytes: a reused full-size one when that is the size.
-fn new_window(size: usize) -> AlignedBuf {
-    if size == WINDOWS.size() {
-        WINDOWS.take()
-    } else {
-        AlignedBuf::zeroed(size)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::disk::direct::BLOCK;
+    use std::cell::Cell;
     use std::os::unix::fs::FileExt;
+
+    thread_local! {
+        /// This thread's budget, so a test can be over it without shrinking
+        /// the windows of tests running beside it.
+        pub(super) static BUDGET_HERE: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    #[test]
+    fn over_the_memory_budget_a_tail_keeps_only_what_the_last_append_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (buffered, mut tail, path) = open(dir.path());
+        BUDGET_HERE.with(|b| b.set(Some(0)));
+        let mut expected = Vec::new();
+        for i in 0..20u8 {
+            let data = pattern(100_000, i);
+            tail.append(&path, &buffered, expected.len() as u64, &[&data])
+                .unwrap();
+            expected.extend_from_slice(&data);
+        }
+        BUDGET_HERE.with(|b| b.set(None));
+        assert!(tail.previous.is_none());
+        assert!(tail.current.capacity() <= 100_000 + 2 * BLOCK as usize);
+        let size = expected.len() as u64;
+        let last = size - 100_000;
+        assert_eq!(tail.read(last, 100_000).unwrap(), expected[last as usize..]);
+        assert!(tail.read(last - 200_000, 10).is_none());
+        let mut on_disk = vec![0u8; expected.len()];
+        buffered.read_exact_at(&mut on_disk, 0).unwrap();
+        assert_eq!(on_disk, expected);
+    }
 
     fn open(dir: &Path) -> (File, DirectTail, std::path::PathBuf) {
         let path = dir.join("0.log");

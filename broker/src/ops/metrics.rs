@@ -49,6 +49,7 @@ pub struct Metrics {
     replica_max_lag: IntGauge,
     high_watermark: IntGaugeVec,
     fetch_sessions: IntGauge,
+    direct_io_buffer: IntGauge,
     fetch_session_evictions: IntCounter,
     fetch_requests: IntCounterVec,
 }
@@ -269,6 +270,14 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            direct_io_buffer: register(
+                &r,
+                IntGauge::new(
+                    "tideline_log_direct_io_buffer_bytes",
+                    "Memory the active segments' direct-write windows hold (bounded near log.direct.io.buffer.bytes).",
+                )
+                .unwrap(),
+            ),
             disk_free: register(
                 &r,
                 IntGauge::new(
@@ -460,6 +469,8 @@ impl Metrics {
         self.replica_max_lag.set(broker.replicas.max_follower_lag());
         let (sessions, evictions) = broker.fetch_sessions.stats();
         self.fetch_sessions.set(sessions as i64);
+        self.direct_io_buffer
+            .set(crate::log::direct_tail::memory_held() as i64);
         let counted = self.fetch_session_evictions.get();
         self.fetch_session_evictions
             .inc_by(evictions.saturating_sub(counted));
