@@ -113,6 +113,9 @@ pub struct DirectTail {
     /// The window before `current`: its bytes from `previous_start` up to `start`.
     previous: Option<Window>,
     previous_start: u64,
+    /// The file system refused a direct write as misaligned (a device with
+    /// larger blocks): everything goes through the page cache from then on.
+    refused: bool,
 }
 
 impl DirectTail {
@@ -136,6 +139,7 @@ impl DirectTail {
             start,
             previous: None,
             previous_start: start,
+            refused: false,
         }))
     }
 
@@ -162,14 +166,23 @@ impl DirectTail {
         let window = |from: u64, to: u64| {
             &self.current.as_slice()[(from - self.start) as usize..(to - self.start) as usize]
         };
-        if full_from >= full_to {
+        if full_from >= full_to || self.refused {
             // No block filled completely: all through the page cache.
             return write::append_at(buffered, path, window(size, end), size);
         }
         if size < full_from {
             write::append_at(buffered, path, window(size, full_from), size)?;
         }
-        direct::write_blocks_at(&self.file, path, window(full_from, full_to), full_from)?;
+        let blocks = window(full_from, full_to);
+        match direct::write_blocks_at(&self.file, path, blocks, full_from) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::warn!(segment = %path.display(), "direct writes refused (block size above 4 KiB?); writing through the page cache");
+                self.refused = true;
+                write::append_at(buffered, path, blocks, full_from)?;
+            }
+            Err(e) => return Err(e),
+        }
         if full_to < end {
             write::append_at(buffered, path, window(full_to, end), full_to)?;
         }
@@ -420,6 +433,26 @@ mod tests {
             assert_eq!(&read[cut as usize..], b"after");
             assert_eq!(tail.read(cut - 5, 10).unwrap()[5..], *b"after");
         }
+    }
+
+    #[test]
+    fn a_refused_direct_write_falls_back_to_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (buffered, mut tail, path) = open(dir.path());
+        let blocks = pattern(3 * BLOCK as usize, 5);
+        crate::disk::write::faults::fail_write("0.log", 0, libc::EINVAL);
+        tail.append(&path, &buffered, 0, &[&blocks]).unwrap();
+        assert!(tail.refused);
+        tail.append(&path, &buffered, 3 * BLOCK, &[&blocks])
+            .unwrap();
+        let mut read = vec![0u8; 6 * BLOCK as usize];
+        buffered.read_exact_at(&mut read, 0).unwrap();
+        assert_eq!(&read[..3 * BLOCK as usize], &blocks[..]);
+        assert_eq!(&read[3 * BLOCK as usize..], &blocks[..]);
+        assert_eq!(
+            tail.read(BLOCK, 10).unwrap(),
+            blocks[BLOCK as usize..][..10]
+        );
     }
 
     #[test]
