@@ -214,8 +214,21 @@ fn the_local_cluster_command_starts_and_stops_three_brokers() {
     use std::process::{Command, Stdio};
 
     let dir = tempfile::tempdir().unwrap();
-    // Three consecutive free-looking ports for each of Kafka, controller, HTTP.
-    let base = 20_000 + (std::process::id() % 20_000) as u16;
+    // Three consecutive ports for each of Kafka, controller and HTTP that
+    // are free now (a block derived from the pid alone can hold a port
+    // another test's broker took from the ephemeral range).
+    let free = |base: u16| {
+        (0..3u16).all(|i| {
+            [0, 100, 200]
+                .iter()
+                .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o + i)).is_ok())
+        })
+    };
+    let start = 20_000 + (std::process::id() % 10_000) as u16;
+    let base = (start..start + 10_000)
+        .step_by(7)
+        .find(|&b| free(b))
+        .expect("a free block of ports");
     let mut child = Command::new(tideline_tests::broker::broker_bin())
         .args(["--local-cluster", "3", "--base-port", &base.to_string()])
         .current_dir(dir.path())
