@@ -226,57 +226,48 @@ impl DirectTail {
         self.start = new_start;
     }
 
-    /// Copies the bytes at `position` into `out` if the windows hold all of
-    /// them (the caller keeps `position + out.len()` within the segment).
-    pub fn read_into(&self, position: u64, out: &mut [u8]) -> bool {
-        let end = position + out.len() as u64;
-        let lowest = if self.previous.is_some() {
-            self.previous_start
-        } else {
-            self.start
-        };
-        if position < lowest {
-            return false;
-        }
-        let mut filled = 0usize;
+    /// Where the windows hold the `len` bytes at `position`: the part in
+    /// the previous window and the part in the current one (either may be
+    /// empty), or `None` if they do not hold all of them. The caller keeps
+    /// `position + len` within the segment.
+    fn spans(&self, position: u64, len: usize) -> Option<(&[u8], &[u8])> {
+        let end = position + len as u64;
+        let mut older: &[u8] = &[];
         if position < self.start {
-            let previous = self.previous.as_ref().expect("previous window below start");
-            let upto = end.min(self.start);
+            let previous = self.previous.as_ref()?;
+            if position < self.previous_start {
+                return None;
+            }
             let from = (position - self.previous_start) as usize;
-            let n = (upto - position) as usize;
-            out[..n].copy_from_slice(&previous.as_slice()[from..from + n]);
-            filled = n;
+            let to = (end.min(self.start) - self.previous_start) as usize;
+            older = &previous.as_slice()[from..to];
         }
-        if filled < out.len() {
-            let from = (position + filled as u64 - self.start) as usize;
-            let n = out.len() - filled;
-            out[filled..].copy_from_slice(&self.current.as_slice()[from..from + n]);
-        }
+        let newer = if end > self.start {
+            let from = (position.max(self.start) - self.start) as usize;
+            &self.current.as_slice()[from..(end - self.start) as usize]
+        } else {
+            &[]
+        };
+        Some((older, newer))
+    }
+
+    /// Copies the bytes at `position` into `out` if the windows hold all of them.
+    pub fn read_into(&self, position: u64, out: &mut [u8]) -> bool {
+        let Some((older, newer)) = self.spans(position, out.len()) else {
+            return false;
+        };
+        out[..older.len()].copy_from_slice(older);
+        out[older.len()..].copy_from_slice(newer);
         true
     }
 
     /// The bytes at `position` in a new buffer, if the windows hold all of them.
     pub fn read(&self, position: u64, len: usize) -> Option<Vec<u8>> {
-        let end = position + len as u64;
-        let previous = self.previous.as_ref().filter(|_| position < self.start);
-        if position < self.start && previous.is_none() {
-            return None;
-        }
-        if previous.is_some() && position < self.previous_start {
-            return None;
-        }
+        let (older, newer) = self.spans(position, len)?;
         // Filled by copying, not zeroed first: a fetch copies every byte.
         let mut out = Vec::with_capacity(len);
-        if let Some(previous) = previous {
-            let from = (position - self.previous_start) as usize;
-            let to = (end.min(self.start) - self.previous_start) as usize;
-            out.extend_from_slice(&previous.as_slice()[from..to]);
-        }
-        if end > self.start {
-            let from = (position.max(self.start) - self.start) as usize;
-            let to = (end - self.start) as usize;
-            out.extend_from_slice(&self.current.as_slice()[from..to]);
-        }
+        out.extend_from_slice(older);
+        out.extend_from_slice(newer);
         Some(out)
     }
 
