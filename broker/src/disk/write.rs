@@ -215,6 +215,19 @@ pub mod faults {
         });
     }
 
+    /// Faults for writes done on other threads (the background flusher):
+    /// give a fragment no other test's paths contain, such as a temp dir.
+    static SHARED: std::sync::Mutex<Vec<Fault>> = std::sync::Mutex::new(Vec::new());
+
+    /// The next fsync of a matching file fails, on whichever thread.
+    pub fn fail_sync_on_any_thread(path_fragment: &str, errno: i32) {
+        SHARED.lock().unwrap().push(Fault {
+            path_fragment: path_fragment.to_string(),
+            write_bytes: None,
+            errno,
+        });
+    }
+
     /// Forgets faults that did not fire.
     pub fn clear() {
         PLAN.with(|p| p.borrow_mut().clear());
@@ -222,14 +235,15 @@ pub mod faults {
 
     fn take(path: &Path, write: bool) -> Option<(Option<usize>, io::Error)> {
         let path = path.to_string_lossy();
-        PLAN.with(|p| {
-            let mut plan = p.borrow_mut();
+        let take_from = |plan: &mut Vec<Fault>| {
             let i = plan.iter().position(|f| {
                 f.write_bytes.is_some() == write && path.contains(f.path_fragment.as_str())
             })?;
             let fault = plan.remove(i);
             Some((fault.write_bytes, io::Error::from_raw_os_error(fault.errno)))
-        })
+        };
+        PLAN.with(|p| take_from(&mut p.borrow_mut()))
+            .or_else(|| take_from(&mut SHARED.lock().unwrap()))
     }
 
     pub(in crate::disk) fn take_write(path: &Path) -> Option<(usize, io::Error)> {

@@ -832,7 +832,7 @@ mod tests {
         written.push((info.base_offset, "k3".into(), None));
         written.push((info.base_offset + 1, "k4".into(), None));
         written.extend(fill(&mut log, 4, 3000));
-        log.roll(3000).unwrap();
+        log.roll().unwrap();
         let log = Mutex::new(log);
         let stats = clean(&log, None, 3500, None, false).unwrap().unwrap();
         assert_eq!(stats.next_tombstone_expiry, None);
@@ -852,7 +852,7 @@ mod tests {
             )
             .unwrap();
         written.push((info.base_offset, "k1".into(), None));
-        log.lock().roll(4000).unwrap();
+        log.lock().roll().unwrap();
         let stats = clean(&log, Some(stats.cleaned_to), 4500, None, true)
             .unwrap()
             .unwrap();
@@ -900,7 +900,7 @@ mod tests {
         cfg.min_compaction_lag_ms = 1000;
         let (mut log, _) = PartitionLog::open_for_test(dir.path(), cfg, false);
         let old = fill(&mut log, 6, 1000);
-        log.roll(1000).unwrap();
+        log.roll().unwrap();
         let young_start = log.log_end_offset();
         let young = fill(&mut log, 6, 5000);
         let log = Mutex::new(log);
@@ -918,14 +918,14 @@ mod tests {
         cfg.min_cleanable_dirty_ratio = 0.9;
         let (mut log, _) = PartitionLog::open_for_test(dir.path(), cfg.clone(), false);
         fill(&mut log, 6, 1000);
-        log.roll(1000).unwrap();
+        log.roll().unwrap();
         let log = Mutex::new(log);
         // Everything is dirty: the ratio (1.0) is over 0.9.
         let first = clean(&log, None, 2000, None, false).unwrap().unwrap();
         let checkpoint = first.cleaned_to;
         // A little more data: dirty / cleanable stays under 0.9, no pass.
         fill(&mut log.lock(), 1, 3000);
-        log.lock().roll(3000).unwrap();
+        log.lock().roll().unwrap();
         assert!(clean(&log, Some(checkpoint), 4000, None, false)
             .unwrap()
             .is_none());
@@ -982,7 +982,7 @@ mod tests {
             0,
         )
         .unwrap();
-        log.roll(0).unwrap();
+        log.roll().unwrap();
         let log = Mutex::new(log);
         clean(&log, None, 10, None, true).unwrap().unwrap();
         let mut log = log.into_inner();
@@ -1044,7 +1044,7 @@ mod tests {
                 0,
             )
             .unwrap();
-            log.roll(0).unwrap();
+            log.roll().unwrap();
         }
         log.append(
             &encode(

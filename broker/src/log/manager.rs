@@ -609,7 +609,7 @@ mod tests {
         let batch = crate::log::batch::test_support::batch(&[b"x"], 0, (-1, -1, -1));
         let mut log = partition.log.lock();
         log.append(&batch, 0, AppendOrigin::Client, 0).unwrap();
-        log.roll(0).unwrap();
+        log.roll().unwrap();
         log.append(&batch, 0, AppendOrigin::Client, 0).unwrap();
         log.apply_retention(i64::MAX / 2).unwrap();
         drop(log);

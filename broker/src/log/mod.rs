@@ -19,6 +19,7 @@ pub mod leader_epochs;
 pub mod manager;
 pub mod partition_log;
 pub mod producer_state;
+pub mod roll_flush;
 pub mod segment;
 
 pub use change_listener::ChangeListener;

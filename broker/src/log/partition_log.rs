@@ -3,7 +3,8 @@
 //! state that makes appends idempotent.
 //!
 //! Appends validate every batch, assign offsets, roll segments by size, age
-//! and index fullness, and fsync per `flush.messages`. Reads return the file
+//! and index fullness, and fsync per `flush.messages`; the segment a roll
+//! closed is fsynced in the background (`roll_flush`). Reads return the file
 //! region holding the batches from an offset on, so the caller copies the
 //! bytes outside any lock. Retention deletes whole segments.
 //!
@@ -25,6 +26,7 @@ use super::batch::{self, BatchError, BatchHeader, HEADER_SIZE};
 use super::compression::{self, CompressionType};
 use super::leader_epochs::LeaderEpochCache;
 use super::producer_state::{BatchMetadata, ProducerState, SequenceCheck};
+use super::roll_flush::RollFlushes;
 use super::segment::{BatchPosition, Segment};
 use crate::config::log_config::{LogConfig, TimestampType};
 use crate::disk::{AppendOrigin, LogDirHealth, StorageRefusal};
@@ -92,8 +94,11 @@ pub struct PartitionLog {
     log_start_offset: i64,
     producers: ProducerState,
     leader_epochs: LeaderEpochCache,
-    /// Everything below this offset is known to be fsynced.
+    /// Everything below this offset is known to be fsynced (and so is
+    /// everything below what `roll_flushes` completed since).
     recovery_point: i64,
+    /// fsyncs of rolled segments running in the background.
+    roll_flushes: RollFlushes,
     unflushed_messages: i64,
     last_flush_ms: i64,
     /// The log directory's: admits appends, hears of failed writes.
@@ -195,6 +200,7 @@ impl PartitionLog {
             producers: ProducerState::default(),
             leader_epochs: LeaderEpochCache::empty(dir),
             recovery_point: 0,
+            roll_flushes: RollFlushes::default(),
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             health,
@@ -323,7 +329,7 @@ impl PartitionLog {
     }
 
     pub fn recovery_point(&self) -> i64 {
-        self.recovery_point
+        self.recovery_point.max(self.roll_flushes.durable_up_to())
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -676,7 +682,8 @@ impl PartitionLog {
 
     fn after_truncation(&mut self, offset: i64) -> io::Result<()> {
         self.producers.truncate_to(offset);
-        self.recovery_point = self.recovery_point.min(self.log_end_offset());
+        self.recovery_point = self.recovery_point().min(self.log_end_offset());
+        self.roll_flushes.invalidate();
         // Always rewritten: `restart_at` cleared the cache in memory.
         self.update_leader_epochs(|cache| {
             cache.truncate_from_end(offset);
@@ -725,23 +732,34 @@ impl PartitionLog {
         let offsets_overflow =
             active.next_offset - active.base_offset > i32::MAX as i64 - 1_000_000;
         if too_big || too_old || index_full || offsets_overflow {
-            self.roll_inner(now_ms)?;
+            self.roll_inner()?;
         }
         Ok(())
     }
 
-    /// Starts a new active segment at the log end offset, flushing the old one.
-    pub fn roll(&mut self, now_ms: i64) -> io::Result<()> {
-        let result = self.roll_inner(now_ms);
+    /// Starts a new active segment at the log end offset; the old one is
+    /// fsynced in the background.
+    pub fn roll(&mut self) -> io::Result<()> {
+        let result = self.roll_inner();
         self.reported(result)
     }
 
-    fn roll_inner(&mut self, now_ms: i64) -> io::Result<()> {
+    fn roll_inner(&mut self) -> io::Result<()> {
         let next = self.log_end_offset();
         if self.active().base_offset == next {
             return Ok(());
         }
-        self.flush_inner(now_ms)?;
+        // The old segments are fsynced in the background (`roll_flush`):
+        // this append must not wait for them.
+        let recovery_point = self.recovery_point();
+        let mut pending = Vec::new();
+        for segment in self.segments.values_mut() {
+            if segment.next_offset > recovery_point {
+                pending.extend(segment.prepare_background_flush()?);
+            }
+        }
+        self.roll_flushes
+            .submit(pending, next, self.health.clone(), self.dir.clone());
         // The old segment's tail memory goes back to the pool.
         self.active_mut().set_direct_writes(false);
         let mut segment = Segment::create(&self.dir, next)?;
@@ -757,10 +775,9 @@ impl PartitionLog {
     }
 
     fn flush_inner(&mut self, now_ms: i64) -> io::Result<()> {
+        let recovery_point = self.recovery_point();
         for segment in self.segments.values_mut() {
-            if segment.base_offset >= self.recovery_point
-                || segment.next_offset > self.recovery_point
-            {
+            if segment.base_offset >= recovery_point || segment.next_offset > recovery_point {
                 segment.flush()?;
             }
         }
@@ -920,7 +937,7 @@ impl PartitionLog {
         }
         if doomed == count {
             // Kafka rolls so that the log keeps an (empty) active segment.
-            self.roll_inner(now_ms)?;
+            self.roll_inner()?;
         }
         self.delete_oldest(doomed)
     }
@@ -1124,6 +1141,59 @@ mod tests {
             Err(AppendError::OutOfOrderSequence { .. })
         ));
     }
+
+    fn append_one(log: &mut PartitionLog, value: &[u8]) -> AppendInfo {
+        log.append(
+            &batch(&[value], 0, (-1, -1, -1)),
+            0,
+            AppendOrigin::Client,
+            0,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_roll_leaves_the_fsync_to_the_background_and_the_recovery_point_follows_it() {
+        use crate::log::roll_flush;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = PartitionLog::open_for_test(dir.path(), LogConfig::default(), true);
+        let before = log.recovery_point();
+        for _ in 0..3 {
+            append_one(&mut log, b"value");
+        }
+        let paused = roll_flush::pause();
+        log.roll().unwrap();
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(log.recovery_point(), before, "the fsync has not run yet");
+        drop(paused);
+        roll_flush::wait_for_all();
+        assert_eq!(log.recovery_point(), 3);
+    }
+
+    #[test]
+    fn a_truncation_makes_background_flushes_in_flight_count_for_nothing() {
+        use crate::log::roll_flush;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = PartitionLog::open_for_test(dir.path(), LogConfig::default(), true);
+        for _ in 0..10 {
+            append_one(&mut log, b"value");
+        }
+        let paused = roll_flush::pause();
+        log.roll().unwrap(); // a flush of everything below 10 is queued
+        log.truncate_to(5).unwrap();
+        for _ in 0..7 {
+            append_one(&mut log, b"other"); // 5..12, not fsynced
+        }
+        drop(paused);
+        roll_flush::wait_for_all();
+        assert!(
+            log.recovery_point() <= 5,
+            "recovery point {} covers unsynced data",
+            log.recovery_point()
+        );
+        log.flush(0).unwrap();
+        assert_eq!(log.recovery_point(), 12);
+    }
 }
 
 /// A write that fails part-way, on each file the log writes, must leave
@@ -1212,6 +1282,27 @@ mod failed_writes {
         assert!(append(&mut log, b"b", 1).is_err());
         assert_eq!(observable(&log), before, "no data, no new epoch");
         assert_eq!(std::fs::read(&file).unwrap(), checkpoint);
+    }
+
+    #[test]
+    fn a_failed_background_fsync_of_a_rolled_segment_takes_the_directory_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open_log(dir.path(), LogConfig::default());
+        append(&mut log, b"a", 0).unwrap();
+        let fragment = format!("{}/", dir.path().display());
+        faults::fail_sync_on_any_thread(&fragment, libc::EIO);
+        log.roll().unwrap();
+        crate::log::roll_flush::wait_for_all();
+        assert_eq!(log.health().state(), DirState::Offline);
+        assert_eq!(
+            log.recovery_point(),
+            0,
+            "a failed fsync made nothing durable"
+        );
+        assert!(matches!(
+            append(&mut log, b"b", 0),
+            Err(AppendError::Storage(StorageRefusal::Offline { .. }))
+        ));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use super::batch::{self, BatchHeader, HEADER_SIZE};
 use super::direct_tail::DirectTail;
 use super::index::{OffsetIndex, TimeIndex};
+use super::roll_flush::PendingFile;
 use crate::disk::write;
 
 pub fn file_stem(base_offset: i64) -> String {
@@ -475,10 +476,6 @@ impl Segment {
         self.index.len_bytes() + 8 > max_index_bytes
     }
 
-    pub fn unflushed_bytes(&self) -> u64 {
-        self.unflushed_bytes
-    }
-
     /// fsyncs the log file and persists new index entries.
     pub fn flush(&mut self) -> io::Result<()> {
         self.trim_tail()?;
@@ -499,9 +496,19 @@ impl Segment {
         Ok(())
     }
 
-    /// Called after an fsync done outside the partition lock.
-    pub fn mark_flushed(&mut self, bytes: u64) {
-        self.unflushed_bytes = self.unflushed_bytes.saturating_sub(bytes);
+    /// Everything but the fsync of `flush`, for a segment that will not be
+    /// written again (a roll closed it): the file to fsync in the
+    /// background, if it has unflushed data. The segment keeps counting
+    /// that data as unflushed, so a synchronous flush before the background
+    /// one has completed still fsyncs it.
+    pub fn prepare_background_flush(&mut self) -> io::Result<Option<PendingFile>> {
+        self.trim_tail()?;
+        self.index.flush()?;
+        self.time_index.flush()?;
+        Ok((self.unflushed_bytes > 0).then(|| PendingFile {
+            file: self.file.clone(),
+            path: self.path.clone(),
+        }))
     }
 
     /// Cuts the segment so that it ends before `offset`. On error nothing
