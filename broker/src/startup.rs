@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::disk::write::write_atomically;
+use crate::log::direct_tail::DirectPolicy;
 use crate::log::LogManager;
 use crate::metadata::records::BrokerRegistration;
 use crate::metadata::MetadataQuorum;
@@ -42,11 +43,17 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     crate::log::direct_tail::set_memory_budget(
         config.get_i64("log.direct.io.buffer.bytes").max(0) as usize
     );
+    let direct_io = config.get("log.direct.io.enable").unwrap_or("false");
+    crate::log::direct_tail::set_policy(if direct_io == "true" {
+        DirectPolicy::Always
+    } else {
+        DirectPolicy::UnderWritebackPressure
+    });
     let logs = Arc::new(
         LogManager::open(
             &log_dir,
             config.get_i64("log.dir.reserved.bytes"),
-            config.get_bool("log.direct.io.enable"),
+            direct_io != "false",
         )
         .context("cannot open the log directory")?,
     );
@@ -254,6 +261,14 @@ fn spawn_background_tasks(
             b.groups.expire_offsets();
         },
     ));
+    if broker.config.get("log.direct.io.enable") == Some("auto") {
+        // How close the kernel is to writing back (decides direct writes).
+        tasks.push(every(
+            Duration::from_millis(100),
+            shutdown.clone(),
+            crate::disk::writeback::sample,
+        ));
+    }
     let b = broker.clone();
     tasks.push(every(
         Duration::from_millis(flush_ms),

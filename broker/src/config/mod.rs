@@ -536,5 +536,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listeners"), "{err}");
+        let err = load("", &[], &["log.direct.io.enable=yes"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.direct.io.enable"), "{err}");
+        for value in ["auto", "true", "false"] {
+            let setting = format!("log.direct.io.enable={value}");
+            assert!(load("", &[], &[setting.as_str()]).is_ok(), "{value}");
+        }
     }
 }

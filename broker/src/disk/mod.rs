@@ -2,7 +2,8 @@
 //! where any write can fail half-way.
 //!
 //! `direct` writes the active segment with `O_DIRECT` from the broker's own
-//! aligned buffers, bypassing the page cache.
+//! aligned buffers, bypassing the page cache; `writeback` tells when that
+//! pays (the kernel is writing dirty pages back).
 //! `read` reads regions into buffers without zeroing them first.
 //! `write` holds the only ways the broker writes its files — at an explicit
 //! position that the caller advances only on success, or by atomic
@@ -17,5 +18,6 @@ pub mod direct;
 pub mod health;
 pub mod read;
 pub mod write;
+pub mod writeback;
 
 pub use health::{AppendOrigin, DirState, LogDirHealth, StorageRefusal};

@@ -28,10 +28,10 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::disk::direct::{self, align_down, align_up, AlignedBuf, BufferPool};
-use crate::disk::write;
+use crate::disk::{write, writeback};
 
 /// The largest window: an actively written partition keeps up to two (the
 /// previous and the current one). A new window starts small and doubles up
@@ -49,6 +49,39 @@ static WINDOWS: BufferPool = BufferPool::new(WINDOW, 16);
 /// smaller windows miss go to the file.
 static HELD: AtomicUsize = AtomicUsize::new(0);
 static BUDGET: AtomicUsize = AtomicUsize::new(512 << 20);
+
+/// When the blocks an append fills are written directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectPolicy {
+    /// Always (`log.direct.io.enable=true`).
+    Always,
+    /// Only while the kernel is writing dirty pages back
+    /// (`log.direct.io.enable=auto`, see `disk::writeback`); otherwise the
+    /// whole append goes through the page cache.
+    UnderWritebackPressure,
+}
+
+static ALWAYS: AtomicBool = AtomicBool::new(true);
+
+/// Sets when all tails write directly.
+pub fn set_policy(policy: DirectPolicy) {
+    ALWAYS.store(policy == DirectPolicy::Always, Ordering::Relaxed);
+}
+
+fn write_directly_now() -> bool {
+    #[cfg(test)]
+    if let Some(always) = tests::ALWAYS_HERE.with(|a| a.get()) {
+        return always || writeback::under_pressure();
+    }
+    ALWAYS.load(Ordering::Relaxed) || writeback::under_pressure()
+}
+
+/// Bytes all tails have written with `O_DIRECT` since start-up.
+static WRITTEN_DIRECTLY: AtomicU64 = AtomicU64::new(0);
+
+pub fn bytes_written_directly() -> u64 {
+    WRITTEN_DIRECTLY.load(Ordering::Relaxed)
+}
 
 /// Sets the memory all tails' windows may hold together.
 pub fn set_memory_budget(bytes: usize) {
@@ -116,6 +149,8 @@ pub struct DirectTail {
     /// The file system refused a direct write as misaligned (a device with
     /// larger blocks): everything goes through the page cache from then on.
     refused: bool,
+    /// Bytes this tail wrote with `O_DIRECT`.
+    written_directly: u64,
 }
 
 impl DirectTail {
@@ -140,6 +175,7 @@ impl DirectTail {
             previous: None,
             previous_start: start,
             refused: false,
+            written_directly: 0,
         }))
     }
 
@@ -166,8 +202,11 @@ impl DirectTail {
         let window = |from: u64, to: u64| {
             &self.current.as_slice()[(from - self.start) as usize..(to - self.start) as usize]
         };
-        if full_from >= full_to || self.refused {
-            // No block filled completely: all through the page cache.
+        if full_from >= full_to || self.refused || !write_directly_now() {
+            // No block filled completely, or the page cache is the cheaper
+            // way now: all through the page cache. A later direct write
+            // still never covers these blocks: it starts at the first
+            // block its own append fills completely.
             return write::append_at(buffered, path, window(size, end), size);
         }
         if size < full_from {
@@ -175,7 +214,10 @@ impl DirectTail {
         }
         let blocks = window(full_from, full_to);
         match direct::write_blocks_at(&self.file, path, blocks, full_from) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.written_directly += blocks.len() as u64;
+                WRITTEN_DIRECTLY.fetch_add(blocks.len() as u64, Ordering::Relaxed);
+            }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 tracing::warn!(segment = %path.display(), "direct writes refused (block size above 4 KiB?); writing through the page cache");
                 self.refused = true;
@@ -316,6 +358,44 @@ mod tests {
         /// This thread's budget, so a test can be over it without shrinking
         /// the windows of tests running beside it.
         pub(super) static BUDGET_HERE: Cell<Option<usize>> = const { Cell::new(None) };
+        /// This thread's policy (`Some(false)`: auto), likewise.
+        pub(super) static ALWAYS_HERE: Cell<Option<bool>> = const { Cell::new(None) };
+    }
+
+    #[test]
+    fn under_auto_appends_go_through_the_page_cache_until_writeback_pressure() {
+        use crate::disk::writeback::force_on_this_thread;
+        let dir = tempfile::tempdir().unwrap();
+        let (buffered, mut tail, path) = open(dir.path());
+        ALWAYS_HERE.with(|a| a.set(Some(false)));
+        let mut expected = Vec::new();
+        let mut append = |tail: &mut DirectTail, seed: u8| {
+            let data = pattern(100_003, seed);
+            tail.append(&path, &buffered, expected.len() as u64, &[&data])
+                .unwrap();
+            expected.extend_from_slice(&data);
+        };
+        force_on_this_thread(Some(false));
+        for seed in 0..3 {
+            append(&mut tail, seed);
+        }
+        assert_eq!(tail.written_directly, 0, "no pressure: page cache only");
+        force_on_this_thread(Some(true));
+        append(&mut tail, 3);
+        let direct = tail.written_directly;
+        assert!(direct >= 90_000, "under pressure the full blocks go direct");
+        force_on_this_thread(Some(false));
+        append(&mut tail, 4);
+        append(&mut tail, 5);
+        assert_eq!(tail.written_directly, direct);
+        force_on_this_thread(None);
+        ALWAYS_HERE.with(|a| a.set(None));
+        let size = expected.len() as u64;
+        let from = size - 300_000;
+        assert_eq!(tail.read(from, 300_000).unwrap(), expected[from as usize..]);
+        let mut on_disk = vec![0u8; expected.len()];
+        buffered.read_exact_at(&mut on_disk, 0).unwrap();
+        assert_eq!(on_disk, expected, "every byte in the file, in order");
     }
 
     #[test]

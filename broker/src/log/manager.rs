@@ -166,7 +166,8 @@ pub struct LogManager {
     cleaner_running: Mutex<()>,
     /// Whether the directory takes appends (full, offline).
     health: Arc<LogDirHealth>,
-    /// `log.direct.io.enable`: active segments bypass the page cache.
+    /// `log.direct.io.enable` is `true` or `auto`: active segments keep
+    /// direct-write tails (when those write directly: `direct_tail::set_policy`).
     direct_writes: bool,
 }
 
@@ -183,7 +184,7 @@ impl LogManager {
     /// Takes ownership of the log directory (creating it if needed) and
     /// reads the checkpoints; logs are opened as the metadata names them.
     /// `reserved_bytes` is `log.dir.reserved.bytes` (-1: automatic),
-    /// `direct_writes` is `log.direct.io.enable`.
+    /// `direct_writes`: `log.direct.io.enable` is not `false`.
     pub fn open(dir: &Path, reserved_bytes: i64, direct_writes: bool) -> io::Result<LogManager> {
         std::fs::create_dir_all(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);

@@ -50,6 +50,7 @@ pub struct Metrics {
     high_watermark: IntGaugeVec,
     fetch_sessions: IntGauge,
     direct_io_buffer: IntGauge,
+    direct_io_written: IntCounter,
     fetch_session_evictions: IntCounter,
     fetch_requests: IntCounterVec,
 }
@@ -278,6 +279,14 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            direct_io_written: register(
+                &r,
+                IntCounter::new(
+                    "tideline_log_direct_io_written_bytes_total",
+                    "Log bytes written with O_DIRECT (log.direct.io.enable=auto: only while the kernel writes dirty pages back).",
+                )
+                .unwrap(),
+            ),
             disk_free: register(
                 &r,
                 IntGauge::new(
@@ -471,6 +480,9 @@ impl Metrics {
         self.fetch_sessions.set(sessions as i64);
         self.direct_io_buffer
             .set(crate::log::direct_tail::memory_held() as i64);
+        let written = crate::log::direct_tail::bytes_written_directly();
+        self.direct_io_written
+            .inc_by(written.saturating_sub(self.direct_io_written.get()));
         let counted = self.fetch_session_evictions.get();
         self.fetch_session_evictions
             .inc_by(evictions.saturating_sub(counted));
