@@ -11,7 +11,10 @@
 //! file always ends exactly where the data does — no padding for tools or
 //! recovery to see — a small append costs one buffered write as before,
 //! and direct writes never touch a block the page cache holds, which would
-//! make the kernel write that page back first.
+//! make the kernel write that page back first. With
+//! `log.direct.io.enable=auto` ([`DirectPolicy`]) an append writes its full
+//! blocks directly only while the kernel is writing dirty pages back, and
+//! everything through the page cache otherwise.
 //!
 //! Every write finishes before the append returns, so an appended batch
 //! survives the process being killed exactly as one in the page cache
@@ -205,8 +208,10 @@ impl DirectTail {
         if full_from >= full_to || self.refused || !write_directly_now() {
             // No block filled completely, or the page cache is the cheaper
             // way now: all through the page cache. A later direct write
-            // still never covers these blocks: it starts at the first
-            // block its own append fills completely.
+            // starts at the first block its own append fills completely,
+            // so it covers none of these blocks (unless a truncation cut
+            // back into them; the kernel then writes the cached pages back
+            // first, which is correct, only slower).
             return write::append_at(buffered, path, window(size, end), size);
         }
         if size < full_from {
