@@ -751,12 +751,9 @@ impl PartitionLog {
         }
         // The old segments are fsynced in the background (`roll_flush`):
         // this append must not wait for them.
-        let recovery_point = self.recovery_point();
         let mut pending = Vec::new();
-        for segment in self.segments.values_mut() {
-            if segment.next_offset > recovery_point {
-                pending.extend(segment.prepare_background_flush()?);
-            }
+        for segment in self.unflushed_segments() {
+            pending.extend(segment.prepare_background_flush()?);
         }
         self.roll_flushes
             .submit(pending, next, self.health.clone(), self.dir.clone());
@@ -768,6 +765,14 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// The segments that may hold data above the recovery point.
+    fn unflushed_segments(&mut self) -> impl Iterator<Item = &mut Segment> {
+        let recovery_point = self.recovery_point();
+        self.segments.values_mut().filter(move |segment| {
+            segment.base_offset >= recovery_point || segment.next_offset > recovery_point
+        })
+    }
+
     /// fsyncs unflushed data and advances the recovery point.
     pub fn flush(&mut self, now_ms: i64) -> io::Result<()> {
         let result = self.flush_inner(now_ms);
@@ -775,11 +780,8 @@ impl PartitionLog {
     }
 
     fn flush_inner(&mut self, now_ms: i64) -> io::Result<()> {
-        let recovery_point = self.recovery_point();
-        for segment in self.segments.values_mut() {
-            if segment.base_offset >= recovery_point || segment.next_offset > recovery_point {
-                segment.flush()?;
-            }
+        for segment in self.unflushed_segments() {
+            segment.flush()?;
         }
         self.recovery_point = self.log_end_offset();
         self.unflushed_messages = 0;
