@@ -43,6 +43,9 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     crate::log::direct_tail::set_memory_budget(
         config.get_i64("log.direct.io.buffer.bytes").max(0) as usize
     );
+    crate::log::flusher::set_writeback_interval(
+        config.get_i64("log.segment.writeback.bytes").max(0) as u64,
+    );
     let direct_io = config.get("log.direct.io.enable").unwrap_or("false");
     crate::log::direct_tail::set_policy(if direct_io == "true" {
         DirectPolicy::Always

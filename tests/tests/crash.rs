@@ -274,3 +274,91 @@ fn corrupt_earlier_batch_truncates_from_there_on_restart() {
         },
     );
 }
+
+/// Early writeback (`log.segment.writeback.bytes`): the broker asks the
+/// kernel to start writing each stretch of that many appended bytes, on
+/// its background flusher. It must run behind the appends across rolls,
+/// stay off when set to 0, and change nothing about what a SIGKILL keeps.
+#[test]
+fn early_writeback_follows_the_appends_and_a_sigkill_keeps_every_acknowledged_record() {
+    const STRETCH: u64 = 65_536;
+    let mut broker = Broker::start_with(&[
+        ("log.segment.writeback.bytes", &STRETCH.to_string()),
+        ("log.segment.bytes", "1048576"),
+    ]);
+    let bootstrap = broker.bootstrap();
+    let topic = unique_topic("crash-writeback");
+    create_topic(&bootstrap, &topic, 2, &[]);
+    let sent: Vec<TestRecord> = (0..4_000)
+        .map(|i| TestRecord::indexed(i, 1024, 50))
+        .collect();
+    let mut cfg = tideline_tests::clients::reliable_producer_config(&bootstrap);
+    cfg.set("linger.ms", "5");
+    let delivered = produce_all(&cfg, &topic, &sent);
+
+    // Every segment leaves less than one stretch not yet handed over.
+    let segments: Vec<_> = (0..2)
+        .flat_map(|p| disk::segments(&disk::partition_dir(broker.data_dir(), &topic, p)))
+        .collect();
+    assert!(
+        segments.len() > 2,
+        "the partitions rolled ({} segments)",
+        segments.len()
+    );
+    let written: u64 = segments.iter().map(|s| s.size).sum();
+    let at_least = written - segments.len() as u64 * STRETCH;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut started = 0.0;
+    while Instant::now() < deadline {
+        started = broker.metric("tideline_log_writeback_started_bytes_total");
+        if started >= at_least as f64 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        started >= at_least as f64 && started <= written as f64,
+        "writeback was started for {started} bytes of {written} written \
+         ({} segments): expected at least {at_least}",
+        segments.len()
+    );
+
+    broker.kill();
+    broker.restart();
+    let mut acked: BTreeMap<i32, Vec<(i64, usize)>> = BTreeMap::new();
+    for (i, d) in delivered.iter().enumerate() {
+        acked.entry(d.partition).or_default().push((d.offset, i));
+    }
+    let until: Vec<(i32, i64)> = acked
+        .iter()
+        .map(|(p, list)| (*p, list.iter().map(|(o, _)| *o).max().unwrap() + 1))
+        .collect();
+    let consumed = consume_all(&bootstrap, &topic, &until);
+    for (p, list) in &acked {
+        let by_offset: BTreeMap<i64, _> = consumed[p].iter().map(|r| (r.offset, r)).collect();
+        for (offset, i) in list {
+            let got = by_offset.get(offset).unwrap_or_else(|| {
+                panic!("partition {p}: acknowledged offset {offset} is missing")
+            });
+            assert_eq!(
+                got.to_test_record(),
+                sent[*i],
+                "partition {p} offset {offset}"
+            );
+        }
+    }
+
+    // Off: the kernel alone decides when to write back.
+    let off = Broker::start_with(&[("log.segment.writeback.bytes", "0")]);
+    let topic = unique_topic("crash-writeback-off");
+    create_topic(&off.bootstrap(), &topic, 1, &[]);
+    produce_all(
+        &tideline_tests::clients::reliable_producer_config(&off.bootstrap()),
+        &topic,
+        &sent,
+    );
+    assert_eq!(
+        off.metric("tideline_log_writeback_started_bytes_total"),
+        0.0
+    );
+}

@@ -107,6 +107,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "How the active segments are written. true: with O_DIRECT from the broker's own reused buffers, bypassing the page cache, and reads of their newest bytes (followers and consumers at the tail) are answered from those buffers. auto: the same buffers and reads, but appends go through the page cache while the kernel's dirty pages stay below half of its writeback threshold (vm.dirty_background_ratio), and directly once they reach it, until they have drained below a quarter. false: through the page cache, no buffers. Falls back to buffered writes on file systems without O_DIRECT (tmpfs)."),
     def!("log.direct.io.buffer.bytes", Long, Some("536870912"), Validator::Range(0.0, I64_MAX), false,
         "Memory the direct-write windows of all active segments may hold together (each actively written partition keeps up to two 4 MiB windows). Above it, windows shrink to what each append needs and reads of older tail data go to the file."),
+    def!("log.segment.writeback.bytes", Long, Some("8388608"), Validator::Range(0.0, I64_MAX), false,
+        "Every time this many bytes have been appended to a segment through the page cache, the broker asks the kernel to start writing them to the disk (sync_file_range, without waiting), so dirty pages never pile up into a stall at the fsync of a roll or at the kernel's dirty limit. Makes nothing durable by itself (flush.messages and flush.ms do). 0 leaves writeback to the kernel."),
     def!("http.listener", String, Some("127.0.0.1:9644"), Validator::None, false,
         "host:port of the HTTP server for /metrics, /healthz and /readyz."),
     def!("num.partitions", Int, Some("1"), Validator::Range(1.0, I32_MAX), true,

@@ -128,6 +128,34 @@ pub fn sync_data(file: &File, path: &Path) -> io::Result<()> {
     file.sync_data()
 }
 
+/// Asks the kernel to start writing `len` bytes of `file` from `position`
+/// to the device, without waiting for it (`sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`). It makes nothing durable — no metadata, no
+/// device cache flush — and only spreads writeback over time, so dirty
+/// pages never pile up into a stall at an fsync or at the kernel's dirty
+/// limit. A write error it triggers is still reported by the next fsync:
+/// it does not wait for the writeback, so it does not consume the error.
+pub fn start_writeback(file: &File, position: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(nbytes)) = (i64::try_from(position), i64::try_from(len)) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    // SAFETY: a plain syscall on a file descriptor `file` keeps open.
+    let rc = unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset,
+            nbytes,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// fsyncs a directory, making the names created or removed in it durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     let handle = File::open(dir)?;

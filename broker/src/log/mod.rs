@@ -5,7 +5,8 @@
 //! `segment` (one `.log` file and its indexes), `direct_tail` (the active
 //! segment's newest bytes in memory, written with `O_DIRECT`), `producer_state`
 //! (idempotence), `partition_log` (one partition), `cleaner` (log
-//! compaction), `manager` (the log directory, checkpoints and background
+//! compaction), `flusher` (fsyncs at roll and early writeback, off the
+//! append path), `manager` (the log directory, checkpoints and background
 //! upkeep), `change_listener` (how fetch sessions learn which partitions
 //! changed).
 
@@ -14,12 +15,12 @@ pub mod change_listener;
 pub mod cleaner;
 pub mod compression;
 pub mod direct_tail;
+pub mod flusher;
 pub mod index;
 pub mod leader_epochs;
 pub mod manager;
 pub mod partition_log;
 pub mod producer_state;
-pub mod roll_flush;
 pub mod segment;
 
 pub use change_listener::ChangeListener;

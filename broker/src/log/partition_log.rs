@@ -4,7 +4,7 @@
 //!
 //! Appends validate every batch, assign offsets, roll segments by size, age
 //! and index fullness, and fsync per `flush.messages`; the segment a roll
-//! closed is fsynced in the background (`roll_flush`). Reads return the file
+//! closed is fsynced in the background (`flusher`). Reads return the file
 //! region holding the batches from an offset on, so the caller copies the
 //! bytes outside any lock. Retention deletes whole segments.
 //!
@@ -24,9 +24,9 @@ use std::sync::Arc;
 
 use super::batch::{self, BatchError, BatchHeader, HEADER_SIZE};
 use super::compression::{self, CompressionType};
+use super::flusher::RollFlushes;
 use super::leader_epochs::LeaderEpochCache;
 use super::producer_state::{BatchMetadata, ProducerState, SequenceCheck};
-use super::roll_flush::RollFlushes;
 use super::segment::{BatchPosition, Segment};
 use crate::config::log_config::{LogConfig, TimestampType};
 use crate::disk::{AppendOrigin, LogDirHealth, StorageRefusal};
@@ -749,7 +749,7 @@ impl PartitionLog {
         if self.active().base_offset == next {
             return Ok(());
         }
-        // The old segments are fsynced in the background (`roll_flush`):
+        // The old segments are fsynced in the background (`flusher`):
         // this append must not wait for them.
         let mut pending = Vec::new();
         for segment in self.unflushed_segments() {
@@ -1156,38 +1156,38 @@ mod tests {
 
     #[test]
     fn a_roll_leaves_the_fsync_to_the_background_and_the_recovery_point_follows_it() {
-        use crate::log::roll_flush;
+        use crate::log::flusher;
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = PartitionLog::open_for_test(dir.path(), LogConfig::default(), true);
         let before = log.recovery_point();
         for _ in 0..3 {
             append_one(&mut log, b"value");
         }
-        let paused = roll_flush::pause();
+        let paused = flusher::pause();
         log.roll().unwrap();
         assert_eq!(log.segment_count(), 2);
         assert_eq!(log.recovery_point(), before, "the fsync has not run yet");
         drop(paused);
-        roll_flush::wait_for_all();
+        flusher::wait_for_all();
         assert_eq!(log.recovery_point(), 3);
     }
 
     #[test]
     fn a_truncation_makes_background_flushes_in_flight_count_for_nothing() {
-        use crate::log::roll_flush;
+        use crate::log::flusher;
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = PartitionLog::open_for_test(dir.path(), LogConfig::default(), true);
         for _ in 0..10 {
             append_one(&mut log, b"value");
         }
-        let paused = roll_flush::pause();
+        let paused = flusher::pause();
         log.roll().unwrap(); // a flush of everything below 10 is queued
         log.truncate_to(5).unwrap();
         for _ in 0..7 {
             append_one(&mut log, b"other"); // 5..12, not fsynced
         }
         drop(paused);
-        roll_flush::wait_for_all();
+        flusher::wait_for_all();
         assert!(
             log.recovery_point() <= 5,
             "recovery point {} covers unsynced data",
@@ -1294,7 +1294,7 @@ mod failed_writes {
         let fragment = format!("{}/", dir.path().display());
         faults::fail_sync_on_any_thread(&fragment, libc::EIO);
         log.roll().unwrap();
-        crate::log::roll_flush::wait_for_all();
+        crate::log::flusher::wait_for_all();
         assert_eq!(log.health().state(), DirState::Offline);
         assert_eq!(
             log.recovery_point(),

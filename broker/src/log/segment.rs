@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_SIZE};
 use super::direct_tail::DirectTail;
+use super::flusher::{self, PendingFile};
 use super::index::{OffsetIndex, TimeIndex};
-use super::roll_flush::PendingFile;
 use crate::disk::write;
 
 pub fn file_stem(base_offset: i64) -> String {
@@ -57,6 +57,8 @@ pub struct Segment {
     pub first_append_ms: Option<i64>,
     /// Bytes appended since the last fsync.
     unflushed_bytes: u64,
+    /// Position up to which writeback has been started (`flusher`).
+    writeback_from: u64,
     /// A failed write could not be cut off: the file may be longer than
     /// `size` until the next flush trims it.
     tail_unaccounted: bool,
@@ -145,6 +147,7 @@ impl Segment {
             max_timestamp: -1,
             first_append_ms: None,
             unflushed_bytes: 0,
+            writeback_from: 0,
             tail_unaccounted: false,
             write_directly: false,
             tail: None,
@@ -207,6 +210,7 @@ impl Segment {
             max_timestamp: -1,
             first_append_ms: None,
             unflushed_bytes: 0,
+            writeback_from: size,
             tail_unaccounted: false,
             write_directly: false,
             tail: None,
@@ -229,6 +233,7 @@ impl Segment {
             }
         }
         let outcome = segment.rebuild(index_interval, recover)?;
+        segment.writeback_from = segment.size;
         Ok((segment, outcome))
     }
 
@@ -359,7 +364,26 @@ impl Segment {
         self.size = position;
         self.unflushed_bytes += parts.iter().map(|p| p.len() as u64).sum::<u64>();
         self.first_append_ms.get_or_insert(now_ms);
+        self.start_writeback_if_due();
         Ok(())
+    }
+
+    /// Hands the bytes appended since the last start of writeback to the
+    /// flusher once there are `log.segment.writeback.bytes` of them.
+    fn start_writeback_if_due(&mut self) {
+        let Some(interval) = flusher::writeback_interval() else {
+            return;
+        };
+        let pending = self.size.saturating_sub(self.writeback_from);
+        if pending >= interval {
+            flusher::start_writeback(
+                self.file.clone(),
+                self.path.clone(),
+                self.writeback_from,
+                pending,
+            );
+            self.writeback_from = self.size;
+        }
     }
 
     pub fn read_header(&self, position: u64) -> io::Result<BatchHeader> {
@@ -521,6 +545,7 @@ impl Segment {
         };
         self.file.set_len(position)?;
         self.size = position;
+        self.writeback_from = self.writeback_from.min(position);
         self.tail_unaccounted = false;
         if let Some(tail) = &mut self.tail {
             if let Err(e) = tail.truncate(&self.file, position) {
@@ -623,5 +648,39 @@ mod tests {
         assert_eq!(segment.max_timestamp, 1018);
         segment.truncate_to(14).unwrap();
         assert_eq!(segment.next_offset, 14);
+    }
+
+    #[test]
+    fn writeback_starts_every_interval_behind_the_appends_and_after_truncation() {
+        flusher::WRITEBACK_INTERVAL_HERE.with(|b| b.set(Some(150)));
+        let dir = tempfile::tempdir().unwrap();
+        let mut segment = Segment::create(dir.path(), 0).unwrap();
+        let before = flusher::writeback_started_bytes();
+        let mut handed_over = Vec::new();
+        for i in 0..6 {
+            append(&mut segment, i, &[b"a value of some size"]);
+            handed_over.push(segment.writeback_from);
+        }
+        // Each batch is ~90 bytes: every second append reaches 150.
+        let batch = segment.size() / 6;
+        assert_eq!(
+            handed_over,
+            [0, 2, 2, 4, 4, 6].map(|n| n * batch),
+            "writeback starts once 150 bytes are pending, for all of them"
+        );
+        flusher::wait_for_all();
+        assert!(flusher::writeback_started_bytes() - before >= segment.size());
+
+        segment.truncate_to(3).unwrap();
+        assert_eq!(segment.writeback_from, 3 * batch);
+        append(&mut segment, 3, &[b"a value of some size"]);
+        assert_eq!(segment.writeback_from, 3 * batch, "90 bytes pending");
+        append(&mut segment, 4, &[b"a value of some size"]);
+        assert_eq!(segment.writeback_from, 5 * batch);
+
+        flusher::WRITEBACK_INTERVAL_HERE.with(|b| b.set(Some(0)));
+        append(&mut segment, 5, &[b"a value of some size"]);
+        append(&mut segment, 6, &[b"a value of some size"]);
+        assert_eq!(segment.writeback_from, 5 * batch, "0 turns it off");
     }
 }

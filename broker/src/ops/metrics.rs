@@ -51,6 +51,7 @@ pub struct Metrics {
     fetch_sessions: IntGauge,
     direct_io_buffer: IntGauge,
     direct_io_written: IntCounter,
+    writeback_started: IntCounter,
     fetch_session_evictions: IntCounter,
     fetch_requests: IntCounterVec,
 }
@@ -287,6 +288,14 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            writeback_started: register(
+                &r,
+                IntCounter::new(
+                    "tideline_log_writeback_started_bytes_total",
+                    "Log bytes whose writeback to the device the broker started early (log.segment.writeback.bytes).",
+                )
+                .unwrap(),
+            ),
             disk_free: register(
                 &r,
                 IntGauge::new(
@@ -483,6 +492,9 @@ impl Metrics {
         let written = crate::log::direct_tail::bytes_written_directly();
         self.direct_io_written
             .inc_by(written.saturating_sub(self.direct_io_written.get()));
+        let started = crate::log::flusher::writeback_started_bytes();
+        self.writeback_started
+            .inc_by(started.saturating_sub(self.writeback_started.get()));
         let counted = self.fetch_session_evictions.get();
         self.fetch_session_evictions
             .inc_by(evictions.saturating_sub(counted));

@@ -1,4 +1,5 @@
-//! The fsync of a segment that a roll closed, done off the append path.
+//! The log's disk work that appends must not wait for: the fsync of a
+//! segment that a roll closed, and early writeback of the active segments.
 //!
 //! A roll used to fsync the old segment inside the append that rolled, under
 //! the partition lock. Written through the page cache, a 1 GiB segment can
@@ -10,7 +11,15 @@
 //! its background scheduler at roll (`flush-log` in `UnifiedLog.roll`);
 //! this module does that.
 //!
-//! One process-wide thread runs the fsyncs in submission order. The log's
+//! Even off the append path, gigabytes of dirty pages written back in one
+//! burst (at an fsync, or when the kernel reaches its dirty limits and
+//! throttles every writer) stall the disk for everyone. So every
+//! `log.segment.writeback.bytes` appended to a segment, the flusher asks the
+//! kernel to start writing those bytes (`disk::write::start_writeback`),
+//! the way RocksDB's `bytes_per_sync` does: writeback runs steadily behind
+//! the appends, and the fsync at roll finds little left to do.
+//!
+//! One process-wide thread runs the jobs in submission order. The log's
 //! recovery point moves only when a flush has completed, and a truncation
 //! makes every flush still in flight count for nothing, so the recovery
 //! point never claims more than the disk holds. A failed fsync is reported
@@ -19,6 +28,7 @@
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, OnceLock};
 
@@ -43,6 +53,50 @@ fn queue() -> &'static Sender<Job> {
             .expect("spawn the log flusher thread");
         sender
     })
+}
+
+static WRITEBACK_INTERVAL: AtomicU64 = AtomicU64::new(8 << 20);
+static WRITEBACK_STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// Sets `log.segment.writeback.bytes` (0: leave writeback to the kernel).
+pub fn set_writeback_interval(bytes: u64) {
+    WRITEBACK_INTERVAL.store(bytes, Ordering::Relaxed);
+}
+
+/// Bytes a segment accumulates before their writeback is started; `None`
+/// when early writeback is off.
+pub fn writeback_interval() -> Option<u64> {
+    #[cfg(test)]
+    if let Some(bytes) = WRITEBACK_INTERVAL_HERE.with(|b| b.get()) {
+        return (bytes > 0).then_some(bytes);
+    }
+    Some(WRITEBACK_INTERVAL.load(Ordering::Relaxed)).filter(|&b| b > 0)
+}
+
+/// Bytes whose writeback the flusher has started since start-up.
+pub fn writeback_started_bytes() -> u64 {
+    WRITEBACK_STARTED.load(Ordering::Relaxed)
+}
+
+/// Queues the start of writeback for `len` bytes of `file` from
+/// `position`. Failing to start it only leaves the work to the kernel (and
+/// a write error to the next fsync), so it is logged, not reported.
+pub fn start_writeback(file: Arc<File>, path: PathBuf, position: u64, len: u64) {
+    let job: Job = Box::new(move || match write::start_writeback(&file, position, len) {
+        Ok(()) => {
+            WRITEBACK_STARTED.fetch_add(len, Ordering::Relaxed);
+        }
+        Err(e) => {
+            tracing::debug!(segment = %path.display(), error = %e, "cannot start writeback");
+        }
+    });
+    let _ = queue().send(job);
+}
+
+#[cfg(test)]
+thread_local! {
+    /// A writeback interval for this thread's segments only (unit tests).
+    pub static WRITEBACK_INTERVAL_HERE: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
 }
 
 /// A segment file to fsync.
