@@ -138,6 +138,7 @@ impl Cluster {
         for node in &mut cluster.nodes {
             node.wait_ready();
         }
+        cluster.wait_until_every_node_lists_everyone();
         cluster
     }
 
@@ -183,7 +184,41 @@ impl Cluster {
         for node in &mut cluster.nodes {
             node.wait_ready();
         }
+        cluster.wait_until_every_node_lists_everyone();
         cluster
+    }
+
+    /// Waits until every node's Metadata lists every broker and a
+    /// controller among them: a node is ready once its own registration is
+    /// applied, and may not yet have applied the others'.
+    fn wait_until_every_node_lists_everyone(&self) {
+        use kafka_protocol::messages::MetadataRequest;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for (i, node) in self.nodes.iter().enumerate() {
+            loop {
+                let converged = RawConn::try_connect(node.kafka_addr(), Duration::from_secs(5))
+                    .ok()
+                    .and_then(|mut conn| {
+                        let mut request = MetadataRequest::default();
+                        request.topics = Some(Vec::new());
+                        conn.request(&request, 12).ok()
+                    })
+                    .is_some_and(|r| {
+                        r.brokers.len() == self.nodes.len()
+                            && r.brokers.iter().any(|b| b.node_id == r.controller_id)
+                    });
+                if converged {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "node {} does not list all {} brokers and a controller among them",
+                    i + 1,
+                    self.nodes.len()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     fn net(&self) -> &FaultNet {

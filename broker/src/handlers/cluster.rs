@@ -32,12 +32,21 @@ pub fn brokers(broker: &Broker) -> Vec<BrokerEndpoint> {
         .collect()
 }
 
-/// The active controller's id, or -1 while none is elected.
-pub fn controller_id(broker: &Broker) -> i32 {
-    broker
-        .quorum
-        .active_controller()
+/// The active controller's id as a response listing the brokers `listed`
+/// may give it: -1 while none is elected, and also while this broker's
+/// image does not yet hold the controller's registration (just after
+/// start-up). A client sends controller-bound requests to the broker with
+/// this id in the same response's broker list; librdkafka, given an id it
+/// cannot find there, waits without refreshing metadata until its request
+/// times out, while -1 makes it ask again.
+pub fn controller_id(broker: &Broker, listed: &[BrokerEndpoint]) -> i32 {
+    listed_controller(broker.quorum.active_controller(), listed)
+}
+
+fn listed_controller(active: Option<u64>, listed: &[BrokerEndpoint]) -> i32 {
+    active
         .map(|id| id as i32)
+        .filter(|id| listed.iter().any(|b| b.id == *id))
         .unwrap_or(-1)
 }
 
@@ -57,9 +66,10 @@ pub fn describe_cluster(
     }
     response.endpoint_type = request.endpoint_type;
     response.cluster_id = str_bytes(broker.cluster_id.clone());
-    response.controller_id = BrokerId(controller_id(broker));
+    let listed = brokers(broker);
+    response.controller_id = BrokerId(controller_id(broker, &listed));
     response.cluster_authorized_operations = i32::MIN;
-    response.brokers = brokers(broker)
+    response.brokers = listed
         .into_iter()
         .map(|b| {
             let mut d = DescribeClusterBroker::default();
@@ -72,4 +82,30 @@ pub fn describe_cluster(
         })
         .collect();
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(id: i32) -> BrokerEndpoint {
+        BrokerEndpoint {
+            id,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+        }
+    }
+
+    #[test]
+    fn the_controller_is_named_only_when_the_same_response_lists_it() {
+        let listed = [endpoint(2), endpoint(3)];
+        assert_eq!(listed_controller(Some(3), &listed), 3);
+        assert_eq!(
+            listed_controller(Some(1), &listed),
+            -1,
+            "not yet in this image"
+        );
+        assert_eq!(listed_controller(None, &listed), -1, "none elected");
+    }
 }

@@ -46,9 +46,10 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
     let image = broker.image();
     let mut response = MetadataResponse::default();
     response.cluster_id = Some(str_bytes(broker.cluster_id.clone()));
-    response.controller_id = BrokerId(controller_id(broker));
+    let listed = brokers(broker);
+    response.controller_id = BrokerId(controller_id(broker, &listed));
     response.cluster_authorized_operations = i32::MIN;
-    response.brokers = brokers(broker)
+    response.brokers = listed
         .into_iter()
         .map(|b| {
             let mut m = MetadataResponseBroker::default();
