@@ -13,11 +13,14 @@
 //!
 //! Even off the append path, gigabytes of dirty pages written back in one
 //! burst (at an fsync, or when the kernel reaches its dirty limits and
-//! throttles every writer) stall the disk for everyone. So every
-//! `log.segment.writeback.bytes` appended to a segment, the flusher asks the
-//! kernel to start writing those bytes (`disk::write::start_writeback`),
-//! the way RocksDB's `bytes_per_sync` does: writeback runs steadily behind
-//! the appends, and the fsync at roll finds little left to do.
+//! throttles every writer) stall the disk for everyone. So, when
+//! `log.segment.writeback.bytes` is set, every that many bytes appended to a
+//! segment the flusher asks the kernel to start writing them
+//! (`disk::write::start_writeback`), the way RocksDB's `bytes_per_sync`
+//! does: writeback runs steadily behind the appends, and the fsync at roll
+//! finds little left to do. Off by default: at low write rates it starts
+//! writeback the kernel would have deferred, and the appends contend with
+//! it (docs/direct-io.md).
 //!
 //! One process-wide thread runs the jobs in submission order. The log's
 //! recovery point moves only when a flush has completed, and a truncation
@@ -55,7 +58,7 @@ fn queue() -> &'static Sender<Job> {
     })
 }
 
-static WRITEBACK_INTERVAL: AtomicU64 = AtomicU64::new(8 << 20);
+static WRITEBACK_INTERVAL: AtomicU64 = AtomicU64::new(0);
 static WRITEBACK_STARTED: AtomicU64 = AtomicU64::new(0);
 
 /// Sets `log.segment.writeback.bytes` (0: leave writeback to the kernel).
