@@ -104,8 +104,20 @@ fn acknowledged_records_survive_sigkill() {
         );
         until.push((*p, max + 1));
     }
-    let consumed = consume_all(&bootstrap, &topic, &until);
-    for (p, list) in &acked {
+    assert_reads_back(&bootstrap, &topic, &until, &acked, &sent);
+}
+
+/// Reads `topic` up to `until` and checks that every acknowledged
+/// `(offset, index into sent)` per partition holds exactly that record.
+fn assert_reads_back(
+    bootstrap: &str,
+    topic: &str,
+    until: &[(i32, i64)],
+    acked: &BTreeMap<i32, Vec<(i64, usize)>>,
+    sent: &[TestRecord],
+) {
+    let consumed = consume_all(bootstrap, topic, until);
+    for (p, list) in acked {
         let by_offset: BTreeMap<i64, _> = consumed[p].iter().map(|r| (r.offset, r)).collect();
         for (offset, i) in list {
             let got = by_offset.get(offset).unwrap_or_else(|| {
@@ -333,20 +345,7 @@ fn early_writeback_follows_the_appends_and_a_sigkill_keeps_every_acknowledged_re
         .iter()
         .map(|(p, list)| (*p, list.iter().map(|(o, _)| *o).max().unwrap() + 1))
         .collect();
-    let consumed = consume_all(&bootstrap, &topic, &until);
-    for (p, list) in &acked {
-        let by_offset: BTreeMap<i64, _> = consumed[p].iter().map(|r| (r.offset, r)).collect();
-        for (offset, i) in list {
-            let got = by_offset.get(offset).unwrap_or_else(|| {
-                panic!("partition {p}: acknowledged offset {offset} is missing")
-            });
-            assert_eq!(
-                got.to_test_record(),
-                sent[*i],
-                "partition {p} offset {offset}"
-            );
-        }
-    }
+    assert_reads_back(&bootstrap, &topic, &until, &acked, &sent);
 
     // Off: the kernel alone decides when to write back.
     let off = Broker::start_with(&[("log.segment.writeback.bytes", "0")]);
