@@ -22,7 +22,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -34,6 +34,12 @@ use kafka_protocol::protocol::buf::ByteBufMut;
 /// Responses waiting to be written (or, for a produce, still waiting for the
 /// ISR); bounds memory and pipelining when a client stops reading.
 const RESPONSE_QUEUE: usize = 64;
+
+/// Bytes read from the socket at a time for requests smaller than this:
+/// a frame's size and body, and often the next frames a client pipelined,
+/// come in one `recvfrom` instead of two or more per request. Larger
+/// bodies are read straight into their own buffer.
+const READ_BUFFER: usize = 16 * 1024;
 
 /// An encoded response frame, in pieces to write in order (a fetch
 /// response's records are not copied into one buffer; see `response_buf`).
@@ -63,7 +69,8 @@ pub async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     broker.metrics.connections.inc();
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let (tx, mut rx) = mpsc::channel::<PendingResponse>(RESPONSE_QUEUE);
     let writer_task = tokio::spawn(async move {
         let mut writer = BufWriter::with_capacity(256 * 1024, writer);
