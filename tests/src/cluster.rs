@@ -135,10 +135,7 @@ impl Cluster {
             );
             cluster.nodes.push(node);
         }
-        for node in &mut cluster.nodes {
-            node.wait_ready();
-        }
-        cluster.wait_until_every_node_lists_everyone();
+        cluster.wait_until_started();
         cluster
     }
 
@@ -181,17 +178,17 @@ impl Cluster {
             kafka,
             controller,
         });
-        for node in &mut cluster.nodes {
-            node.wait_ready();
-        }
-        cluster.wait_until_every_node_lists_everyone();
+        cluster.wait_until_started();
         cluster
     }
 
-    /// Waits until every node's Metadata lists every broker and a
-    /// controller among them: a node is ready once its own registration is
-    /// applied, and may not yet have applied the others'.
-    fn wait_until_every_node_lists_everyone(&self) {
+    /// Waits until every node is ready and its Metadata lists every broker
+    /// and a controller among them: a node is ready once its own
+    /// registration is applied, and may not yet have applied the others'.
+    fn wait_until_started(&mut self) {
+        for node in &mut self.nodes {
+            node.wait_ready();
+        }
         use kafka_protocol::messages::MetadataRequest;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         for (i, node) in self.nodes.iter().enumerate() {
