@@ -4,7 +4,8 @@
 //! `direct` writes the active segment with `O_DIRECT` from the broker's own
 //! aligned buffers, bypassing the page cache; `writeback` tells when that
 //! pays (the kernel is writing dirty pages back).
-//! `read` reads regions into buffers without zeroing them first.
+//! `read` reads regions into buffers without zeroing them first;
+//! `sendfile` sends them to a socket without reading them at all.
 //! `write` holds the only ways the broker writes its files — at an explicit
 //! position that the caller advances only on success, or by atomic
 //! replacement — so a failed or short write (ENOSPC, EIO, EDQUOT) leaves a
@@ -17,6 +18,7 @@
 pub mod direct;
 pub mod health;
 pub mod read;
+pub mod sendfile;
 pub mod write;
 pub mod writeback;
 

@@ -80,7 +80,10 @@ pub async fn handle(
         RequestKind::Produce(r) => {
             return produce::handle(broker, r, version).await.map(Into::into)
         }
-        RequestKind::Fetch(r) => fetch::handle(broker, r, version).await.into(),
+        RequestKind::Fetch(r) => fetch::handle(broker, r, version)
+            .await
+            .read_into_memory()
+            .into(),
         RequestKind::FindCoordinator(r) => coordinator::find_coordinator(broker, r, version)
             .await
             .into(),

@@ -25,4 +25,4 @@ pub mod segment;
 
 pub use change_listener::ChangeListener;
 pub use manager::{LogManager, Partition, TopicPartition};
-pub use partition_log::{AppendError, AppendInfo, PartitionLog, ReadError};
+pub use partition_log::{AppendError, AppendInfo, PartitionLog, ReadError, ReadSlice};

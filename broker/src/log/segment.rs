@@ -24,6 +24,7 @@ use super::batch::{self, BatchHeader, HEADER_SIZE};
 use super::direct_tail::DirectTail;
 use super::flusher::{self, PendingFile};
 use super::index::{OffsetIndex, TimeIndex};
+use crate::disk::sendfile::FileRegion;
 use crate::disk::write;
 
 pub fn file_stem(base_offset: i64) -> String {
@@ -72,22 +73,14 @@ pub struct Segment {
 /// Bytes of a segment to send: a region of its file, or a copy of what its
 /// direct tail holds in memory.
 pub enum ReadSlice {
-    File {
-        file: Arc<File>,
-        position: u64,
-        len: usize,
-    },
+    File(FileRegion),
     Memory(Vec<u8>),
 }
 
 impl ReadSlice {
     pub fn read(self) -> io::Result<Vec<u8>> {
         match self {
-            ReadSlice::File {
-                file,
-                position,
-                len,
-            } => crate::disk::read::read_exact_at(&file, len, position),
+            ReadSlice::File(region) => region.read(),
             ReadSlice::Memory(bytes) => Ok(bytes),
         }
     }
@@ -466,11 +459,11 @@ impl Segment {
             .and_then(|t| t.read(position, len))
         {
             Some(bytes) => ReadSlice::Memory(bytes),
-            None => ReadSlice::File {
+            None => ReadSlice::File(FileRegion {
                 file: self.file.clone(),
                 position,
                 len,
-            },
+            }),
         }
     }
 

@@ -52,6 +52,7 @@ pub struct Metrics {
     direct_io_buffer: IntGauge,
     direct_io_written: IntCounter,
     writeback_started: IntCounter,
+    sendfile_sent: IntCounter,
     fetch_session_evictions: IntCounter,
     fetch_requests: IntCounterVec,
 }
@@ -296,6 +297,14 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            sendfile_sent: register(
+                &r,
+                IntCounter::new(
+                    "tideline_fetch_sendfile_bytes_total",
+                    "Record bytes fetch responses sent straight from segment files (sendfile), without reading them into memory.",
+                )
+                .unwrap(),
+            ),
             disk_free: register(
                 &r,
                 IntGauge::new(
@@ -495,6 +504,9 @@ impl Metrics {
         let started = crate::log::flusher::writeback_started_bytes();
         self.writeback_started
             .inc_by(started.saturating_sub(self.writeback_started.get()));
+        let sent = crate::disk::sendfile::bytes_sent();
+        self.sendfile_sent
+            .inc_by(sent.saturating_sub(self.sendfile_sent.get()));
         let counted = self.fetch_session_evictions.get();
         self.fetch_session_evictions
             .inc_by(evictions.saturating_sub(counted));

@@ -11,23 +11,28 @@
 //! replication round trip (where Kafka mutes the connection instead).
 //! A frame larger than `socket.request.max.bytes` is refused before its body
 //! is read, and a frame that cannot be decoded closes the connection — each
-//! with a log line naming the peer.
+//! with a log line naming the peer. A fetch response's large record sets
+//! go from the segment file to the socket with `sendfile`.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use futures::FutureExt;
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::{
+    ApiKey, FetchResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use super::response_buf::{self, ResponseBuf};
+use super::response_buf::{self, Piece, ResponseBuf};
 use crate::broker::Broker;
+use crate::disk::sendfile::{self, FileRegion, StandIns};
 use crate::handlers;
 use kafka_protocol::protocol::buf::ByteBufMut;
 
@@ -43,7 +48,7 @@ const READ_BUFFER: usize = 16 * 1024;
 
 /// An encoded response frame, in pieces to write in order (a fetch
 /// response's records are not copied into one buffer; see `response_buf`).
-type Frame = Vec<Bytes>;
+type Frame = Vec<Piece>;
 
 /// A response in the making: the encoded frame, or `None` when the request
 /// expects none (Produce with acks=0).
@@ -88,7 +93,15 @@ pub async fn serve_connection(
                 match result {
                     Ok(Some(frame)) => {
                         for piece in &frame {
-                            if writer.write_all(piece).await.is_err() {
+                            let written = match piece {
+                                Piece::Memory(bytes) => writer.write_all(bytes).await,
+                                Piece::File(region) => match writer.flush().await {
+                                    Ok(()) => send_region(writer.get_ref().as_ref(), region).await,
+                                    Err(e) => Err(e),
+                                },
+                            };
+                            if let Err(e) = written {
+                                tracing::debug!(%peer, error = %e, "closing connection");
                                 return;
                             }
                         }
@@ -155,6 +168,32 @@ pub async fn serve_connection(
     drop(tx);
     let _ = writer_task.await;
     broker.metrics.connections.dec();
+}
+
+/// Sends a file region to the socket. A file that ends before the region
+/// does (truncated since the fetch read it) fails: the frame's length is
+/// already on the wire, so the connection must close.
+async fn send_region(socket: &TcpStream, region: &FileRegion) -> std::io::Result<()> {
+    let mut sent = 0;
+    while sent < region.len {
+        socket.writable().await?;
+        let position = region.position + sent as u64;
+        let result = socket.try_io(Interest::WRITABLE, || {
+            sendfile::send(
+                socket.as_raw_fd(),
+                &region.file,
+                position,
+                region.len - sent,
+            )
+        });
+        match result {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads one size-prefixed frame; `None` on a clean end of stream.
@@ -238,6 +277,12 @@ async fn handle_frame(
                 .transpose()
         }));
     }
+    if let RequestKind::Fetch(request) = request {
+        let reply = handlers::fetch::handle(broker, request, api_version).await;
+        timer.observe_duration();
+        let frame = encode_fetch(&header, api_version, &reply.response, reply.file_regions);
+        return ready(frame.map(Some));
+    }
     let response = handlers::handle(broker, &header, peer, request).await;
     timer.observe_duration();
     ready(
@@ -267,41 +312,57 @@ fn encode_response(
     } else {
         api_key.response_header_version(version)
     };
-    let failed = |e: anyhow::Error| {
-        FrameError::Malformed(format!(
-            "cannot encode {api_key:?} v{version} response: {e}"
-        ))
-    };
     if let ResponseKind::Fetch(fetch) = response {
-        // Sized up front (the frame is not one buffer to patch), and the
-        // large record sets are referenced instead of copied.
-        let size = response_header
-            .compute_size(header_version)
-            .and_then(|h| Ok(h + fetch.compute_size(version)?))
-            .map_err(failed)?;
-        let shared = fetch
-            .responses
-            .iter()
-            .flat_map(|t| t.partitions.iter())
-            .filter_map(|p| p.records.clone())
-            .filter(|r| r.len() >= response_buf::BORROW_AT_LEAST)
-            .collect();
-        let mut buf = ResponseBuf::new(size.min(1 << 20) + 4, shared);
-        buf.put_i32(size as i32);
-        response_header
-            .encode(&mut buf, header_version)
-            .and_then(|_| fetch.encode(&mut buf, version))
-            .map_err(failed)?;
-        debug_assert_eq!(buf.offset(), size + 4);
-        return Ok(buf.into_pieces());
+        return encode_fetch(header, version, fetch, StandIns::default());
     }
     let mut buf = BytesMut::with_capacity(128);
     buf.put_i32(0);
     response_header
         .encode(&mut buf, header_version)
         .and_then(|_| response.encode(&mut buf, version))
-        .map_err(failed)?;
+        .map_err(|e| cannot_encode(api_key, version, e))?;
     let size = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&size.to_be_bytes());
-    Ok(vec![buf.freeze()])
+    Ok(vec![Piece::Memory(buf.freeze())])
+}
+
+/// A fetch response is sized up front (the frame is not one buffer to
+/// patch); its large record sets in memory are referenced instead of
+/// copied, and those `file_regions` stands in for are sent from the file.
+fn encode_fetch(
+    header: &RequestHeader,
+    version: i16,
+    fetch: &FetchResponse,
+    file_regions: StandIns,
+) -> Result<Frame, FrameError> {
+    let mut response_header = ResponseHeader::default();
+    response_header.correlation_id = header.correlation_id;
+    let header_version = ApiKey::Fetch.response_header_version(version);
+    let failed = |e| cannot_encode(ApiKey::Fetch, version, e);
+    let size = response_header
+        .compute_size(header_version)
+        .and_then(|h| Ok(h + fetch.compute_size(version)?))
+        .map_err(failed)?;
+    let shared = fetch
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.records.clone())
+        .filter(|r| r.len() >= response_buf::BORROW_AT_LEAST && !StandIns::is_stand_in(r))
+        .collect();
+    let mut buf = ResponseBuf::new(size.min(1 << 20) + 4, shared, file_regions);
+    buf.put_i32(size as i32);
+    response_header
+        .encode(&mut buf, header_version)
+        .and_then(|_| fetch.encode(&mut buf, version))
+        .map_err(failed)?;
+    debug_assert_eq!(buf.offset(), size + 4);
+    buf.into_pieces()
+        .map_err(|e| cannot_encode(ApiKey::Fetch, version, e.into()))
+}
+
+fn cannot_encode(api_key: ApiKey, version: i16, e: anyhow::Error) -> FrameError {
+    FrameError::Malformed(format!(
+        "cannot encode {api_key:?} v{version} response: {e}"
+    ))
 }

@@ -15,6 +15,10 @@
 //! From v7 a fetch may belong to a fetch session (KIP-227, see `sessions`):
 //! the partitions to read then come from the session, updated by the
 //! request, and the response leaves out those with nothing new.
+//!
+//! Record sets of at least [`SEND_FROM_FILE_AT_LEAST`] bytes that lie in a
+//! segment file are not read here: the reply carries them as file regions,
+//! and the connection sends them with `sendfile` (see `disk::sendfile`).
 
 mod sessions;
 
@@ -32,8 +36,9 @@ use tokio::time::Instant;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::disk::sendfile::StandIns;
 use crate::error::ResponseError;
-use crate::log::{ChangeListener, Partition, ReadError};
+use crate::log::{ChangeListener, Partition, ReadError, ReadSlice};
 use crate::metadata::MetadataImage;
 use crate::util::now_ms;
 use sessions::{
@@ -54,8 +59,54 @@ struct Target {
     pending: bool,
 }
 
-pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+/// Smaller record sets are read into memory: below this, one more
+/// `sendfile` call (and the flush of what precedes it) costs more than the
+/// copies it saves.
+pub const SEND_FROM_FILE_AT_LEAST: usize = 64 * 1024;
+
+/// A fetch response whose larger record sets may still be regions of
+/// segment files, standing in the response for their bytes.
+pub struct Reply {
+    pub response: FetchResponse,
+    pub file_regions: StandIns,
+}
+
+impl Reply {
+    /// The response with every file region read into memory, for a caller
+    /// that cannot send files.
+    pub fn read_into_memory(self) -> FetchResponse {
+        let Reply {
+            mut response,
+            file_regions,
+        } = self;
+        let partitions = response
+            .responses
+            .iter_mut()
+            .flat_map(|t| &mut t.partitions);
+        for data in partitions {
+            let Some(region) = data
+                .records
+                .as_ref()
+                .and_then(|r| file_regions.region_of(r))
+            else {
+                continue;
+            };
+            match region.read() {
+                Ok(bytes) => data.records = Some(Bytes::from(bytes)),
+                Err(e) => {
+                    tracing::error!(partition = data.partition_index, error = %e, "read failed");
+                    data.error_code = ResponseError::KafkaStorageError.code();
+                    data.records = Some(Bytes::new());
+                }
+            }
+        }
+        response
+    }
+}
+
+pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Reply {
     let mut response = FetchResponse::default();
+    let mut file_regions = StandIns::default();
     let image = broker.image();
     // v15 moved the replica id into ReplicaState (KIP-903).
     let replica_id = if version >= 15 {
@@ -119,7 +170,10 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                 broker.metrics.record_fetch_request("error");
                 // The client starts over with a full fetch.
                 response.error_code = error.code();
-                return response;
+                return Reply {
+                    response,
+                    file_regions,
+                };
             }
         }
     } else {
@@ -193,6 +247,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         let (total, any_error) = collect(
             broker,
             &mut response,
+            &mut file_regions,
             &mut targets.targets,
             max_bytes,
             follower.is_some(),
@@ -231,7 +286,10 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             }
         }
     }
-    finish_session(broker, context, response, &targets, wanted)
+    Reply {
+        response: finish_session(broker, context, response, &targets, wanted),
+        file_regions,
+    }
 }
 
 /// The partitions a fetch reads, each with its place in the response.
@@ -419,15 +477,19 @@ fn finish_session(
 fn collect(
     broker: &Broker,
     response: &mut FetchResponse,
+    file_regions: &mut StandIns,
     targets: &mut [Target],
     max_bytes: usize,
     for_follower: bool,
 ) -> (usize, bool) {
+    file_regions.clear();
     let mut total = 0usize;
     let mut any_error = false;
     for target in targets {
         let data = &mut response.responses[target.topic_index].partitions[target.partition_index];
         target.pending = true;
+        // Not a stand-in from an earlier pass, whose region is forgotten.
+        data.records = Some(Bytes::new());
         if let Some(error) = target.error {
             data.error_code = error.code();
             if let Some(partition) = &target.partition {
@@ -469,7 +531,7 @@ fn collect(
         data.log_start_offset = start;
         data.error_code = 0;
         match slice {
-            Ok(Some(slice)) => match slice.read() {
+            Ok(Some(slice)) => match records(slice, file_regions) {
                 Ok(bytes) => {
                     total += bytes.len();
                     if target.throttled {
@@ -480,7 +542,7 @@ fn collect(
                             .metrics
                             .record_fetch(&partition.tp.topic, bytes.len() as u64);
                     }
-                    data.records = Some(Bytes::from(bytes));
+                    data.records = Some(bytes);
                 }
                 Err(e) => {
                     tracing::error!(partition = %partition.tp, error = %e, "read failed");
@@ -510,4 +572,19 @@ fn collect(
         }
     }
     (total, any_error)
+}
+
+/// The record set to put in the response: a stand-in for a large region of
+/// a segment file, else the bytes themselves.
+fn records(slice: ReadSlice, file_regions: &mut StandIns) -> std::io::Result<Bytes> {
+    match slice {
+        ReadSlice::Memory(bytes) => Ok(Bytes::from(bytes)),
+        ReadSlice::File(region) if region.len >= SEND_FROM_FILE_AT_LEAST => {
+            match file_regions.stand_in(region) {
+                Ok(stand_in) => Ok(stand_in),
+                Err(region) => region.read().map(Bytes::from),
+            }
+        }
+        ReadSlice::File(region) => region.read().map(Bytes::from),
+    }
 }
