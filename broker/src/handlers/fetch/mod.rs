@@ -59,9 +59,11 @@ struct Target {
     pending: bool,
 }
 
-/// Smaller record sets are read into memory: below this, one more
-/// `sendfile` call (and the flush of what precedes it) costs more than the
-/// copies it saves.
+/// Smaller record sets are read into memory. They are the small, frequent
+/// fetches of a caught-up follower or consumer, where a `sendfile` call and
+/// the flush of the bytes before it cost about what the copy saves; the
+/// limit keeps that latency-sensitive path as it was (chosen, not tuned
+/// per size).
 pub const SEND_FROM_FILE_AT_LEAST: usize = 64 * 1024;
 
 /// A fetch response whose larger record sets may still be regions of
