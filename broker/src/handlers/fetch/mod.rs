@@ -590,3 +590,57 @@ fn records(slice: ReadSlice, file_regions: &mut StandIns) -> std::io::Result<Byt
         ReadSlice::File(region) => region.read().map(Bytes::from),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::sendfile::FileRegion;
+    use std::io::Write;
+
+    #[test]
+    fn a_reply_read_into_memory_holds_the_file_bytes_in_place_of_stand_ins() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        let file = Arc::new(file);
+        let mut file_regions = StandIns::default();
+        let mut stand_in = |position: u64, len: usize| {
+            let region = FileRegion {
+                file: file.clone(),
+                position,
+                len,
+            };
+            file_regions.stand_in(region).unwrap()
+        };
+        let records = [
+            stand_in(100, 70_000),
+            Bytes::from_static(b"in memory"),
+            // Past the end of the file: truncated since the read.
+            stand_in(150_000, 70_000),
+        ];
+        let mut topic = FetchableTopicResponse::default();
+        for (i, r) in records.into_iter().enumerate() {
+            let mut partition = PartitionData::default();
+            partition.partition_index = i as i32;
+            partition.records = Some(r);
+            topic.partitions.push(partition);
+        }
+        let mut response = FetchResponse::default();
+        response.responses.push(topic);
+
+        let read = Reply {
+            response,
+            file_regions,
+        }
+        .read_into_memory();
+        let partitions = &read.responses[0].partitions;
+        assert_eq!(partitions[0].records.as_deref(), Some(&data[100..70_100]));
+        assert_eq!(partitions[0].error_code, 0);
+        assert_eq!(partitions[1].records.as_deref(), Some(&b"in memory"[..]));
+        assert_eq!(
+            partitions[2].error_code,
+            ResponseError::KafkaStorageError.code()
+        );
+        assert_eq!(partitions[2].records.as_deref(), Some(&[][..]));
+    }
+}
