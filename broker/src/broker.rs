@@ -14,12 +14,13 @@ use crate::coordinator::groups::{CoordinatorConfig, GroupCoordinator};
 use crate::disk::DirState;
 use crate::error::{ApiError, ResponseError};
 use crate::handlers::fetch::FetchSessionCache;
-use crate::log::{LogManager, Partition, TopicPartition};
+use crate::log::TopicPartition;
 use crate::metadata::controller::{Controller, NewTopic};
 use crate::metadata::elections;
 use crate::metadata::records::PartitionChange;
 use crate::metadata::{MetadataImage, MetadataQuorum, TopicImage};
 use crate::ops::metrics::Metrics;
+use crate::partition::{LogManager, Partition};
 use crate::replication::ReplicaManager;
 
 pub struct Broker {
@@ -134,10 +135,7 @@ impl Broker {
                     let tp = TopicPartition::new(topic.name.clone(), index as i32);
                     match self.logs.get(&tp) {
                         Some(existing) if existing.topic_id == topic.topic_id => {
-                            let mut log = existing.log.lock();
-                            if *log.config() != config {
-                                log.set_config(config.clone());
-                            }
+                            existing.set_config(&config);
                         }
                         _ => {
                             if let Err(e) =

@@ -2,7 +2,9 @@
 //!
 //! Layout: `config` (Kafka property names and topic configs), `disk` (writes that
 //! survive failing half-way, and whether the log directory takes appends),
-//! `log` (the segmented log on disk), `metadata` (the Raft-replicated metadata log and
+//! `log` (the segmented log on disk), `partition` (a hosted partition: its log
+//! and replication state behind one append path, and the log directory of
+//! them), `metadata` (the Raft-replicated metadata log and
 //! the controller), `server` (connections and framing), `handlers` (one
 //! module per Kafka API family), `coordinator` (consumer groups and their
 //! offsets), `ops` (metrics and HTTP), `broker` (the shared state tying them
@@ -20,6 +22,7 @@ pub mod local_cluster;
 pub mod log;
 pub mod metadata;
 pub mod ops;
+pub mod partition;
 pub mod replication;
 pub mod server;
 pub mod startup;

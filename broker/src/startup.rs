@@ -18,10 +18,10 @@ use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::disk::write::write_atomically;
 use crate::log::direct_tail::DirectPolicy;
-use crate::log::LogManager;
 use crate::metadata::records::BrokerRegistration;
 use crate::metadata::MetadataQuorum;
 use crate::ops::metrics::Metrics;
+use crate::partition::LogManager;
 
 const METADATA_DIR: &str = "__cluster_metadata-0";
 

@@ -25,10 +25,10 @@ use super::group::{
 };
 use super::offset_store::{group_record, offset_record, OffsetKey, OffsetStore, StoreRecord};
 use super::offsets_format::{partition_for, OffsetValue};
-use crate::disk::AppendOrigin;
 use crate::error::ResponseError;
-use crate::log::{LogManager, Partition, TopicPartition};
+use crate::log::TopicPartition;
 use crate::metadata::MetadataImage;
+use crate::partition::{Append, AppendFailure, LogManager, Partition, ReplicationWait};
 use crate::util::now_ms;
 
 /// The internal topic holding committed offsets and group metadata.
@@ -150,33 +150,33 @@ impl State {
 
     /// Appends records to an offsets partition and applies them to its view.
     /// Returns what to wait for before the write counts as durable: the
-    /// partition's ISR must have it (see [`Durability`]).
+    /// partition's ISR must have it, as Kafka's coordinator appends with
+    /// `acks=all`.
     fn append(
         &mut self,
         partition: i32,
         records: &[StoreRecord],
-    ) -> Result<Durability, ResponseError> {
+    ) -> Result<ReplicationWait, ResponseError> {
         let Some(part) = self.partitions.get_mut(&partition) else {
             return Err(ResponseError::NotCoordinator);
         };
         let now = now_ms();
         let batch = OffsetStore::batch(records, now);
-        let mut log = part.partition.log.lock();
-        match log.append(&batch, part.leader_epoch, AppendOrigin::Coordinator, now) {
-            Ok(_) => {
-                let end = log.log_end_offset();
-                drop(log);
-                part.partition.notify(end);
-                part.partition.update_leader_high_watermark();
+        let appended = part.partition.append(Append::Coordinator {
+            records: &batch,
+            leader_epoch: part.leader_epoch,
+        });
+        match appended {
+            Ok(appended) => {
                 for (key, value) in records {
                     part.store.apply_decoded(key.clone(), value.clone());
                 }
-                Ok(Durability {
-                    partition: part.partition.clone(),
-                    leader_epoch: part.leader_epoch,
-                    required_offset: end,
-                })
+                // Always set for coordinator appends.
+                appended
+                    .replication
+                    .ok_or(ResponseError::CoordinatorNotAvailable)
             }
+            Err(AppendFailure::NotLeader) => Err(ResponseError::NotCoordinator),
             Err(e) => {
                 tracing::error!(partition = %part.partition.tp, error = %e, "cannot write to the offsets topic");
                 Err(ResponseError::CoordinatorNotAvailable)
@@ -246,15 +246,6 @@ impl State {
             }
         }
     }
-}
-
-/// An offsets-topic write the caller must see replicated (the high
-/// watermark past `required_offset`) before acknowledging it, as Kafka's
-/// coordinator appends with `acks=all`.
-pub struct Durability {
-    pub partition: Arc<Partition>,
-    pub leader_epoch: i32,
-    pub required_offset: i64,
 }
 
 pub struct GroupCoordinator {
@@ -341,7 +332,7 @@ impl GroupCoordinator {
             let Some(partition) = self.logs.get(&TopicPartition::new(OFFSETS_TOPIC, index)) else {
                 continue;
             };
-            let store = match OffsetStore::load(&partition.log.lock()) {
+            let store = match partition.read_log(OffsetStore::load) {
                 Ok(store) => store,
                 Err(e) => {
                     tracing::error!(partition = index, error = %e, "cannot load offsets partition");
@@ -546,7 +537,7 @@ impl GroupCoordinator {
         instance: &Option<String>,
         generation: i32,
         offsets: &[(String, i32, OffsetValue)],
-    ) -> Result<Option<Durability>, ResponseError> {
+    ) -> Result<Option<ReplicationWait>, ResponseError> {
         let mut state = self.state.lock();
         let partition = state.route(group_id)?;
         let now = now_ms();
@@ -912,12 +903,15 @@ mod tests {
     fn coordinator(dir: &std::path::Path) -> (Arc<GroupCoordinator>, MetadataImage) {
         let logs = Arc::new(LogManager::open(dir, 0, true).unwrap());
         let topic_id = uuid::Uuid::new_v4();
-        logs.open_partition(
-            &TopicPartition::new(OFFSETS_TOPIC, 0),
-            topic_id,
-            LogConfig::default(),
-        )
-        .unwrap();
+        let (partition, _) = logs
+            .open_partition(
+                &TopicPartition::new(OFFSETS_TOPIC, 0),
+                topic_id,
+                LogConfig::default(),
+            )
+            .unwrap();
+        // What the replica manager does before the coordinator loads.
+        crate::partition::testing::make_leader(&partition, 1, 0, vec![1]);
         let mut image = MetadataImage::default();
         image.topics.insert(
             OFFSETS_TOPIC.to_string(),

@@ -22,7 +22,6 @@ use crate::broker::Broker;
 use crate::coordinator::offsets_format::OffsetValue;
 use crate::error::ResponseError;
 use crate::metadata::MetadataImage;
-use crate::replication::ReplicaManager;
 use crate::util::now_ms;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -96,22 +95,14 @@ pub async fn offset_commit(
     // a coordinator fail-over cannot lose it (Kafka maps the replication
     // errors of commits as below).
     let outcome = match outcome {
-        Ok(Some(write)) => {
-            let min_isr = write.partition.log.lock().config().min_insync_replicas;
-            ReplicaManager::wait_for_replication(
-                &write.partition,
-                write.leader_epoch,
-                write.required_offset,
-                min_isr,
-                Instant::now() + COMMIT_TIMEOUT,
-            )
+        Ok(Some(write)) => write
+            .wait(Instant::now() + COMMIT_TIMEOUT)
             .await
             .map_err(|e| match e {
                 ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
                 ResponseError::RequestTimedOut => ResponseError::RequestTimedOut,
                 _ => ResponseError::CoordinatorNotAvailable,
-            })
-        }
+            }),
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };

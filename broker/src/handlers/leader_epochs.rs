@@ -32,21 +32,19 @@ pub fn offsets_for_leader_epoch(
                 None if !exists => out.error_code = ResponseError::UnknownTopicOrPartition.code(),
                 None => out.error_code = ResponseError::NotLeaderOrFollower.code(),
                 Some(partition) => {
-                    let (is_leader, epoch) = {
-                        let st = partition.replica.lock();
-                        (st.is_leader, st.leader_epoch)
-                    };
-                    if !is_leader {
+                    let role = partition.leadership();
+                    let epoch = role.leader_epoch;
+                    if !role.is_leader {
                         out.error_code = ResponseError::NotLeaderOrFollower.code();
                     } else if p.current_leader_epoch >= 0 && p.current_leader_epoch < epoch {
                         out.error_code = ResponseError::FencedLeaderEpoch.code();
                     } else if p.current_leader_epoch > epoch {
                         out.error_code = ResponseError::UnknownLeaderEpoch.code();
                     } else {
-                        let log = partition.log.lock();
-                        let (epoch, end) = log
-                            .leader_epochs()
-                            .end_offset_for(p.leader_epoch, log.log_end_offset());
+                        let (epoch, end) = partition.read_log(|log| {
+                            log.leader_epochs()
+                                .end_offset_for(p.leader_epoch, log.log_end_offset())
+                        });
                         out.leader_epoch = epoch;
                         out.end_offset = end;
                     }

@@ -54,8 +54,7 @@ pub async fn handle(
                 (Some(a), Some(partition)) => {
                     out.leader_epoch = a.leader_epoch;
                     let high_watermark = partition.high_watermark();
-                    let log = partition.log.lock();
-                    match lookup(&log, p.timestamp, high_watermark) {
+                    match partition.read_log(|log| lookup(log, p.timestamp, high_watermark)) {
                         Ok(Some((offset, timestamp, epoch))) => {
                             out.offset = offset;
                             out.timestamp = timestamp;

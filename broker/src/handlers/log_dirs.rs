@@ -35,7 +35,7 @@ pub fn describe_log_dirs(
         }
         let mut p = DescribeLogDirsPartition::default();
         p.partition_index = tp.partition;
-        p.partition_size = partition.log.lock().size_bytes() as i64;
+        p.partition_size = partition.size_bytes() as i64;
         // Partitions have no followers yet, so no replica lags behind.
         p.offset_lag = 0;
         by_topic.entry(tp.topic.clone()).or_default().push(p);

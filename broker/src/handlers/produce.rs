@@ -13,8 +13,6 @@
 //! overlap (their responses still go out in order), so a connection's
 //! throughput is not one request per replication round trip.
 
-use std::sync::Arc;
-
 use futures::future::join_all;
 use tokio::time::{Duration, Instant};
 
@@ -23,21 +21,15 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::disk::AppendOrigin;
 use crate::error::ResponseError;
-use crate::log::compression::CompressionType;
-use crate::log::{AppendError, AppendInfo, Partition};
-use crate::replication::ReplicaManager;
-use crate::util::now_ms;
+use crate::log::AppendError;
+use crate::partition::{Acks, Append, AppendFailure, Appended, ReplicationWait};
 
 /// An appended batch an `acks=all` response must wait for.
 struct PendingReplication {
     topic: usize,
     partition: usize,
-    replica: Arc<Partition>,
-    leader_epoch: i32,
-    required_offset: i64,
-    min_isr: i32,
+    wait: ReplicationWait,
 }
 
 /// A produce request whose batches are appended, waiting (for `acks=all`)
@@ -60,6 +52,7 @@ pub async fn handle(
 /// Validates and appends every partition's batches; nothing here waits.
 pub fn append(broker: &Broker, request: ProduceRequest, version: i16) -> PendingProduce {
     let acks = request.acks;
+    let valid_acks = Acks::from_request(acks);
     let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     let image = broker.image();
     let mut response = ProduceResponse::default();
@@ -80,37 +73,34 @@ pub fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Pending
             p.base_offset = -1;
             p.log_append_time_ms = -1;
             p.log_start_offset = -1;
-            let result = match (topic, &partition_data.records) {
-                _ if !matches!(acks, -1..=1) => Err((
+            let result = match (valid_acks, topic, &partition_data.records) {
+                (None, _, _) => Err((
                     ResponseError::InvalidRequiredAcks,
                     format!("acks={acks} is not 0, 1 or -1"),
                 )),
-                (None, _) if version >= 13 => Err((
+                (_, None, _) if version >= 13 => Err((
                     ResponseError::UnknownTopicId,
                     "unknown topic id".to_string(),
                 )),
-                (None, _) => Err((
+                (_, None, _) => Err((
                     ResponseError::UnknownTopicOrPartition,
                     "unknown topic".to_string(),
                 )),
-                (_, None) => Err((ResponseError::CorruptMessage, "no records".to_string())),
-                (Some(topic), Some(records)) => {
+                (_, _, None) => Err((ResponseError::CorruptMessage, "no records".to_string())),
+                (Some(acks), Some(topic), Some(records)) => {
                     append_partition(broker, topic, partition_data.index, records, acks, version)
                 }
             };
             match result {
-                Ok((info, log_start, wait)) => {
-                    p.base_offset = info.base_offset;
-                    p.log_append_time_ms = info.log_append_time;
-                    p.log_start_offset = log_start;
-                    if let Some((replica, leader_epoch, min_isr)) = wait {
+                Ok(appended) => {
+                    p.base_offset = appended.info.base_offset;
+                    p.log_append_time_ms = appended.info.log_append_time;
+                    p.log_start_offset = appended.log_start_offset;
+                    if let Some(wait) = appended.replication {
                         pending.push(PendingReplication {
                             topic: response.responses.len(),
                             partition: topic_response.partition_responses.len(),
-                            replica,
-                            leader_epoch,
-                            required_offset: info.last_offset + 1,
-                            min_isr,
+                            wait,
                         });
                     }
                 }
@@ -147,16 +137,7 @@ impl PendingProduce {
         if acks == 0 {
             return None;
         }
-        let outcomes = join_all(pending.iter().map(|w| {
-            ReplicaManager::wait_for_replication(
-                &w.replica,
-                w.leader_epoch,
-                w.required_offset,
-                w.min_isr,
-                deadline,
-            )
-        }))
-        .await;
+        let outcomes = join_all(pending.iter().map(|p| p.wait.wait(deadline))).await;
         for (wait, outcome) in pending.iter().zip(outcomes) {
             if let Err(error) = outcome {
                 let p = &mut response.responses[wait.topic].partition_responses[wait.partition];
@@ -178,15 +159,14 @@ impl PendingProduce {
     }
 }
 
-/// A successful append: what to answer, and for `acks=all` what to wait for.
-type Appended = (AppendInfo, i64, Option<(Arc<Partition>, i32, i32)>);
-
+/// Appends one partition's batches through the partition's entry point and
+/// maps a refusal to the produce error Kafka gives for it.
 fn append_partition(
     broker: &Broker,
     topic: &crate::metadata::TopicImage,
     index: i32,
     records: &[u8],
-    acks: i16,
+    acks: Acks,
     version: i16,
 ) -> Result<Appended, (ResponseError, String)> {
     let Some(assignment) = topic.partitions.get(index as usize) else {
@@ -207,81 +187,52 @@ fn append_partition(
     let Some(partition) = broker.partition(&topic.name, index) else {
         return not_leader();
     };
-    // The replica's own state decides: it changes only with its role.
-    let (is_leader, leader_epoch, isr_size) = {
-        let st = partition.replica.lock();
-        (st.is_leader, st.leader_epoch, st.isr.len() as i32)
+    let e = match partition.append(Append::Client { records, acks }) {
+        Ok(appended) => {
+            if !appended.info.duplicate {
+                broker.metrics.record_produce(
+                    &topic.name,
+                    appended.info.bytes,
+                    appended.info.records,
+                );
+            }
+            return Ok(appended);
+        }
+        Err(AppendFailure::NotLeader | AppendFailure::Stale) => return not_leader(),
+        Err(e @ AppendFailure::NotEnoughReplicas { .. }) => {
+            broker
+                .metrics
+                .record_produce_error(ResponseError::NotEnoughReplicas);
+            return Err((ResponseError::NotEnoughReplicas, e.to_string()));
+        }
+        Err(AppendFailure::Log(e)) => e,
     };
-    if !is_leader {
-        return not_leader();
-    }
-    let mut log = partition.log.lock();
-    let min_isr = log.config().min_insync_replicas;
-    if acks == -1 && isr_size < min_isr {
-        drop(log);
-        broker
-            .metrics
-            .record_produce_error(ResponseError::NotEnoughReplicas);
-        return Err((
-            ResponseError::NotEnoughReplicas,
-            format!("{isr_size} in-sync replica(s), min.insync.replicas is {min_isr}"),
-        ));
-    }
-    // An fsync, or recompressing into the topic's codec, may take a while:
-    // off the async worker then.
-    let may_block = log.config().flush_messages < i64::MAX
-        || log.config().compression != CompressionType::Producer;
-    let result = if may_block {
-        tokio::task::block_in_place(|| {
-            log.append(records, leader_epoch, AppendOrigin::Client, now_ms())
-        })
+    let code = match &e {
+        AppendError::Corrupt(crate::log::batch::BatchError::BadCrc { .. })
+        | AppendError::Corrupt(crate::log::batch::BatchError::Truncated(_))
+        | AppendError::Corrupt(crate::log::batch::BatchError::BadLength(_)) => {
+            ResponseError::CorruptMessage
+        }
+        AppendError::Corrupt(_) if version >= 8 => ResponseError::InvalidRecord,
+        AppendError::Corrupt(_) => ResponseError::CorruptMessage,
+        AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        AppendError::Transactional => ResponseError::InvalidTxnState,
+        // Retriable: the client tries again, and the append succeeds
+        // once space returns or leadership moves off this broker.
+        AppendError::Io(_) | AppendError::Storage(_) => ResponseError::KafkaStorageError,
+        // Only replicated appends check contiguity.
+        AppendError::NonContiguous { .. } => ResponseError::UnknownServerError,
+    };
+    if matches!(e, AppendError::Io(_)) {
+        tracing::error!(topic = %topic.name, partition = index, error = %e, "append failed");
+    } else if matches!(e, AppendError::Storage(_)) {
+        tracing::debug!(topic = %topic.name, partition = index, error = %e, "append refused");
     } else {
-        log.append(records, leader_epoch, AppendOrigin::Client, now_ms())
-    };
-    let log_start = log.log_start_offset();
-    let end = log.log_end_offset();
-    drop(log);
-    match result {
-        Ok(info) => {
-            if !info.duplicate {
-                partition.notify(end);
-                broker.replicas.update_high_watermark(&partition);
-                broker
-                    .metrics
-                    .record_produce(&topic.name, info.bytes, info.records);
-            }
-            let wait = (acks == -1).then(|| (partition.clone(), leader_epoch, min_isr));
-            Ok((info, log_start, wait))
-        }
-        Err(e) => {
-            let code = match &e {
-                AppendError::Corrupt(crate::log::batch::BatchError::BadCrc { .. })
-                | AppendError::Corrupt(crate::log::batch::BatchError::Truncated(_))
-                | AppendError::Corrupt(crate::log::batch::BatchError::BadLength(_)) => {
-                    ResponseError::CorruptMessage
-                }
-                AppendError::Corrupt(_) if version >= 8 => ResponseError::InvalidRecord,
-                AppendError::Corrupt(_) => ResponseError::CorruptMessage,
-                AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,
-                AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
-                AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
-                AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
-                AppendError::Transactional => ResponseError::InvalidTxnState,
-                // Retriable: the client tries again, and the append succeeds
-                // once space returns or leadership moves off this broker.
-                AppendError::Io(_) | AppendError::Storage(_) => ResponseError::KafkaStorageError,
-                // Only replicated appends check contiguity.
-                AppendError::NonContiguous { .. } => ResponseError::UnknownServerError,
-            };
-            if matches!(e, AppendError::Io(_)) {
-                tracing::error!(topic = %topic.name, partition = index, error = %e, "append failed");
-            } else if matches!(e, AppendError::Storage(_)) {
-                tracing::debug!(topic = %topic.name, partition = index, error = %e, "append refused");
-            } else {
-                tracing::debug!(topic = %topic.name, partition = index, error = %e, "produce rejected");
-            }
-            broker.metrics.record_produce_error(code);
-            Err((code, e.to_string()))
-        }
+        tracing::debug!(topic = %topic.name, partition = index, error = %e, "produce rejected");
     }
+    broker.metrics.record_produce_error(code);
+    Err((code, e.to_string()))
 }

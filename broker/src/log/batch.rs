@@ -147,6 +147,30 @@ pub fn batch_size_at(bytes: &[u8]) -> Result<usize, BatchError> {
     Ok(LOG_OVERHEAD + length as usize)
 }
 
+/// The batches of a record set in order, as `(position, size)`; ends with
+/// an error where the bytes left are not a whole batch (a produce request
+/// with that is corrupt; a fetch response may end so, and its reader stops).
+pub fn batch_spans(
+    records: &[u8],
+) -> impl Iterator<Item = Result<(usize, usize), BatchError>> + '_ {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos >= records.len() {
+            return None;
+        }
+        let span = match batch_size_at(&records[pos..]) {
+            Ok(size) if pos + size <= records.len() => Ok((pos, size)),
+            Ok(_) => Err(BatchError::Truncated(records.len() - pos)),
+            Err(e) => Err(e),
+        };
+        pos = match span {
+            Ok((_, size)) => pos + size,
+            Err(_) => records.len(),
+        };
+        Some(span)
+    })
+}
+
 /// Fully validates one stored or produced batch occupying all of `bytes`:
 /// magic, CRC-32C, record count and offset delta, codec.
 pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
@@ -329,6 +353,23 @@ pub mod test_support {
 mod tests {
     use super::test_support::batch;
     use super::*;
+
+    #[test]
+    fn a_record_set_splits_into_its_batches_and_a_partial_tail_is_an_error() {
+        let (a, b) = (
+            batch(&[b"a"], 0, (-1, -1, -1)),
+            batch(&[b"bb"], 0, (-1, -1, -1)),
+        );
+        let mut set = [a.clone(), b.clone()].concat();
+        let spans: Vec<_> = batch_spans(&set).collect::<Result<_, _>>().unwrap();
+        assert_eq!(spans, vec![(0, a.len()), (a.len(), b.len())]);
+        set.truncate(a.len() + 20);
+        let spans: Vec<_> = batch_spans(&set).collect();
+        assert_eq!(spans.len(), 2);
+        assert_eq!(spans[0].as_ref().ok(), Some(&(0, a.len())));
+        assert!(matches!(spans[1], Err(BatchError::Truncated(20))));
+        assert_eq!(batch_spans(&[]).count(), 0);
+    }
 
     #[test]
     fn a_well_formed_batch_validates_and_offsets_can_be_assigned() {

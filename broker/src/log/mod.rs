@@ -6,9 +6,9 @@
 //! segment's newest bytes in memory, written with `O_DIRECT`), `producer_state`
 //! (idempotence), `partition_log` (one partition), `cleaner` (log
 //! compaction), `flusher` (fsyncs at roll and early writeback, off the
-//! append path), `manager` (the log directory, checkpoints and background
-//! upkeep), `change_listener` (how fetch sessions learn which partitions
-//! changed).
+//! append path), `change_listener` (how fetch sessions learn which partitions
+//! changed), `topic_partition` (a partition's name). The log directory as a
+//! whole and the partitions in it are `crate::partition`'s.
 
 pub mod batch;
 pub mod change_listener;
@@ -18,11 +18,11 @@ pub mod direct_tail;
 pub mod flusher;
 pub mod index;
 pub mod leader_epochs;
-pub mod manager;
 pub mod partition_log;
 pub mod producer_state;
 pub mod segment;
+pub mod topic_partition;
 
 pub use change_listener::ChangeListener;
-pub use manager::{LogManager, Partition, TopicPartition};
 pub use partition_log::{AppendError, AppendInfo, PartitionLog, ReadError, ReadSlice};
+pub use topic_partition::TopicPartition;

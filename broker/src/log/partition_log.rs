@@ -380,12 +380,8 @@ impl PartitionLog {
     ) -> Result<AppendInfo, AppendError> {
         // Split and validate every batch before touching the log.
         let mut spans = Vec::new();
-        let mut pos = 0;
-        while pos < records.len() {
-            let size = batch::batch_size_at(&records[pos..])?;
-            if pos + size > records.len() {
-                return Err(BatchError::Truncated(records.len() - pos).into());
-            }
+        for span in batch::batch_spans(records) {
+            let (pos, size) = span?;
             if size > self.config.max_message_bytes {
                 return Err(AppendError::TooLarge {
                     size,
@@ -400,7 +396,6 @@ impl PartitionLog {
                 self.check_timestamps(&header, now_ms)?;
             }
             spans.push((pos, size, header));
-            pos += size;
         }
         if spans.is_empty() {
             return Err(BatchError::BadCount(0).into());
@@ -525,20 +520,15 @@ impl PartitionLog {
 
     fn append_follower(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
         let mut spans = Vec::new();
-        let mut pos = 0;
         let mut next = self.log_end_offset();
-        while pos < records.len() {
+        for span in batch::batch_spans(records) {
             // A fetch response may end with a partial batch: stop there.
-            let Ok(size) = batch::batch_size_at(&records[pos..]) else {
+            let Ok((pos, size)) = span else {
                 break;
             };
-            if pos + size > records.len() {
-                break;
-            }
             let header = batch::validate(&records[pos..pos + size])?;
             if header.last_offset() < next {
                 // Already have it (the leader's batch straddles our end).
-                pos += size;
                 continue;
             }
             if header.base_offset != next {
@@ -549,7 +539,6 @@ impl PartitionLog {
             }
             next = header.last_offset() + 1;
             spans.push((pos, size, header));
-            pos += size;
         }
         let base_offset = self.log_end_offset();
         let Some((first, _, _)) = spans.first() else {

@@ -478,17 +478,16 @@ impl Metrics {
                 partition.tp.topic.as_str(),
                 &partition.tp.partition.to_string(),
             ];
-            let log = partition.log.lock();
+            let offsets = partition.offsets();
             self.log_size
                 .with_label_values(&labels)
-                .set(log.size_bytes() as i64);
+                .set(offsets.size_bytes as i64);
             self.log_start
                 .with_label_values(&labels)
-                .set(log.log_start_offset());
+                .set(offsets.log_start_offset);
             self.log_end
                 .with_label_values(&labels)
-                .set(log.log_end_offset());
-            drop(log);
+                .set(offsets.log_end_offset);
             self.high_watermark
                 .with_label_values(&labels)
                 .set(partition.high_watermark());

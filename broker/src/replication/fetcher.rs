@@ -41,11 +41,10 @@ use super::client::KafkaClient;
 use crate::config::BrokerConfig;
 use crate::disk::{DirState, LogDirHealth};
 use crate::error::ResponseError;
-use crate::log::leader_epochs::UNDEFINED_OFFSET;
-use crate::log::{Partition, TopicPartition};
+use crate::log::{AppendError, TopicPartition};
 use crate::metadata::MetadataQuorum;
 use crate::ops::metrics::Metrics;
-use crate::util::now_ms;
+use crate::partition::{Append, AppendFailure, Partition};
 
 /// Fetch v12: replica id in the body, topics by name, fetch sessions.
 const FETCH_VERSION: i16 = 12;
@@ -401,7 +400,7 @@ async fn truncate(
     request.replica_id = BrokerId(context.node_id);
     let mut asked = Vec::new();
     for (tp, state) in partitions {
-        let latest = state.partition.log.lock().leader_epochs().latest_epoch();
+        let latest = state.partition.latest_epoch();
         let Some(latest) = latest else {
             // Nothing written under any epoch: nothing can have diverged.
             update_state(shared, &tp, state.leader_epoch, &state.partition, |s| {
@@ -455,12 +454,9 @@ async fn truncate(
             continue;
         }
         let done = tokio::task::block_in_place(|| {
-            truncate_to_leader(
-                &state.partition,
-                asked_epoch,
-                answer.leader_epoch,
-                answer.end_offset,
-            )
+            state
+                .partition
+                .truncate_to_leader(asked_epoch, answer.leader_epoch, answer.end_offset)
         });
         match done {
             Ok(done) => update_state(shared, &tp, state.leader_epoch, &state.partition, |s| {
@@ -477,47 +473,6 @@ async fn truncate(
         }
     }
     Ok(())
-}
-
-/// Kafka's follower truncation rule; returns whether the log now agrees
-/// with the leader (false: ask again with the new latest epoch).
-fn truncate_to_leader(
-    partition: &Partition,
-    asked_epoch: i32,
-    leader_epoch: i32,
-    leader_end_offset: i64,
-) -> std::io::Result<bool> {
-    let mut log = partition.log.lock();
-    let log_end = log.log_end_offset();
-    let (target, done) = if leader_end_offset == UNDEFINED_OFFSET {
-        // The leader knows nothing of our epoch: keep what is committed.
-        (partition.high_watermark(), true)
-    } else if leader_epoch == asked_epoch {
-        (leader_end_offset.min(log_end), true)
-    } else {
-        let (ours, our_end) = log.leader_epochs().end_offset_for(leader_epoch, log_end);
-        if ours == leader_epoch {
-            (leader_end_offset.min(our_end), true)
-        } else {
-            // We never had the leader's epoch: cut to where ours below it ended and ask again.
-            (our_end.min(log_end), false)
-        }
-    };
-    if target < log_end {
-        log.truncate_to(target)?;
-        let end = log.log_end_offset();
-        tracing::warn!(
-            partition = %partition.tp,
-            from = log_end,
-            to = end,
-            leader_epoch,
-            "truncated a diverged follower log to agree with the leader"
-        );
-        drop(log);
-        partition.set_high_watermark(partition.high_watermark().min(end));
-        partition.notify(end);
-    }
-    Ok(done || target >= log_end)
 }
 
 /// The fetch request for one round: every ready partition for a full
@@ -554,13 +509,11 @@ fn build_request(context: &Context, shared: &Shared, session: &FetchSession) -> 
             state.in_session = None;
             continue;
         }
-        let entry = {
-            let log = state.partition.log.lock();
-            SessionEntry {
-                fetch_offset: log.log_end_offset(),
-                log_start: log.log_start_offset(),
-                leader_epoch: state.leader_epoch,
-            }
+        let offsets = state.partition.offsets();
+        let entry = SessionEntry {
+            fetch_offset: offsets.log_end_offset,
+            log_start: offsets.log_start_offset,
+            leader_epoch: state.leader_epoch,
         };
         if !full && held.map(|(_, e)| e) == Some(entry) {
             continue; // the leader's session has it as it is
@@ -660,11 +613,9 @@ async fn fetch(
                     continue;
                 }
                 // Nothing new: only the leader's high watermark to take.
-                let partition = &state.partition;
-                let end = partition.log.lock().log_end_offset();
-                if data.high_watermark >= 0 {
-                    partition.set_high_watermark(data.high_watermark.min(end));
-                }
+                let end = state
+                    .partition
+                    .take_leader_high_watermark(data.high_watermark);
                 state.lag = (data.high_watermark - end).max(0);
             }
         }
@@ -679,32 +630,27 @@ async fn fetch(
             continue;
         }
         let records = data.records.as_deref().unwrap_or(&[]);
-        let appended = tokio::task::block_in_place(|| {
-            let mut log = partition.log.lock();
-            if log.log_end_offset() != fetch_offset {
-                return Ok(None); // truncated meanwhile; the next round refetches
-            }
-            let info = log.append_replicated(records, now_ms())?;
-            Ok::<_, crate::log::AppendError>(Some((info, log.log_end_offset())))
+        let appended = partition.append(Append::Replication {
+            records,
+            leader_epoch: state.leader_epoch,
+            fetch_offset,
+            leader_high_watermark: data.high_watermark,
         });
         match appended {
-            Ok(Some((info, end))) => {
-                if info.records > 0 {
-                    partition.notify(end);
-                    context.metrics.record_replicated(info.bytes);
+            Ok(appended) => {
+                if appended.info.records > 0 {
+                    context.metrics.record_replicated(appended.info.bytes);
                 }
-                if data.high_watermark >= 0 {
-                    partition.set_high_watermark(data.high_watermark.min(end));
-                }
-                let lag = (data.high_watermark - end).max(0);
+                let lag = (data.high_watermark - appended.log_end_offset).max(0);
                 update_state(shared, tp, state.leader_epoch, partition, |s| s.lag = lag);
             }
-            Ok(None) => {}
+            // Truncated or re-led meanwhile: the next round refetches.
+            Err(AppendFailure::Stale) => {}
             Err(e) => {
                 any_error = true;
                 let storage = matches!(
                     e,
-                    crate::log::AppendError::Io(_) | crate::log::AppendError::Storage(_)
+                    AppendFailure::Log(AppendError::Io(_) | AppendError::Storage(_))
                 );
                 if storage {
                     tracing::warn!(partition = %tp, error = %e, "cannot append replicated records; pausing until the log directory takes writes");
@@ -745,16 +691,9 @@ fn handle_partition_error(
             let leader_start = data.log_start_offset;
             if leader_start >= 0 && fetch_offset < leader_start {
                 tracing::warn!(partition = %tp, fetch_offset, leader_start, "follower is behind the leader's log start: restarting the log there");
-                let result = tokio::task::block_in_place(|| {
-                    partition
-                        .log
-                        .lock()
-                        .truncate_fully_and_start_at(leader_start)
-                });
-                if let Err(e) = result {
+                if let Err(e) = partition.restart_at_leader_start(leader_start) {
                     tracing::error!(partition = %tp, error = %e, "cannot reset the log");
                 }
-                partition.set_high_watermark(leader_start);
                 update_state(shared, tp, state.leader_epoch, partition, |s| {
                     s.retry_at = None
                 });

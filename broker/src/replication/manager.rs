@@ -1,23 +1,21 @@
 //! The replica manager: keeps every local partition's role in step with the
-//! metadata image (leader, follower or offline), and on leaders tracks
-//! follower progress, advances the high watermark, changes the ISR through
-//! the controller and completes `acks=all` produces.
+//! metadata image (leader, follower or offline), starts and stops the
+//! fetchers that follow, records follower progress on leaders and sends ISR
+//! changes to the controller. The decisions are the partition's
+//! (`partition::leadership`); this module carries them out.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::fetcher::{FetchSettings, FetcherManager};
 use super::throttle::Throttle;
-use super::FollowerProgress;
 use crate::config::BrokerConfig;
 use crate::error::ResponseError;
-use crate::log::{LogManager, Partition};
 use crate::metadata::controller::Controller;
 use crate::metadata::records::{PartitionChange, PartitionRecord};
 use crate::metadata::{MetadataImage, MetadataQuorum};
 use crate::ops::metrics::Metrics;
+use crate::partition::{IsrProposal, LogManager, Partition, RoleChange};
 use crate::util::now_ms;
 
 pub struct ReplicaManager {
@@ -101,87 +99,18 @@ impl ReplicaManager {
     }
 
     fn apply_partition(self: &Arc<Self>, partition: &Arc<Partition>, record: &PartitionRecord) {
-        let me = self.node_id;
-        let now = now_ms();
-        let log_end = partition.log.lock().log_end_offset();
-        let mut st = partition.replica.lock();
-        let role_changed = st.leader != record.leader || st.leader_epoch != record.leader_epoch;
-        if !role_changed && st.partition_epoch == record.partition_epoch {
-            return;
-        }
-        st.leader = record.leader;
-        st.leader_epoch = record.leader_epoch;
-        st.partition_epoch = record.partition_epoch;
-        st.replicas = record.replicas.clone();
-        st.isr = record.isr.clone();
-        st.adding = record.adding_replicas.clone();
-        st.pending_isr = None;
-        if record.leader == me {
-            if role_changed {
-                st.is_leader = true;
-                st.epoch_start_offset = log_end;
-                st.followers = record
-                    .replicas
-                    .iter()
-                    .filter(|r| **r != me)
-                    .map(|r| (*r, FollowerProgress::new(now, record.isr.contains(r))))
-                    .collect();
-                drop(st);
-                self.fetchers.remove(&partition.tp);
-                if let Err(e) = partition
-                    .log
-                    .lock()
-                    .assign_leader_epoch(record.leader_epoch)
-                {
-                    tracing::error!(partition = %partition.tp, error = %e, "cannot record the leader epoch");
-                }
-                tracing::info!(
-                    partition = %partition.tp,
-                    leader_epoch = record.leader_epoch,
-                    isr = ?record.isr,
-                    log_end_offset = log_end,
-                    high_watermark = partition.high_watermark(),
-                    "became leader"
-                );
-            } else {
-                // Same leadership, new ISR or replica set (a reassignment).
-                let replicas = record.replicas.clone();
-                st.followers.retain(|r, _| replicas.contains(r));
-                for r in replicas.iter().filter(|r| **r != me) {
-                    st.followers
-                        .entry(*r)
-                        .or_insert_with(|| FollowerProgress::new(now, false));
-                }
-                drop(st);
+        match partition.apply_record(record, self.node_id, now_ms()) {
+            None => {}
+            Some(RoleChange::BecameLeader | RoleChange::Stop) => {
+                self.fetchers.remove(&partition.tp)
             }
-            self.update_high_watermark(partition);
-        } else {
-            st.is_leader = false;
-            st.followers.clear();
-            drop(st);
-            if role_changed {
-                if record.leader >= 0 && record.replicas.contains(&me) {
-                    tracing::info!(
-                        partition = %partition.tp,
-                        leader = record.leader,
-                        leader_epoch = record.leader_epoch,
-                        "following"
-                    );
-                    self.fetchers
-                        .follow(record.leader, partition.clone(), record.leader_epoch);
-                } else {
-                    self.fetchers.remove(&partition.tp);
-                }
-            }
+            Some(RoleChange::Follow {
+                leader,
+                leader_epoch,
+            }) => self
+                .fetchers
+                .follow(leader, partition.clone(), leader_epoch),
         }
-        if role_changed {
-            partition.wake_waiters();
-        }
-    }
-
-    /// On a leader: moves the high watermark to what the ISR allows.
-    pub fn update_high_watermark(&self, partition: &Partition) {
-        partition.update_leader_high_watermark();
     }
 
     /// On a leader, for a fetch from replica `follower` at `fetch_offset`
@@ -193,42 +122,9 @@ impl ReplicaManager {
         follower: i32,
         fetch_offset: i64,
     ) -> Result<(), ResponseError> {
-        let log_end = partition.log.lock().log_end_offset();
-        let now = now_ms();
-        let expand = {
-            let mut st = partition.replica.lock();
-            if !st.is_leader {
-                return Err(ResponseError::NotLeaderOrFollower);
-            }
-            if !st.replicas.contains(&follower) {
-                return Err(ResponseError::NotLeaderOrFollower);
-            }
-            if fetch_offset > log_end {
-                // Diverged: the follower must truncate first.
-                return Err(ResponseError::OffsetOutOfRange);
-            }
-            st.followers
-                .entry(follower)
-                .or_insert_with(|| FollowerProgress::new(now, false))
-                .on_fetch(fetch_offset, log_end, now);
-            let hw = partition.high_watermark();
-            if !st.isr.contains(&follower)
-                && st.pending_isr.is_none()
-                && fetch_offset >= hw
-                && fetch_offset >= st.epoch_start_offset
-            {
-                let mut isr = st.isr.clone();
-                isr.push(follower);
-                st.pending_isr = Some(isr.clone());
-                Some(self.isr_change(partition, st.partition_epoch, isr))
-            } else {
-                None
-            }
-        };
-        self.update_high_watermark(partition);
-        if let Some(change) = expand {
+        if let Some(proposal) = partition.record_follower_fetch(follower, fetch_offset, now_ms())? {
             tracing::info!(partition = %partition.tp, follower, "follower caught up: expanding the ISR");
-            self.submit_isr_change(partition.clone(), change, IsrChange::Expand);
+            self.submit_isr_change(partition.clone(), proposal, IsrChange::Expand);
         }
         Ok(())
     }
@@ -238,44 +134,9 @@ impl ReplicaManager {
     pub fn shrink_isrs(self: &Arc<Self>) {
         let now = now_ms();
         for partition in self.logs.all() {
-            let change = {
-                let mut st = partition.replica.lock();
-                if !st.is_leader || st.pending_isr.is_some() {
-                    continue;
-                }
-                let laggards = st.laggards(self.node_id, now, self.lag_max_ms);
-                if laggards.is_empty() {
-                    continue;
-                }
-                let isr: Vec<i32> = st
-                    .isr
-                    .iter()
-                    .copied()
-                    .filter(|b| !laggards.contains(b))
-                    .collect();
-                tracing::warn!(
-                    partition = %partition.tp,
-                    from = ?st.isr,
-                    to = ?isr,
-                    lagging = ?laggards,
-                    "shrinking the ISR: followers have not caught up within replica.lag.time.max.ms"
-                );
-                st.pending_isr = Some(isr.clone());
-                self.isr_change(&partition, st.partition_epoch, isr)
-            };
-            self.submit_isr_change(partition, change, IsrChange::Shrink);
-        }
-    }
-
-    fn isr_change(&self, partition: &Partition, epoch: i32, isr: Vec<i32>) -> PartitionChange {
-        PartitionChange {
-            topic_id: partition.topic_id,
-            partition: partition.tp.partition,
-            expected_partition_epoch: epoch,
-            leader: None,
-            isr: Some(isr),
-            replicas: None,
-            unclean: false,
+            if let Some(proposal) = partition.propose_shrink(self.node_id, now, self.lag_max_ms) {
+                self.submit_isr_change(partition, proposal, IsrChange::Shrink);
+            }
         }
     }
 
@@ -286,12 +147,21 @@ impl ReplicaManager {
     fn submit_isr_change(
         self: &Arc<Self>,
         partition: Arc<Partition>,
-        change: PartitionChange,
+        proposal: IsrProposal,
         kind: IsrChange,
     ) {
         let this = self.clone();
+        let epoch = proposal.partition_epoch;
+        let change = PartitionChange {
+            topic_id: partition.topic_id,
+            partition: partition.tp.partition,
+            expected_partition_epoch: epoch,
+            leader: None,
+            isr: Some(proposal.isr),
+            replicas: None,
+            unclean: false,
+        };
         tokio::spawn(async move {
-            let epoch = change.expected_partition_epoch;
             match this.controller.change_partitions(vec![change]).await {
                 Ok(()) => match kind {
                     IsrChange::Expand => this.metrics.isr_expands.inc(),
@@ -299,50 +169,10 @@ impl ReplicaManager {
                 },
                 Err(e) => {
                     tracing::warn!(partition = %partition.tp, error = %e, "ISR change refused");
-                    let mut st = partition.replica.lock();
-                    if st.partition_epoch == epoch {
-                        st.pending_isr = None;
-                    }
+                    partition.proposal_refused(epoch);
                 }
             }
         });
-    }
-
-    /// Waits until the ISR has everything up to `required_offset` (an
-    /// `acks=all` produce). Fails with NOT_LEADER_OR_FOLLOWER if leadership
-    /// moved, NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below
-    /// `min_isr` meanwhile, or REQUEST_TIMED_OUT.
-    pub async fn wait_for_replication(
-        partition: &Partition,
-        leader_epoch: i32,
-        required_offset: i64,
-        min_isr: i32,
-        deadline: Instant,
-    ) -> Result<(), ResponseError> {
-        let mut changes = partition.subscribe_high_watermark();
-        loop {
-            {
-                let st = partition.replica.lock();
-                if !st.is_leader || st.leader_epoch != leader_epoch {
-                    return Err(ResponseError::NotLeaderOrFollower);
-                }
-                if partition.high_watermark() >= required_offset {
-                    return if (st.isr.len() as i32) < min_isr {
-                        Err(ResponseError::NotEnoughReplicasAfterAppend)
-                    } else {
-                        Ok(())
-                    };
-                }
-            }
-            tokio::select! {
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return Err(ResponseError::NotLeaderOrFollower);
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => return Err(ResponseError::RequestTimedOut),
-            }
-        }
     }
 
     /// The largest fetch lag (leader's high watermark minus our log end)

@@ -38,8 +38,9 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::disk::sendfile::StandIns;
 use crate::error::ResponseError;
-use crate::log::{ChangeListener, Partition, ReadError, ReadSlice};
+use crate::log::{ChangeListener, ReadError, ReadSlice};
 use crate::metadata::MetadataImage;
+use crate::partition::Partition;
 use crate::util::now_ms;
 use sessions::{
     Begun, FetchContext, OpenedPartition, PartitionFetch, PartitionResult, SentState,
@@ -385,7 +386,7 @@ impl Targets<'_> {
                             {
                                 target.error = Some(e);
                             }
-                            target.throttled = partition.replica.lock().adding.contains(&id);
+                            target.throttled = partition.is_adding(id);
                         }
                         (Some(_), None) => {}
                     }
@@ -496,7 +497,7 @@ fn collect(
             data.error_code = error.code();
             if let Some(partition) = &target.partition {
                 // A follower out of range needs these to recover.
-                data.log_start_offset = partition.log.lock().log_start_offset();
+                data.log_start_offset = partition.log_start_offset();
                 data.high_watermark = partition.high_watermark();
             }
             any_error = true;
@@ -512,8 +513,7 @@ fn collect(
             limit = 0;
         }
         let hw = partition.high_watermark();
-        let (slice, start) = {
-            let log = partition.log.lock();
+        let (slice, start) = partition.read_log(|log| {
             // Followers replicate everything; consumers see committed records.
             let upper_bound = if for_follower {
                 log.log_end_offset()
@@ -527,7 +527,7 @@ fn collect(
                 log.read(target.fetch_offset, limit, min_one, upper_bound),
                 start,
             )
-        };
+        });
         data.high_watermark = hw;
         data.last_stable_offset = hw;
         data.log_start_offset = start;

@@ -20,16 +20,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::change_listener::{Change, ChangeListener, Listeners};
-use super::cleaner;
-use super::partition_log::{PartitionLog, RecoveryReport};
+use super::Partition;
 use crate::config::LogConfig;
 use crate::disk::write::write_atomically;
 use crate::disk::{DirState, LogDirHealth};
-use crate::replication::ReplicaState;
+use crate::log::cleaner;
+use crate::log::partition_log::{PartitionLog, RecoveryReport};
+use crate::log::TopicPartition;
 use crate::util::now_ms;
 
 const CLEAN_SHUTDOWN_FILE: &str = ".tideline_clean_shutdown";
@@ -41,117 +40,6 @@ const PARTITION_METADATA_FILE: &str = "partition.metadata";
 /// epoch), in the checkpoint format; without it a restart would forget them
 /// until new data makes the log dirty again.
 const TOMBSTONE_EXPIRY_FILE: &str = "cleaner-tombstone-expiry-checkpoint";
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition {
-            topic: topic.into(),
-            partition,
-        }
-    }
-
-    pub fn dir_name(&self) -> String {
-        format!("{}-{}", self.topic, self.partition)
-    }
-
-    /// Parses `<topic>-<partition>` (topic names may contain '-').
-    pub fn from_dir_name(name: &str) -> Option<TopicPartition> {
-        let (topic, partition) = name.rsplit_once('-')?;
-        Some(TopicPartition::new(topic, partition.parse().ok()?))
-    }
-}
-
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
-
-/// A partition hosted by this broker: its log, its replication state, and
-/// two signals: the log end offset moved (follower fetches wait on it) and
-/// the high watermark moved or the replica's role changed (consumer fetches
-/// and `acks=all` produces wait on it).
-pub struct Partition {
-    pub tp: TopicPartition,
-    pub topic_id: Uuid,
-    pub log: Mutex<PartitionLog>,
-    /// Leadership, ISR and follower progress (see `replication`). Lock
-    /// order: `replica` is never held while taking `log`.
-    pub replica: Mutex<ReplicaState>,
-    end_offset: watch::Sender<i64>,
-    high_watermark: watch::Sender<i64>,
-    /// Fetch sessions holding this partition (see `change_listener`).
-    listeners: Listeners,
-}
-
-impl Partition {
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.end_offset.subscribe()
-    }
-
-    /// Tells waiting fetches that new data (or a new log start) is there.
-    pub fn notify(&self, end_offset: i64) {
-        self.end_offset.send_replace(end_offset);
-        self.tell_listeners(Change::Data);
-    }
-
-    /// Registers a fetch session's listener for this partition's changes.
-    pub fn listen(&self, listener: &Arc<ChangeListener>) {
-        self.listeners.add(listener);
-    }
-
-    fn tell_listeners(&self, change: Change) {
-        self.listeners.tell(&self.tp, self.topic_id, change);
-    }
-
-    /// Consumers read below this offset: every in-sync replica has it.
-    pub fn high_watermark(&self) -> i64 {
-        *self.high_watermark.borrow()
-    }
-
-    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
-        self.high_watermark.subscribe()
-    }
-
-    /// Moves the high watermark (forward as a leader learns its followers'
-    /// progress; a follower takes its leader's, capped by its own log end).
-    pub fn set_high_watermark(&self, offset: i64) {
-        let changed = self.high_watermark.send_if_modified(|hw| {
-            let changed = *hw != offset;
-            *hw = offset;
-            changed
-        });
-        if changed {
-            self.tell_listeners(Change::HighWatermark);
-        }
-    }
-
-    /// Moves the high watermark forward to `offset` (never back).
-    pub fn advance_high_watermark(&self, offset: i64) {
-        let advanced = self.high_watermark.send_if_modified(|hw| {
-            let advanced = offset > *hw;
-            if advanced {
-                *hw = offset;
-            }
-            advanced
-        });
-        if advanced {
-            self.tell_listeners(Change::HighWatermark);
-        }
-    }
-
-    /// Wakes everything waiting on the high watermark (the role changed).
-    pub fn wake_waiters(&self) {
-        self.high_watermark.send_modify(|_| {});
-        self.tell_listeners(Change::Role);
-    }
-}
 
 pub struct LogManager {
     dir: PathBuf,
@@ -276,23 +164,8 @@ impl LogManager {
             );
         }
         write_partition_metadata(&dir, topic_id)?;
-        let (end_offset, _) = watch::channel(log.log_end_offset());
-        let high_watermark = self
-            .high_watermarks
-            .get(tp)
-            .copied()
-            .unwrap_or(0)
-            .clamp(log.log_start_offset(), log.log_end_offset());
-        let (high_watermark, _) = watch::channel(high_watermark);
-        let partition = Arc::new(Partition {
-            tp: tp.clone(),
-            topic_id,
-            log: Mutex::new(log),
-            replica: Mutex::new(ReplicaState::default()),
-            end_offset,
-            high_watermark,
-            listeners: Listeners::default(),
-        });
+        let high_watermark = self.high_watermarks.get(tp).copied().unwrap_or(0);
+        let partition = Arc::new(Partition::new(tp.clone(), topic_id, log, high_watermark));
         self.partitions
             .write()
             .insert(tp.clone(), partition.clone());
