@@ -64,10 +64,10 @@ impl Broker {
             groups,
             replicas,
             fetch_sessions: FetchSessionCache::new(
-                config.get_i64("max.incremental.fetch.session.cache.slots") as usize,
+                config.settings.fetch_session_slots,
                 // Often enough that a follower's progress on idle
                 // partitions stays fresh well within the ISR's lag limit.
-                (config.get_i64("replica.lag.time.max.ms") / 4).clamp(1, 1000),
+                (config.settings.replication.lag_max_ms / 4).clamp(1, 1000),
             ),
             config,
             cluster_id,
@@ -218,10 +218,9 @@ impl Broker {
         for change in unclean {
             self.commit_election(&image, change, "unclean leader election: no in-sync replica is live, so an out-of-sync replica leads; records it did not have are lost").await;
         }
-        if rebalance && self.config.get_bool("auto.leader.rebalance.enable") {
-            let percentage = self
-                .config
-                .get_i64("leader.imbalance.per.broker.percentage");
+        let balance = &self.config.settings.leader_balance;
+        if rebalance && balance.enable {
+            let percentage = balance.imbalance_percentage;
             for change in elections::rebalance_elections(&image, percentage) {
                 self.commit_election(&image, change, "preferred leader election (auto rebalance)")
                     .await;
@@ -344,14 +343,15 @@ impl Broker {
 
 /// The group coordinator's settings from the broker configuration.
 fn coordinator_config(config: &BrokerConfig) -> CoordinatorConfig {
+    let groups = &config.settings.groups;
     CoordinatorConfig {
         limits: GroupLimits {
-            min_session_timeout_ms: config.get_i64("group.min.session.timeout.ms") as i32,
-            max_session_timeout_ms: config.get_i64("group.max.session.timeout.ms") as i32,
-            initial_rebalance_delay_ms: config.get_i64("group.initial.rebalance.delay.ms"),
-            max_size: config.get_i64("group.max.size") as usize,
+            min_session_timeout_ms: groups.min_session_timeout_ms,
+            max_session_timeout_ms: groups.max_session_timeout_ms,
+            initial_rebalance_delay_ms: groups.initial_rebalance_delay_ms,
+            max_size: groups.max_size,
         },
-        max_metadata_bytes: config.get_i64("offset.metadata.max.bytes") as usize,
-        offsets_retention_ms: config.get_i64("offsets.retention.minutes") * 60_000,
+        max_metadata_bytes: groups.max_metadata_bytes,
+        offsets_retention_ms: groups.offsets_retention_ms,
     }
 }

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
+use crate::config::settings::DirectIo;
 use crate::config::BrokerConfig;
 use crate::disk::write::write_atomically;
 use crate::log::direct_tail::DirectPolicy;
@@ -29,25 +30,19 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let config = Arc::new(config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    if let Some(host) = config.get("outbound.bind.host") {
-        let ip = host
-            .parse()
-            .with_context(|| format!("outbound.bind.host={host} is not an IP address"))?;
+    let settings = &config.settings;
+    if let Some(ip) = settings.outbound_bind_host {
         crate::util::set_outbound_bind(ip);
     }
 
     let log_dir = config.log_dir.clone();
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("cannot create log.dirs {}", log_dir.display()))?;
-    let cluster_id = claim_log_dir(&log_dir, config.node_id, config.get("cluster.id"))?;
-    crate::log::direct_tail::set_memory_budget(
-        config.get_i64("log.direct.io.buffer.bytes").max(0) as usize
-    );
-    crate::log::flusher::set_writeback_interval(
-        config.get_i64("log.segment.writeback.bytes").max(0) as u64,
-    );
-    let direct_io = config.get("log.direct.io.enable").unwrap_or("false");
-    crate::log::direct_tail::set_policy(if direct_io == "true" {
+    let cluster_id = claim_log_dir(&log_dir, config.node_id, settings.cluster_id.as_deref())?;
+    let storage = &settings.storage;
+    crate::log::direct_tail::set_memory_budget(storage.direct_io_buffer_bytes);
+    crate::log::flusher::set_writeback_interval(storage.segment_writeback_bytes);
+    crate::log::direct_tail::set_policy(if storage.direct_io == DirectIo::On {
         DirectPolicy::Always
     } else {
         DirectPolicy::UnderWritebackPressure
@@ -55,8 +50,8 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let logs = Arc::new(
         LogManager::open(
             &log_dir,
-            config.get_i64("log.dir.reserved.bytes"),
-            direct_io != "false",
+            storage.reserved_bytes,
+            storage.direct_io != DirectIo::Off,
         )
         .context("cannot open the log directory")?,
     );
@@ -162,10 +157,9 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
 
     wait_for_signal().await;
     tracing::info!("shutting down");
-    if config.get_bool("controlled.shutdown.enable") {
-        let timeout = config.get_i64("controlled.shutdown.timeout.ms").max(0) as u64;
+    if config.settings.shutdown.controlled {
         broker
-            .controlled_shutdown(Duration::from_millis(timeout))
+            .controlled_shutdown(config.settings.shutdown.timeout)
             .await;
     }
     broker.set_ready(false);
@@ -204,18 +198,8 @@ fn spawn_background_tasks(
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let retention_ms = broker
-        .config
-        .get_i64("log.retention.check.interval.ms")
-        .max(1) as u64;
-    let checkpoint_ms = broker
-        .config
-        .get_i64("log.flush.offset.checkpoint.interval.ms")
-        .max(100) as u64;
-    let flush_ms = broker
-        .config
-        .get_i64("log.flush.scheduler.interval.ms")
-        .clamp(10, 1000) as u64;
+    let settings = broker.config.settings.clone();
+    let upkeep = &settings.upkeep;
     let mut tasks = Vec::new();
     // Followers that stopped catching up leave the ISR (checked at half
     // the allowed lag, as Kafka does).
@@ -226,25 +210,16 @@ fn spawn_background_tasks(
         move || b.replicas.shrink_isrs(),
     ));
     let b = broker.clone();
-    tasks.push(every(
-        Duration::from_millis(retention_ms),
-        shutdown.clone(),
-        move || {
-            let deleted = b.logs.apply_retention();
-            if deleted > 0 {
-                tracing::info!(segments = deleted, "retention deleted segments");
-            }
-        },
-    ));
-    let cleaner_ms = broker.config.get_i64("log.cleaner.backoff.ms").max(100) as u64;
+    tasks.push(every(upkeep.retention_check, shutdown.clone(), move || {
+        let deleted = b.logs.apply_retention();
+        if deleted > 0 {
+            tracing::info!(segments = deleted, "retention deleted segments");
+        }
+    }));
     let b = broker.clone();
-    tasks.push(every(
-        Duration::from_millis(cleaner_ms),
-        shutdown.clone(),
-        move || {
-            b.logs.clean_logs();
-        },
-    ));
+    tasks.push(every(upkeep.cleaner_backoff, shutdown.clone(), move || {
+        b.logs.clean_logs();
+    }));
     // Group sessions and rebalance deadlines are checked ten times a second.
     let b = broker.clone();
     tasks.push(every(
@@ -252,19 +227,15 @@ fn spawn_background_tasks(
         shutdown.clone(),
         move || b.groups.tick(),
     ));
-    let expiry_ms = broker
-        .config
-        .get_i64("offsets.retention.check.interval.ms")
-        .max(100) as u64;
     let b = broker.clone();
     tasks.push(every(
-        Duration::from_millis(expiry_ms),
+        upkeep.offsets_expiry_check,
         shutdown.clone(),
         move || {
             b.groups.expire_offsets();
         },
     ));
-    if broker.config.get("log.direct.io.enable") == Some("auto") {
+    if settings.storage.direct_io == DirectIo::Auto {
         // How close the kernel is to writing back (decides direct writes).
         tasks.push(every(
             Duration::from_millis(100),
@@ -273,38 +244,25 @@ fn spawn_background_tasks(
         ));
     }
     let b = broker.clone();
-    tasks.push(every(
-        Duration::from_millis(flush_ms),
-        shutdown.clone(),
-        move || b.logs.flush_due(),
-    ));
+    tasks.push(every(upkeep.flush_check, shutdown.clone(), move || {
+        b.logs.flush_due()
+    }));
     let b = broker.clone();
-    tasks.push(every(
-        Duration::from_millis(checkpoint_ms),
-        shutdown.clone(),
-        move || {
-            if let Err(e) = b.logs.write_checkpoints() {
-                tracing::error!(error = %e, "cannot write checkpoints");
-            }
-        },
-    ));
+    tasks.push(every(upkeep.checkpoint, shutdown.clone(), move || {
+        if let Err(e) = b.logs.write_checkpoints() {
+            tracing::error!(error = %e, "cannot write checkpoints");
+        }
+    }));
     // Heartbeats to the active controller, and (on the controller) fencing
     // of brokers whose heartbeats stopped.
-    let heartbeat_ms = broker
-        .config
-        .get_i64("broker.heartbeat.interval.ms")
-        .max(10) as u64;
-    let session = Duration::from_millis(broker.config.get_i64("broker.session.timeout.ms") as u64);
+    let heartbeat_every = settings.liveness.heartbeat_interval;
+    let session = settings.liveness.session_timeout;
+    let imbalance_every = settings.leader_balance.check_interval;
     let b = broker.clone();
     let mut stop = shutdown.clone();
     tasks.push(tokio::spawn(async move {
-        let mut heartbeat = tokio::time::interval(Duration::from_millis(heartbeat_ms));
+        let mut heartbeat = tokio::time::interval(heartbeat_every);
         let mut check = tokio::time::interval(Duration::from_millis(500));
-        let imbalance_every = Duration::from_secs(
-            b.config
-                .get_i64("leader.imbalance.check.interval.seconds")
-                .max(1) as u64,
-        );
         let mut last_rebalance = Instant::now();
         loop {
             tokio::select! {

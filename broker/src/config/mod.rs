@@ -7,6 +7,7 @@
 
 pub mod definitions;
 pub mod log_config;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 use definitions::{broker_def, validate_value, BROKER_CONFIGS};
 pub use log_config::LogConfig;
+pub use settings::Settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -129,6 +131,8 @@ pub struct BrokerConfig {
     pub log_dir: PathBuf,
     pub http_listener: SocketAddr,
     pub socket_request_max_bytes: usize,
+    /// Every subsystem's typed settings (see `settings`).
+    pub settings: Settings,
 }
 
 impl BrokerConfig {
@@ -176,9 +180,14 @@ impl BrokerConfig {
             let def = broker_def(key).expect("keys were checked");
             validate_value(key, def.kind, def.validator, value).map_err(ConfigError::Invalid)?;
         }
+        let lookup = |key: &str| value_of(&explicit, key);
+        let reader = settings::Reader::new(&lookup);
+        let settings = Settings::read(&reader)?;
+        let node_id = reader.int("node.id")?;
+        let socket_request_max_bytes = reader.size("socket.request.max.bytes")?;
         let mut config = BrokerConfig {
             explicit,
-            node_id: 0,
+            node_id,
             listeners: Vec::new(),
             advertised_listeners: Vec::new(),
             controller_listener: None,
@@ -186,9 +195,9 @@ impl BrokerConfig {
             is_controller: true,
             log_dir: PathBuf::new(),
             http_listener: "127.0.0.1:9644".parse().expect("valid default"),
-            socket_request_max_bytes: 0,
+            socket_request_max_bytes,
+            settings,
         };
-        config.node_id = config.get_i64("node.id") as i32;
         if let Some(broker_id) = config.get("broker.id") {
             if broker_id.parse::<i32>().ok() != Some(config.node_id) {
                 return Err(ConfigError::Invalid(format!(
@@ -303,16 +312,12 @@ impl BrokerConfig {
         config.http_listener = resolve_addr(http).ok_or_else(|| {
             ConfigError::Invalid(format!("http.listener: '{http}' is not host:port"))
         })?;
-        config.socket_request_max_bytes = config.get_i64("socket.request.max.bytes") as usize;
         Ok(config)
     }
 
     /// The value of a key: explicit, else its default.
     pub fn get(&self, key: &str) -> Option<&str> {
-        if let Some((value, _)) = self.explicit.get(key) {
-            return Some(value.as_str());
-        }
-        broker_def(key).and_then(|d| d.default)
+        value_of(&self.explicit, key)
     }
 
     /// Whether the key was set explicitly (and how).
@@ -325,18 +330,6 @@ impl BrokerConfig {
         self.explicit
             .iter()
             .map(|(k, (v, _))| (k.as_str(), v.as_str()))
-    }
-
-    pub fn get_i64(&self, key: &str) -> i64 {
-        self.get(key)
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{key} has a numeric default"))
-    }
-
-    pub fn get_bool(&self, key: &str) -> bool {
-        self.get(key)
-            .map(|v| v.eq_ignore_ascii_case("true"))
-            .unwrap_or(false)
     }
 
     pub fn get_list(&self, key: &str) -> Vec<String> {
@@ -408,6 +401,14 @@ pub fn parse_properties(text: &str, origin: &str) -> Result<Vec<(String, String)
     Ok(pairs)
 }
 
+/// A key's explicit value, else its default.
+fn value_of<'a>(explicit: &'a BTreeMap<String, (String, Source)>, key: &str) -> Option<&'a str> {
+    match explicit.get(key) {
+        Some((value, _)) => Some(value.as_str()),
+        None => broker_def(key).and_then(|d| d.default),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +431,25 @@ mod tests {
         assert_eq!(config.listeners[0].bind_addr(), "127.0.0.1:9092");
         assert_eq!(config.log_dir, PathBuf::from("./data"));
         assert_eq!(config.http_listener.to_string(), "127.0.0.1:9644");
+    }
+
+    #[test]
+    fn settings_are_typed_at_start_up_and_a_wrong_type_names_its_key() {
+        let config = BrokerConfig::load(
+            None,
+            Vec::new(),
+            &[
+                "replica.lag.time.max.ms=1234".into(),
+                "log.direct.io.enable=auto".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.settings.replication.lag_max_ms, 1234);
+        assert_eq!(config.settings.storage.direct_io, settings::DirectIo::Auto);
+        let error = BrokerConfig::load(None, Vec::new(), &["replica.fetch.max.bytes=big".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("replica.fetch.max.bytes"), "{error}");
     }
 
     #[test]

@@ -122,8 +122,8 @@ async fn locate_group_coordinator(broker: &Broker, group: &str) -> Located {
 /// The replication factor is capped at the live brokers, so a single node
 /// works without configuration; the cap is logged.
 async fn create_offsets_topic(broker: &Broker) -> Result<(), ApiError> {
-    let config = &broker.config;
-    let wanted = config.get_i64("offsets.topic.replication.factor");
+    let settings = &broker.config.settings.offsets_topic;
+    let wanted = settings.replication_factor;
     let image = broker.image();
     let brokers = image.brokers.keys().filter(|b| image.is_live(**b)).count() as i64;
     let replication = wanted.min(brokers).max(1);
@@ -138,12 +138,12 @@ async fn create_offsets_topic(broker: &Broker) -> Result<(), ApiError> {
         ("cleanup.policy".to_string(), "compact".to_string()),
         (
             "segment.bytes".to_string(),
-            config.get_i64("offsets.topic.segment.bytes").to_string(),
+            settings.segment_bytes.to_string(),
         ),
     ]);
     let request = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
-        num_partitions: config.get_i64("offsets.topic.num.partitions") as i32,
+        num_partitions: settings.num_partitions,
         replication_factor: replication as i16,
         assignments: Vec::new(),
         configs,

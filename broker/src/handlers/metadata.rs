@@ -29,7 +29,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
     let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
 
     if let Some(requested) = &requested {
-        if allow_auto_create && broker.config.get_bool("auto.create.topics.enable") {
+        if allow_auto_create && broker.config.settings.topics.auto_create {
             let image = broker.image();
             for (name, _) in requested {
                 if let Some(name) = name {

@@ -15,6 +15,7 @@ use super::records::{
     RecordBatch,
 };
 use crate::config::definitions::{broker_def, topic_def, validate_value};
+use crate::config::settings::{Reader, TopicSettings};
 use crate::config::BrokerConfig;
 use crate::error::{ApiError, ResponseError};
 
@@ -140,14 +141,17 @@ impl Controller {
         Ok(())
     }
 
-    fn dynamic_int(&self, image: &MetadataImage, key: &str) -> i64 {
-        image
-            .broker_configs
-            .get(&self.config.node_id)
-            .and_then(|m| m.get(key))
-            .or_else(|| image.cluster_configs.get(key))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| self.config.get_i64(key))
+    /// Topic-creation settings with the dynamic configs in `image` applied.
+    fn topic_settings(&self, image: &MetadataImage) -> TopicSettings {
+        let lookup = |key: &str| {
+            image
+                .dynamic_config(self.config.node_id, key)
+                .or_else(|| self.config.get(key))
+        };
+        TopicSettings::read(&Reader::new(&lookup)).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring an invalid dynamic topic config");
+            self.config.settings.topics.clone()
+        })
     }
 
     /// Kafka's placement (see `placement`) over the live brokers.
@@ -222,7 +226,7 @@ impl Controller {
             request.assignments.clone()
         } else {
             let partitions = match request.num_partitions {
-                -1 => self.dynamic_int(&image, "num.partitions") as i32,
+                -1 => self.topic_settings(&image).num_partitions,
                 n if n < 1 => {
                     return Err(ApiError::new(
                         ResponseError::InvalidPartitions,
@@ -232,7 +236,7 @@ impl Controller {
                 n => n,
             };
             let rf = match request.replication_factor {
-                -1 => self.config.get_i64("default.replication.factor") as i32,
+                -1 => self.config.settings.topics.default_replication_factor,
                 n if n < 1 => {
                     return Err(ApiError::new(
                         ResponseError::InvalidReplicationFactor,
@@ -277,7 +281,7 @@ impl Controller {
     }
 
     pub async fn delete_topic(&self, topic_id: Uuid) -> Result<(), ApiError> {
-        if !self.config.get_bool("delete.topic.enable") {
+        if !self.config.settings.topics.delete_enable {
             return Err(ApiError::new(
                 ResponseError::TopicDeletionDisabled,
                 "delete.topic.enable is false",

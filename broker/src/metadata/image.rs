@@ -48,6 +48,16 @@ impl MetadataImage {
         self.topic_names.get(id).and_then(|n| self.topics.get(n))
     }
 
+    /// A dynamic broker config as broker `node_id` sees it: its own value,
+    /// else the cluster-wide default, else none (the static value applies).
+    pub fn dynamic_config(&self, node_id: i32, key: &str) -> Option<&str> {
+        self.broker_configs
+            .get(&node_id)
+            .and_then(|c| c.get(key))
+            .or_else(|| self.cluster_configs.get(key))
+            .map(String::as_str)
+    }
+
     pub fn configs_of(&self, resource: &ConfigResource) -> Option<&BTreeMap<String, String>> {
         match resource {
             ConfigResource::Topic(name) => self.topics.get(name).map(|t| &t.configs),

@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::client::KafkaClient;
-use crate::config::BrokerConfig;
+use crate::config::settings::FollowerFetchSettings as FetchSettings;
 use crate::disk::{DirState, LogDirHealth};
 use crate::error::ResponseError;
 use crate::log::{AppendError, TopicPartition};
@@ -49,29 +49,6 @@ use crate::partition::{Append, AppendFailure, Partition};
 /// Fetch v12: replica id in the body, topics by name, fetch sessions.
 const FETCH_VERSION: i16 = 12;
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
-
-#[derive(Debug, Clone)]
-pub struct FetchSettings {
-    pub max_wait_ms: i32,
-    pub partition_max_bytes: i32,
-    pub response_max_bytes: i32,
-    pub backoff: Duration,
-    pub socket_timeout: Duration,
-}
-
-impl FetchSettings {
-    pub fn from_config(config: &BrokerConfig) -> Self {
-        FetchSettings {
-            max_wait_ms: config.get_i64("replica.fetch.wait.max.ms") as i32,
-            partition_max_bytes: config.get_i64("replica.fetch.max.bytes") as i32,
-            response_max_bytes: config.get_i64("replica.fetch.response.max.bytes") as i32,
-            backoff: Duration::from_millis(config.get_i64("replica.fetch.backoff.ms") as u64),
-            socket_timeout: Duration::from_millis(
-                config.get_i64("replica.socket.timeout.ms") as u64
-            ),
-        }
-    }
-}
 
 /// One followed partition as its fetcher sees it.
 #[derive(Clone)]

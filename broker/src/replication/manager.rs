@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fetcher::{FetchSettings, FetcherManager};
+use super::fetcher::FetcherManager;
 use super::throttle::Throttle;
+use crate::config::settings::{Reader, ReplicationSettings};
 use crate::config::BrokerConfig;
 use crate::error::ResponseError;
 use crate::metadata::controller::Controller;
@@ -28,8 +29,8 @@ pub struct ReplicaManager {
     lag_max_ms: i64,
     /// Bytes sent to replicas a reassignment is adding.
     pub leader_throttle: Throttle,
-    /// The rate when no dynamic config sets one.
-    static_throttle_rate: i64,
+    /// The static configuration, under the dynamic configs of the metadata.
+    config: BrokerConfig,
 }
 
 impl ReplicaManager {
@@ -40,22 +41,22 @@ impl ReplicaManager {
         quorum: Arc<MetadataQuorum>,
         metrics: Arc<Metrics>,
     ) -> Arc<ReplicaManager> {
-        let settings = FetchSettings::from_config(config);
+        let settings = &config.settings.replication;
         Arc::new(ReplicaManager {
             node_id: config.node_id,
             fetchers: FetcherManager::new(
                 config.node_id,
                 quorum,
-                settings,
+                settings.fetch.clone(),
                 metrics.clone(),
                 logs.health().clone(),
             ),
             logs,
             controller,
             metrics,
-            lag_max_ms: config.get_i64("replica.lag.time.max.ms"),
-            leader_throttle: Throttle::new(config.get_i64("leader.replication.throttled.rate")),
-            static_throttle_rate: config.get_i64("leader.replication.throttled.rate"),
+            lag_max_ms: settings.lag_max_ms,
+            leader_throttle: Throttle::new(settings.throttled_rate),
+            config: config.clone(),
         })
     }
 
@@ -83,19 +84,17 @@ impl ReplicaManager {
                 .get(tp)
                 .is_some_and(|p| Arc::ptr_eq(&p, partition))
         });
-        // Config changes (throttle rates) take effect here too.
-        let rate = image
-            .broker_configs
-            .get(&self.node_id)
-            .and_then(|c| c.get("leader.replication.throttled.rate"))
-            .or_else(|| {
-                image
-                    .cluster_configs
-                    .get("leader.replication.throttled.rate")
-            })
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(self.static_throttle_rate);
-        self.leader_throttle.set_rate(rate);
+        // Dynamic config changes (throttle rates) take effect here too:
+        // this broker's, then the cluster default, then the static value.
+        let lookup = |key: &str| {
+            image
+                .dynamic_config(self.node_id, key)
+                .or_else(|| self.config.get(key))
+        };
+        match ReplicationSettings::read(&Reader::new(&lookup)) {
+            Ok(settings) => self.leader_throttle.set_rate(settings.throttled_rate),
+            Err(e) => tracing::warn!(error = %e, "ignoring an invalid dynamic replication config"),
+        }
     }
 
     fn apply_partition(self: &Arc<Self>, partition: &Arc<Partition>, record: &PartitionRecord) {
