@@ -479,6 +479,31 @@ mod tests {
         ));
     }
 
+    /// An ISR change under the same leader moves the high watermark (and
+    /// releases the replica state first: it once deadlocked here).
+    #[test]
+    fn an_isr_change_under_the_same_leader_moves_the_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_manager, partition) = open(dir.path(), LogConfig::default());
+        make_leader(&partition, ME, 0, vec![ME, 2]);
+        let record = one(b"a");
+        partition.append(client(&record, Acks::Leader)).unwrap();
+        assert_eq!(partition.high_watermark(), 0, "follower 2 has not fetched");
+        let (done, finished) = std::sync::mpsc::channel();
+        let shrunk = partition.clone();
+        std::thread::spawn(move || {
+            let mut record = PartitionRecord::new(vec![ME, 2]);
+            record.isr = vec![ME];
+            record.partition_epoch = 1;
+            done.send(shrunk.apply_record(&record, ME, 0)).unwrap();
+        });
+        let change = finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the ISR change returns");
+        assert_eq!(change, None, "no role change");
+        assert_eq!(partition.high_watermark(), 1, "the leader alone is the ISR");
+    }
+
     /// The role check and the write happen under the same lock as a role
     /// change, so a new leader epoch starts exactly where the last append
     /// of the old one ended, with no append of the old epoch after it.

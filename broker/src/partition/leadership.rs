@@ -59,71 +59,76 @@ impl Partition {
     pub fn apply_record(&self, record: &PartitionRecord, me: i32, now: i64) -> Option<RoleChange> {
         let mut log = self.log.lock();
         let log_end = log.log_end_offset();
-        let mut st = self.replica.lock();
-        let role_changed = st.leader != record.leader || st.leader_epoch != record.leader_epoch;
-        if !role_changed && st.partition_epoch == record.partition_epoch {
-            return None;
-        }
-        st.leader = record.leader;
-        st.leader_epoch = record.leader_epoch;
-        st.partition_epoch = record.partition_epoch;
-        st.replicas = record.replicas.clone();
-        st.isr = record.isr.clone();
-        st.adding = record.adding_replicas.clone();
-        st.pending_isr = None;
-        let change = if record.leader == me {
-            if role_changed {
-                st.is_leader = true;
-                st.epoch_start_offset = log_end;
-                st.followers = record
-                    .replicas
-                    .iter()
-                    .filter(|r| **r != me)
-                    .map(|r| (*r, FollowerProgress::new(now, record.isr.contains(r))))
-                    .collect();
-                drop(st);
-                if let Err(e) = log.assign_leader_epoch(record.leader_epoch) {
-                    tracing::error!(partition = %self.tp, error = %e, "cannot record the leader epoch");
-                }
-                tracing::info!(
-                    partition = %self.tp,
-                    leader_epoch = record.leader_epoch,
-                    isr = ?record.isr,
-                    log_end_offset = log_end,
-                    high_watermark = self.high_watermark(),
-                    "became leader"
-                );
-                Some(RoleChange::BecameLeader)
-            } else {
-                // Same leadership, new ISR or replica set (a reassignment).
-                let replicas = record.replicas.clone();
-                st.followers.retain(|r, _| replicas.contains(r));
-                for r in replicas.iter().filter(|r| **r != me) {
-                    st.followers
-                        .entry(*r)
-                        .or_insert_with(|| FollowerProgress::new(now, false));
-                }
-                None
+        // The replica state is released before the high watermark moves
+        // (which takes it again).
+        let (change, role_changed) = {
+            let mut st = self.replica.lock();
+            let role_changed = st.leader != record.leader || st.leader_epoch != record.leader_epoch;
+            if !role_changed && st.partition_epoch == record.partition_epoch {
+                return None;
             }
-        } else {
-            st.is_leader = false;
-            st.followers.clear();
-            match role_changed {
-                false => None,
-                true if record.leader >= 0 && record.replicas.contains(&me) => {
+            st.leader = record.leader;
+            st.leader_epoch = record.leader_epoch;
+            st.partition_epoch = record.partition_epoch;
+            st.replicas = record.replicas.clone();
+            st.isr = record.isr.clone();
+            st.adding = record.adding_replicas.clone();
+            st.pending_isr = None;
+            let change = if record.leader == me {
+                if role_changed {
+                    st.is_leader = true;
+                    st.epoch_start_offset = log_end;
+                    st.followers = record
+                        .replicas
+                        .iter()
+                        .filter(|r| **r != me)
+                        .map(|r| (*r, FollowerProgress::new(now, record.isr.contains(r))))
+                        .collect();
+                    drop(st);
+                    if let Err(e) = log.assign_leader_epoch(record.leader_epoch) {
+                        tracing::error!(partition = %self.tp, error = %e, "cannot record the leader epoch");
+                    }
                     tracing::info!(
                         partition = %self.tp,
-                        leader = record.leader,
                         leader_epoch = record.leader_epoch,
-                        "following"
+                        isr = ?record.isr,
+                        log_end_offset = log_end,
+                        high_watermark = self.high_watermark(),
+                        "became leader"
                     );
-                    Some(RoleChange::Follow {
-                        leader: record.leader,
-                        leader_epoch: record.leader_epoch,
-                    })
+                    Some(RoleChange::BecameLeader)
+                } else {
+                    // Same leadership, new ISR or replica set (a reassignment).
+                    let replicas = record.replicas.clone();
+                    st.followers.retain(|r, _| replicas.contains(r));
+                    for r in replicas.iter().filter(|r| **r != me) {
+                        st.followers
+                            .entry(*r)
+                            .or_insert_with(|| FollowerProgress::new(now, false));
+                    }
+                    None
                 }
-                true => Some(RoleChange::Stop),
-            }
+            } else {
+                st.is_leader = false;
+                st.followers.clear();
+                match role_changed {
+                    false => None,
+                    true if record.leader >= 0 && record.replicas.contains(&me) => {
+                        tracing::info!(
+                            partition = %self.tp,
+                            leader = record.leader,
+                            leader_epoch = record.leader_epoch,
+                            "following"
+                        );
+                        Some(RoleChange::Follow {
+                            leader: record.leader,
+                            leader_epoch: record.leader_epoch,
+                        })
+                    }
+                    true => Some(RoleChange::Stop),
+                }
+            };
+            (change, role_changed)
         };
         drop(log);
         if record.leader == me {
