@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
-use tideline_broker::replication::client::KafkaClient;
+use tideline_protocol::KafkaClient;
 
 use crate::args::Args;
 use crate::cluster::Admin;

@@ -1,5 +1,5 @@
 //! The operator's Kafka admin client: the few admin APIs the topic
-//! controller needs, over the broker crate's protocol client. Any broker
+//! controller needs, over the shared protocol client (`tideline-protocol`). Any broker
 //! takes them (controller-bound changes are forwarded by the broker).
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use tideline_broker::replication::client::KafkaClient;
+use tideline_protocol::KafkaClient;
 
 use crate::roll::{ClusterHealth, PartitionHealth};
 use crate::topic_plan::{ObservedTopic, TopicAction};

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use tideline_broker::config::definitions::{topic_def, validate_value};
+use tideline_protocol::configs::{topic_def, validate_value};
 
 use crate::crd::KafkaTopicSpec;
 

@@ -6,9 +6,9 @@
 //! they want: arbitrary frames, or well-formed requests built with the
 //! `kafka-protocol` crate (which also decodes the responses).
 //!
-//! Kafka framing: every request and response is a 4-byte big-endian size
-//! followed by that many bytes; a request starts with a header
-//! (api_key, api_version, correlation_id, client_id, [tagged fields]).
+//! Framing and headers come from the shared protocol crate
+//! (`tideline_protocol::frame`); this module adds a blocking connection and
+//! the ability to send bytes no client would.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,13 +18,13 @@ use crate::data::TestRecord;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use tideline_protocol::frame;
 
 /// One raw connection to the broker.
 pub struct RawConn {
@@ -65,16 +65,10 @@ impl RawConn {
 
     /// Reads one frame and returns its payload.
     pub fn read_frame(&mut self) -> io::Result<Vec<u8>> {
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size)?;
-        let size = i32::from_be_bytes(size);
-        if !(0..=256 * 1024 * 1024).contains(&size) {
-            return Err(io::Error::new(
-                ErrorKind::InvalidData,
-                format!("response frame size {size}"),
-            ));
-        }
-        let mut payload = vec![0u8; size as usize];
+        let mut prefix = [0u8; 4];
+        self.stream.read_exact(&mut prefix)?;
+        let size = frame::payload_size(prefix).map_err(invalid_data)?;
+        let mut payload = vec![0u8; size];
         self.stream.read_exact(&mut payload)?;
         Ok(payload)
     }
@@ -82,17 +76,10 @@ impl RawConn {
     /// Encodes a request header plus body (no size prefix), using the
     /// header version Kafka prescribes for this API version.
     pub fn encode_request<R: Request>(req: &R, version: i16, correlation_id: i32) -> Vec<u8> {
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("tideline-raw-test")));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, R::header_version(version))
-            .expect("encode request header");
-        req.encode(&mut buf, version).expect("encode request body");
-        buf.to_vec()
+        let client_id = StrBytes::from_static_str("tideline-raw-test");
+        frame::request_payload(req, version, correlation_id, &client_id)
+            .expect("encode request")
+            .to_vec()
     }
 
     /// Sends `req` at `version` and decodes the response (checking the
@@ -102,18 +89,8 @@ impl RawConn {
         self.next_correlation += 1;
         self.send_frame(&Self::encode_request(req, version, correlation_id))?;
         let payload = self.read_frame()?;
-        let mut buf = Bytes::from(payload);
-        let header = ResponseHeader::decode(
-            &mut buf,
-            <R::Response as HeaderVersion>::header_version(version),
-        )
-        .map_err(|e| io::Error::new(ErrorKind::InvalidData, e.to_string()))?;
-        assert_eq!(
-            header.correlation_id, correlation_id,
-            "response correlation id"
-        );
-        R::Response::decode(&mut buf, version)
-            .map_err(|e| io::Error::new(ErrorKind::InvalidData, e.to_string()))
+        frame::decode_response::<R>(Bytes::from(payload), version, correlation_id)
+            .map_err(invalid_data)
     }
 
     /// ApiVersions v0 (understood by every broker).
@@ -126,23 +103,7 @@ impl RawConn {
     /// `kafka-protocol` crate support, capped at `cap`.
     pub fn negotiate<R: Request>(&mut self, cap: i16) -> i16 {
         let versions = self.api_versions();
-        let ours = R::VERSIONS;
-        let theirs = versions
-            .api_keys
-            .iter()
-            .find(|k| k.api_key == R::KEY)
-            .unwrap_or_else(|| panic!("broker does not list api key {}", R::KEY));
-        let v = theirs.max_version.min(ours.max).min(cap);
-        assert!(
-            v >= theirs.min_version.max(ours.min),
-            "no common version for api key {}: broker {}..={}, ours {}..={}",
-            R::KEY,
-            theirs.min_version,
-            theirs.max_version,
-            ours.min,
-            ours.max
-        );
-        v
+        frame::common_version::<R>(&versions, cap).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits up to `within` for the broker to close this connection (EOF or
@@ -241,4 +202,8 @@ pub fn record_batch_of(records: &[TestRecord], compression: Compression) -> Vec<
     )
     .expect("encode record batch");
     buf.to_vec()
+}
+
+fn invalid_data(e: anyhow::Error) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, e.to_string())
 }

@@ -5,7 +5,9 @@
 //! Every key is checked against [`definitions`]; an unknown key or a value
 //! that does not parse stops start-up with a message naming it.
 
-pub mod definitions;
+// The key tables live in the protocol crate, which the operator and the tools
+// share without linking the broker.
+pub use tideline_protocol::configs as definitions;
 pub mod log_config;
 pub mod settings;
 

@@ -37,7 +37,6 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::client::KafkaClient;
 use crate::config::settings::FollowerFetchSettings as FetchSettings;
 use crate::disk::{DirState, LogDirHealth};
 use crate::error::ResponseError;
@@ -45,6 +44,7 @@ use crate::log::{AppendError, TopicPartition};
 use crate::metadata::MetadataQuorum;
 use crate::ops::metrics::Metrics;
 use crate::partition::{Append, AppendFailure, Partition};
+use tideline_protocol::KafkaClient;
 
 /// Fetch v12: replica id in the body, topics by name, fetch sessions.
 const FETCH_VERSION: i16 = 12;
@@ -330,7 +330,13 @@ async fn connect(context: &Context, leader: i32) -> anyhow::Result<KafkaClient> 
         .ok_or_else(|| anyhow::anyhow!("leader {leader} is not registered"))?;
     let address = format!("{}:{}", broker.host, broker.port);
     let client_id = format!("tideline-replica-fetcher-{}", context.node_id);
-    KafkaClient::connect(&address, &client_id, Duration::from_secs(5)).await
+    let stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        crate::util::connect_to_peer(&address),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("connecting to {address} timed out"))??;
+    KafkaClient::over(stream, &client_id)
 }
 
 /// The entry of topic `name` in a request's topic list, added if missing

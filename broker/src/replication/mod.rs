@@ -13,7 +13,6 @@
 //! change a follower asks the new leader where its last epoch ended
 //! (OffsetsForLeaderEpoch) and truncates what it wrote past that point.
 
-pub mod client;
 pub mod fetcher;
 pub mod manager;
 pub mod throttle;

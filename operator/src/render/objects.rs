@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use serde_json::{json, Value};
-use tideline_broker::config::definitions::broker_def;
+use tideline_protocol::configs::broker_def;
 
 use super::names::{ClusterNames, CONTROLLER_PORT, DATA_DIR, HTTP_PORT, KAFKA_PORT};
 use super::server_properties::{

@@ -12,7 +12,7 @@
 //! table of keys (the `tideline-broker` crate), so the operator cannot
 //! render a file the broker would refuse.
 
-use tideline_broker::config::definitions::{broker_def, validate_value};
+use tideline_protocol::configs::{broker_def, validate_value};
 
 use super::names::{ClusterNames, CONTROLLER_PORT, DATA_DIR, HTTP_PORT, KAFKA_PORT};
 use crate::crd::KafkaCluster;
