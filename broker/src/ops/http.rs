@@ -13,18 +13,25 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::broker::Broker;
+/// What the HTTP server reports on: implemented by the broker, so this
+/// module needs nothing from it.
+pub trait Observed: Send + Sync + 'static {
+    /// Whether the broker serves clients (`/readyz`).
+    fn is_ready(&self) -> bool;
+    /// Every metric in Prometheus text format (`/metrics`).
+    fn metrics_text(&self) -> String;
+}
 
 pub async fn serve(
     listener: TcpListener,
-    broker: Arc<Broker>,
+    observed: Arc<dyn Observed>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(broker);
+        .with_state(observed);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
@@ -35,13 +42,13 @@ pub async fn serve(
     }
 }
 
-async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
-    let body = broker.metrics.render(&broker);
+async fn metrics(State(observed): State<Arc<dyn Observed>>) -> impl IntoResponse {
+    let body = observed.metrics_text();
     ([("content-type", "text/plain; version=0.0.4")], body)
 }
 
-async fn readyz(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
-    if broker.is_ready() {
+async fn readyz(State(observed): State<Arc<dyn Observed>>) -> impl IntoResponse {
+    if observed.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")

@@ -1,6 +1,7 @@
 //! Prometheus metrics. Counters and histograms are updated on the request
-//! path; per-partition gauges (log size, offsets, replication state) are
-//! filled from the logs and the metadata image when `/metrics` is scraped.
+//! path; gauges of state (log sizes, offsets, replication, disk, groups)
+//! are set from a [`StateSnapshot`] the broker gathers when `/metrics` is
+//! scraped, so this module depends on no subsystem.
 
 use kafka_protocol::messages::ApiKey;
 use prometheus::{
@@ -8,7 +9,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::broker::Broker;
+use crate::disk::health::HealthSnapshot;
 use crate::disk::DirState;
 use crate::error::ResponseError;
 
@@ -456,9 +457,10 @@ impl Metrics {
         self.bytes_out.with_label_values(&[topic]).inc_by(bytes);
     }
 
-    /// Refreshes the gauges computed from state, then renders every metric.
-    pub fn render(&self, broker: &Broker) -> String {
-        self.refresh(broker);
+    /// Sets the gauges computed from state to `state`, then renders every
+    /// metric.
+    pub fn render(&self, state: &StateSnapshot) -> String {
+        self.refresh(state);
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -466,131 +468,155 @@ impl Metrics {
         String::from_utf8(out).expect("prometheus text is UTF-8")
     }
 
-    fn refresh(&self, broker: &Broker) {
-        let image = broker.image();
-        let me = broker.node_id();
+    fn refresh(&self, state: &StateSnapshot) {
         self.log_size.reset();
         self.log_start.reset();
         self.log_end.reset();
         self.high_watermark.reset();
-        for partition in broker.logs.all() {
-            let labels = [
-                partition.tp.topic.as_str(),
-                &partition.tp.partition.to_string(),
-            ];
-            let offsets = partition.offsets();
+        for partition in &state.partitions {
+            let labels = [partition.topic.as_str(), &partition.partition.to_string()];
             self.log_size
                 .with_label_values(&labels)
-                .set(offsets.size_bytes as i64);
+                .set(partition.size_bytes as i64);
             self.log_start
                 .with_label_values(&labels)
-                .set(offsets.log_start_offset);
+                .set(partition.log_start_offset);
             self.log_end
                 .with_label_values(&labels)
-                .set(offsets.log_end_offset);
+                .set(partition.log_end_offset);
             self.high_watermark
                 .with_label_values(&labels)
-                .set(partition.high_watermark());
+                .set(partition.high_watermark);
         }
-        self.replica_max_lag.set(broker.replicas.max_follower_lag());
-        let (sessions, evictions) = broker.fetch_sessions.stats();
-        self.fetch_sessions.set(sessions as i64);
+        self.replica_max_lag.set(state.replica_max_lag);
+        self.fetch_sessions.set(state.fetch_sessions as i64);
+        raise_to(&self.fetch_session_evictions, state.fetch_session_evictions);
         self.direct_io_buffer
-            .set(crate::log::direct_tail::memory_held() as i64);
-        let written = crate::log::direct_tail::bytes_written_directly();
-        self.direct_io_written
-            .inc_by(written.saturating_sub(self.direct_io_written.get()));
-        let started = crate::log::flusher::writeback_started_bytes();
-        self.writeback_started
-            .inc_by(started.saturating_sub(self.writeback_started.get()));
-        let sent = crate::disk::sendfile::bytes_sent();
-        self.sendfile_sent
-            .inc_by(sent.saturating_sub(self.sendfile_sent.get()));
-        let counted = self.fetch_session_evictions.get();
-        self.fetch_session_evictions
-            .inc_by(evictions.saturating_sub(counted));
-        let (mut under, mut under_min, mut offline, mut leaders) = (0, 0, 0, 0);
-        let is_controller = broker.quorum.is_active_controller();
-        for topic in image.topics.values() {
-            let min_isr = broker.log_config(&image, topic).min_insync_replicas;
-            for p in &topic.partitions {
-                if p.leader < 0 && is_controller {
-                    offline += 1;
-                }
-                if p.leader == me {
-                    leaders += 1;
-                    if p.isr.len() < p.replicas.len() {
-                        under += 1;
-                    }
-                    if (p.isr.len() as i32) < min_isr {
-                        under_min += 1;
-                    }
-                }
-            }
+            .set(state.direct_io_buffer_bytes as i64);
+        raise_to(&self.direct_io_written, state.direct_io_written_bytes);
+        raise_to(&self.writeback_started, state.writeback_started_bytes);
+        raise_to(&self.sendfile_sent, state.sendfile_sent_bytes);
+        let leadership = &state.leadership;
+        self.under_replicated.set(leadership.under_replicated);
+        self.under_min_isr.set(leadership.under_min_isr);
+        self.offline.set(leadership.offline);
+        self.fenced_brokers.set(leadership.fenced_brokers);
+        self.leaders.set(leadership.leaders);
+        self.active_controller
+            .set(leadership.active_controller as i64);
+        self.metadata_offset.set(state.metadata_offset as i64);
+        if let Some((used, total)) = state.disk_used_and_total {
+            self.disk_used.set(used as i64);
+            self.disk_total.set(total as i64);
         }
-        self.under_replicated.set(under);
-        self.under_min_isr.set(under_min);
-        self.offline.set(offline);
-        self.fenced_brokers.set(if is_controller {
-            image.fenced_brokers.len() as i64
-        } else {
-            0
-        });
-        self.leaders.set(leaders);
-        self.active_controller.set(is_controller as i64);
-        self.metadata_offset
-            .set(broker.quorum.applied_index() as i64);
-        if let Some(space) = crate::disk::health::space(broker.logs.dir()) {
-            self.disk_used.set((space.total - space.free) as i64);
-            self.disk_total.set(space.total as i64);
-        }
-        let health = broker.logs.health().snapshot();
+        let dir = &state.log_dir;
         self.disk_free
-            .set(health.free_bytes.min(i64::MAX as u64) as i64);
+            .set(dir.free_bytes.min(i64::MAX as u64) as i64);
         self.disk_reserved
-            .set(health.reserved_bytes.min(i64::MAX as u64) as i64);
+            .set(dir.reserved_bytes.min(i64::MAX as u64) as i64);
         self.refusing_appends
-            .set((health.state != DirState::Writable) as i64);
+            .set((dir.state != DirState::Writable) as i64);
         self.log_dir_offline
-            .set((health.state == DirState::Offline) as i64);
+            .set((dir.state == DirState::Offline) as i64);
         for (kind, total) in [
-            ("no_space", health.no_space_errors),
-            ("failed", health.failed_writes),
+            ("no_space", dir.no_space_errors),
+            ("failed", dir.failed_writes),
         ] {
-            let counter = self.log_dir_write_errors.with_label_values(&[kind]);
-            counter.inc_by(total.saturating_sub(counter.get()));
+            raise_to(&self.log_dir_write_errors.with_label_values(&[kind]), total);
         }
-        self.refresh_groups(broker);
+        self.refresh_groups(&state.groups);
     }
 
     /// Committed offsets, lag and membership of the groups coordinated here.
-    fn refresh_groups(&self, broker: &Broker) {
+    fn refresh_groups(&self, groups: &[GroupGauges]) {
         self.group_committed.reset();
         self.group_lag.reset();
         self.group_members.reset();
         self.group_state.reset();
-        for group in broker.groups.summaries() {
+        for group in groups {
             let id = group.group_id.as_str();
             self.group_members
                 .with_label_values(&[id])
                 .set(group.members as i64);
             self.group_state
-                .with_label_values(&[id, group.state.name()])
+                .with_label_values(&[id, group.state])
                 .set(1);
-            for (topic, partition, committed) in &group.offsets {
-                let labels = [id, topic.as_str(), &partition.to_string()];
+            for offset in &group.offsets {
+                let labels = [id, offset.topic.as_str(), &offset.partition.to_string()];
                 self.group_committed
                     .with_label_values(&labels)
-                    .set(*committed);
-                if let Some(p) = broker.partition(topic, *partition) {
-                    let end = p.high_watermark();
-                    self.group_lag
-                        .with_label_values(&labels)
-                        .set((end - committed).max(0));
+                    .set(offset.committed);
+                if let Some(lag) = offset.lag {
+                    self.group_lag.with_label_values(&labels).set(lag);
                 }
             }
         }
     }
+}
+
+/// Moves a counter that mirrors a running total kept elsewhere up to that
+/// total (Prometheus counters only go up).
+fn raise_to(counter: &IntCounter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
+}
+
+/// The state the gauges show, gathered by the broker at scrape time, so
+/// this module needs nothing from the subsystems it describes.
+#[derive(Debug)]
+pub struct StateSnapshot {
+    pub partitions: Vec<PartitionGauges>,
+    pub replica_max_lag: i64,
+    pub fetch_sessions: usize,
+    pub fetch_session_evictions: u64,
+    pub direct_io_buffer_bytes: u64,
+    pub direct_io_written_bytes: u64,
+    pub writeback_started_bytes: u64,
+    pub sendfile_sent_bytes: u64,
+    pub leadership: LeadershipGauges,
+    pub metadata_offset: u64,
+    /// Of the file system holding the log directory, when it can be read.
+    pub disk_used_and_total: Option<(u64, u64)>,
+    pub log_dir: HealthSnapshot,
+    pub groups: Vec<GroupGauges>,
+}
+
+#[derive(Debug)]
+pub struct PartitionGauges {
+    pub topic: String,
+    pub partition: i32,
+    pub size_bytes: u64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+}
+
+/// Partition counts by state. `offline` and `fenced_brokers` come from the
+/// active controller only, so a cluster-wide sum counts each once.
+#[derive(Debug, Default)]
+pub struct LeadershipGauges {
+    pub leaders: i64,
+    pub under_replicated: i64,
+    pub under_min_isr: i64,
+    pub offline: i64,
+    pub fenced_brokers: i64,
+    pub active_controller: bool,
+}
+
+#[derive(Debug)]
+pub struct GroupGauges {
+    pub group_id: String,
+    pub state: &'static str,
+    pub members: usize,
+    pub offsets: Vec<GroupOffsetGauges>,
+}
+
+#[derive(Debug)]
+pub struct GroupOffsetGauges {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: i64,
+    /// Behind the high watermark; none when the partition is not local.
+    pub lag: Option<i64>,
 }
 
 impl Default for Metrics {

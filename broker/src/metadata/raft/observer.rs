@@ -8,12 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::network::{self, PeerRequest, PeerResponse};
+use super::network::{self, PeerRequest, PeerResponse, FETCH_IMAGE_LONG_POLL};
 use super::NodeId;
 use crate::metadata::image::MetadataImage;
-
-/// How long a voter holds a FetchImage when nothing changed.
-pub const LONG_POLL: Duration = Duration::from_secs(5);
 
 pub struct Observer {
     /// (id, controller address) of every voter.
@@ -59,7 +56,7 @@ impl Observer {
             let (_, addr) = &self.voters[next_voter % self.voters.len()];
             let request = PeerRequest::FetchImage { known_index: known };
             let answer = tokio::select! {
-                answer = network::call_once(addr, &request, LONG_POLL + Duration::from_secs(5)) => answer,
+                answer = network::call_once(addr, &request, FETCH_IMAGE_LONG_POLL + Duration::from_secs(5)) => answer,
                 _ = shutdown.changed() => return,
             };
             match answer {
