@@ -1,6 +1,11 @@
 //! Reading file regions into fresh buffers without zeroing them first: a
 //! fetch reads every byte it sends, so filling the buffer with zeros before
 //! `pread` overwrites them is a wasted pass over memory.
+//!
+//! Request handlers run on the async runtime, where a read that waits for
+//! the disk stalls every connection on that worker. So they read only what
+//! the page cache holds ([`read_if_cached`], and [`is_cached`] before a
+//! `sendfile`), and hand the rest to the blocking pool.
 
 use std::fs::File;
 use std::io;
@@ -40,6 +45,88 @@ pub fn read_exact_at(file: &File, len: usize, position: u64) -> io::Result<Vec<u
     Ok(buf)
 }
 
+/// The region's bytes if the page cache holds all of them, else `None`
+/// (nothing waited for the disk). `preadv2(RWF_NOWAIT)`: a read that
+/// would block returns EAGAIN, or fewer bytes when only part is cached.
+pub fn read_if_cached(file: &File, len: usize, position: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    if len == 0 {
+        return Ok(Some(buf));
+    }
+    let spare = buf.spare_capacity_mut();
+    let iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    loop {
+        // SAFETY: `iov` covers the vector's own unused capacity of `len`
+        // bytes; preadv2 writes at most that many and reports how many.
+        let n = unsafe {
+            libc::preadv2(
+                file.as_raw_fd(),
+                &iov,
+                1,
+                position as libc::off_t,
+                libc::RWF_NOWAIT,
+            )
+        };
+        if n as usize == len {
+            // SAFETY: preadv2 initialized all `len` bytes.
+            unsafe { buf.set_len(len) };
+            return Ok(Some(buf));
+        }
+        if n >= 0 {
+            // Partly cached, or the file ends early: the blocking read
+            // decides which.
+            return Ok(None);
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // Would block; or a kernel or file system without RWF_NOWAIT,
+            // where every read goes to the blocking pool.
+            Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::EINVAL) => return Ok(None),
+            _ => return Err(error),
+        }
+    }
+}
+
+/// Whether every page of the region is in the page cache (`mincore` on a
+/// mapping that is never touched, so nothing is read). A page evicted right
+/// after this answer makes the caller's read wait once; that is the price
+/// of not copying what is cached.
+pub fn is_cached(file: &File, len: usize, position: u64) -> bool {
+    if len == 0 {
+        return true;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let start = position / page * page;
+    let map_len = (position + len as u64 - start) as usize;
+    // SAFETY: a fresh shared read-only mapping of the file, never
+    // dereferenced, unmapped below.
+    let address = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            start as libc::off_t,
+        )
+    };
+    if address == libc::MAP_FAILED {
+        return false;
+    }
+    let mut resident = vec![0u8; map_len.div_ceil(page as usize)];
+    // SAFETY: `address` maps `map_len` bytes; `resident` has one byte per
+    // page of it.
+    let ok = unsafe { libc::mincore(address, map_len, resident.as_mut_ptr().cast()) } == 0;
+    // SAFETY: unmaps exactly the mapping made above.
+    unsafe { libc::munmap(address, map_len) };
+    ok && resident.iter().all(|page| page & 1 == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +144,45 @@ mod tests {
         assert_eq!(read_exact_at(&file, 0, 0).unwrap(), Vec::<u8>::new());
         let error = read_exact_at(&file, 10, 99_995).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    /// Drops the file's pages from the page cache (written back first, as
+    /// only clean pages can be dropped).
+    fn evict(file: &File) {
+        file.sync_all().unwrap();
+        // SAFETY: advice on an open descriptor has no memory effects.
+        let result =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(result, 0);
+    }
+
+    #[test]
+    fn only_cached_bytes_are_read_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            read_if_cached(&file, 5_000, 1_000).unwrap().unwrap(),
+            &data[1_000..6_000]
+        );
+        assert!(is_cached(&file, 200_000, 50_000));
+
+        evict(&file);
+        assert!(!is_cached(&file, 200_000, 50_000));
+        assert_eq!(read_if_cached(&file, 5_000, 1_000).unwrap(), None);
+        // A blocking read brings the pages back.
+        read_exact_at(&file, 5_000, 1_000).unwrap();
+        assert!(is_cached(&file, 1_000, 5_000));
+        assert!(read_if_cached(&file, 5_000, 1_000).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_region_past_the_end_is_not_read_without_waiting() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[7u8; 1_000]).unwrap();
+        assert_eq!(read_if_cached(&file, 100, 950).unwrap(), None);
+        assert_eq!(read_if_cached(&file, 0, 10).unwrap(), Some(Vec::new()));
     }
 }

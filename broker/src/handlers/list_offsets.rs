@@ -54,7 +54,12 @@ pub async fn handle(
                 (Some(a), Some(partition)) => {
                     out.leader_epoch = a.leader_epoch;
                     let high_watermark = partition.high_watermark();
-                    match partition.read_log(|log| lookup(log, p.timestamp, high_watermark)) {
+                    // A timestamp lookup reads the time index and a batch
+                    // from the segment: off the async worker.
+                    let found = tokio::task::block_in_place(|| {
+                        partition.read_log(|log| lookup(log, p.timestamp, high_watermark))
+                    });
+                    match found {
                         Ok(Some((offset, timestamp, epoch))) => {
                             out.offset = offset;
                             out.timestamp = timestamp;

@@ -19,6 +19,10 @@
 //! Record sets of at least [`SEND_FROM_FILE_AT_LEAST`] bytes that lie in a
 //! segment file are not read here: the reply carries them as file regions,
 //! and the connection sends them with `sendfile` (see `disk::sendfile`).
+//! Nothing on this path waits for the disk on an async worker: smaller
+//! record sets are read only if the page cache holds them, regions are
+//! sent only if it holds all their pages, and the rest is read on the
+//! blocking pool once the long poll is over (`read_cold`).
 
 mod sessions;
 
@@ -36,7 +40,8 @@ use tokio::time::Instant;
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::disk::sendfile::StandIns;
+use crate::disk::read;
+use crate::disk::sendfile::{FileRegion, StandIns};
 use crate::error::ResponseError;
 use crate::log::{ChangeListener, ReadError, ReadSlice};
 use crate::metadata::MetadataImage;
@@ -110,6 +115,7 @@ impl Reply {
 pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Reply {
     let mut response = FetchResponse::default();
     let mut file_regions = StandIns::default();
+    let mut cold = Vec::new();
     let image = broker.image();
     // v15 moved the replica id into ReplicaState (KIP-903).
     let replica_id = if version >= 15 {
@@ -251,6 +257,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Rep
             broker,
             &mut response,
             &mut file_regions,
+            &mut cold,
             &mut targets.targets,
             max_bytes,
             follower.is_some(),
@@ -289,6 +296,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Rep
             }
         }
     }
+    read_cold(&mut response, cold).await;
     Reply {
         response: finish_session(broker, context, response, &targets, wanted),
         file_regions,
@@ -481,11 +489,13 @@ fn collect(
     broker: &Broker,
     response: &mut FetchResponse,
     file_regions: &mut StandIns,
+    cold: &mut Vec<ColdRead>,
     targets: &mut [Target],
     max_bytes: usize,
     for_follower: bool,
 ) -> (usize, bool) {
     file_regions.clear();
+    cold.clear();
     let mut total = 0usize;
     let mut any_error = false;
     for target in targets {
@@ -534,17 +544,30 @@ fn collect(
         data.error_code = 0;
         match slice {
             Ok(Some(slice)) => match records(slice, file_regions) {
-                Ok(bytes) => {
-                    total += bytes.len();
+                Ok(records) => {
+                    let len = match records {
+                        Records::Ready(bytes) => {
+                            let len = bytes.len();
+                            data.records = Some(bytes);
+                            len
+                        }
+                        Records::Cold(region) => {
+                            let len = region.len;
+                            cold.push(ColdRead {
+                                topic_index: target.topic_index,
+                                partition_index: target.partition_index,
+                                region,
+                            });
+                            len
+                        }
+                    };
+                    total += len;
                     if target.throttled {
-                        broker.replicas.leader_throttle.record(bytes.len());
+                        broker.replicas.leader_throttle.record(len);
                     }
                     if !for_follower {
-                        broker
-                            .metrics
-                            .record_fetch(&partition.tp.topic, bytes.len() as u64);
+                        broker.metrics.record_fetch(&partition.tp.topic, len as u64);
                     }
-                    data.records = Some(bytes);
                 }
                 Err(e) => {
                     tracing::error!(partition = %partition.tp, error = %e, "read failed");
@@ -577,17 +600,76 @@ fn collect(
 }
 
 /// The record set to put in the response: a stand-in for a large region of
-/// a segment file, else the bytes themselves.
-fn records(slice: ReadSlice, file_regions: &mut StandIns) -> std::io::Result<Bytes> {
-    match slice {
-        ReadSlice::Memory(bytes) => Ok(Bytes::from(bytes)),
-        ReadSlice::File(region) if region.len >= SEND_FROM_FILE_AT_LEAST => {
-            match file_regions.stand_in(region) {
-                Ok(stand_in) => Ok(stand_in),
-                Err(region) => region.read().map(Bytes::from),
+/// a segment file, else the bytes themselves, or, when the page cache does
+/// not hold them, the region to read on the blocking pool.
+fn records(slice: ReadSlice, file_regions: &mut StandIns) -> std::io::Result<Records> {
+    let region = match slice {
+        ReadSlice::Memory(bytes) => return Ok(Records::Ready(Bytes::from(bytes))),
+        ReadSlice::File(region) => region,
+    };
+    let region = if region.len >= SEND_FROM_FILE_AT_LEAST {
+        // `sendfile` would wait for the disk on the connection's worker.
+        if !read::is_cached(&region.file, region.len, region.position) {
+            return Ok(Records::Cold(region));
+        }
+        match file_regions.stand_in(region) {
+            Ok(stand_in) => return Ok(Records::Ready(stand_in)),
+            Err(region) => region,
+        }
+    } else {
+        region
+    };
+    Ok(
+        match read::read_if_cached(&region.file, region.len, region.position)? {
+            Some(bytes) => Records::Ready(Bytes::from(bytes)),
+            None => Records::Cold(region),
+        },
+    )
+}
+
+enum Records {
+    Ready(Bytes),
+    Cold(FileRegion),
+}
+
+/// A record set the page cache did not hold, and where it goes in the
+/// response once read.
+struct ColdRead {
+    topic_index: usize,
+    partition_index: usize,
+    region: FileRegion,
+}
+
+/// Reads the cold record sets on the blocking pool, so a fetch that must
+/// wait for the disk holds no async worker meanwhile.
+async fn read_cold(response: &mut FetchResponse, cold: Vec<ColdRead>) {
+    if cold.is_empty() {
+        return;
+    }
+    let places: Vec<(usize, usize)> = cold
+        .iter()
+        .map(|c| (c.topic_index, c.partition_index))
+        .collect();
+    let reads = tokio::task::spawn_blocking(move || {
+        cold.into_iter()
+            .map(|c| c.region.read())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_else(|e| {
+        let failed = || std::io::Error::other(format!("blocking read failed: {e}"));
+        places.iter().map(|_| Err(failed())).collect()
+    });
+    for ((topic_index, partition_index), read) in places.into_iter().zip(reads) {
+        let data = &mut response.responses[topic_index].partitions[partition_index];
+        match read {
+            Ok(bytes) => data.records = Some(Bytes::from(bytes)),
+            Err(e) => {
+                tracing::error!(partition = data.partition_index, error = %e, "read failed");
+                data.error_code = ResponseError::KafkaStorageError.code();
+                data.records = Some(Bytes::new());
             }
         }
-        ReadSlice::File(region) => region.read().map(Bytes::from),
     }
 }
 
@@ -642,5 +724,76 @@ mod tests {
             ResponseError::KafkaStorageError.code()
         );
         assert_eq!(partitions[2].records.as_deref(), Some(&[][..]));
+    }
+
+    /// Writes `data` to a file and drops it from the page cache.
+    fn cold_file(data: &[u8]) -> Arc<std::fs::File> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.log");
+        std::fs::write(&path, data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        // SAFETY: advice on an open descriptor has no memory effects.
+        let evicted = unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+                0,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        assert_eq!(evicted, 0);
+        Arc::new(file)
+    }
+
+    #[tokio::test]
+    async fn record_sets_the_page_cache_lacks_are_read_on_the_blocking_pool() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 239) as u8).collect();
+        let file = cold_file(&data);
+        let region = |position: u64, len: usize| {
+            ReadSlice::File(FileRegion {
+                file: file.clone(),
+                position,
+                len,
+            })
+        };
+        let mut file_regions = StandIns::default();
+        let mut cold = Vec::new();
+        let mut response = FetchResponse::default();
+        response.responses.push(FetchableTopicResponse::default());
+        // A small record set and a region for sendfile, both cold.
+        for (index, (position, len)) in [(10u64, 1_000usize), (50_000, 100_000)]
+            .into_iter()
+            .enumerate()
+        {
+            response.responses[0]
+                .partitions
+                .push(PartitionData::default());
+            match records(region(position, len), &mut file_regions).unwrap() {
+                Records::Cold(region) => cold.push(ColdRead {
+                    topic_index: 0,
+                    partition_index: index,
+                    region,
+                }),
+                Records::Ready(_) => panic!("a cold region at {position} was read on the runtime"),
+            }
+        }
+        read_cold(&mut response, cold).await;
+        let partitions = &response.responses[0].partitions;
+        assert_eq!(partitions[0].records.as_deref(), Some(&data[10..1_010]));
+        assert_eq!(
+            partitions[1].records.as_deref(),
+            Some(&data[50_000..150_000])
+        );
+
+        // Now cached: read in place, and stood in for.
+        match records(region(10, 1_000), &mut file_regions).unwrap() {
+            Records::Ready(bytes) => assert_eq!(&bytes[..], &data[10..1_010]),
+            Records::Cold(_) => panic!("a cached record set went to the blocking pool"),
+        }
+        match records(region(50_000, 100_000), &mut file_regions).unwrap() {
+            Records::Ready(bytes) => assert!(file_regions.region_of(&bytes).is_some()),
+            Records::Cold(_) => panic!("a cached region went to the blocking pool"),
+        }
     }
 }
