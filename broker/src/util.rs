@@ -10,6 +10,15 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Removes a file; one that is not there is no error.
+pub fn remove_if_exists(path: &std::path::Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The local address broker-to-broker connections originate from
 /// (`outbound.bind.host`), set once at start-up; unset lets the OS choose.
 static OUTBOUND_BIND: std::sync::OnceLock<std::net::IpAddr> = std::sync::OnceLock::new();

@@ -1,13 +1,13 @@
-//! The codecs of record batches, and broker-side recompression.
+//! The codecs of record batches.
 //!
 //! A batch's attributes name its codec (0 none, 1 gzip, 2 snappy, 3 lz4,
 //! 4 zstd); everything after the 61-byte header is the records, compressed
 //! as one block in that codec. With a topic's `compression.type` other than
 //! `producer`, the leader rewrites each produced batch whose codec differs
-//! into the topic's codec (Kafka's `LogValidator` does the same); the records
-//! inside keep their bytes, so keys, values, headers, timestamps and the
-//! producer's sequence numbers are unchanged. Followers store the leader's
-//! bytes as they are.
+//! into the topic's codec (`batch::codec::recompress`, as Kafka's
+//! `LogValidator` does); the records inside keep their bytes, so keys,
+//! values, headers, timestamps and the producer's sequence numbers are
+//! unchanged. Followers store the leader's bytes as they are.
 //!
 //! The wire formats are Kafka's: gzip streams, snappy in xerial framing (as
 //! the Java client writes it; raw snappy is read too), LZ4 frames with
@@ -17,7 +17,7 @@ use std::io::{self, Read, Write};
 
 use bytes::{Bytes, BytesMut};
 
-use super::batch::{self, BatchError, BatchHeader, CRC_START, HEADER_SIZE, LOG_OVERHEAD};
+use super::batch::BatchError;
 
 /// A decompressed batch may not exceed this: a small batch of a
 /// well-compressible codec must not make the broker allocate gigabytes.
@@ -169,43 +169,6 @@ pub fn compress(codec: Codec, levels: CompressionLevels, raw: &[u8]) -> io::Resu
     }
 }
 
-/// A produced batch rewritten in `target`'s codec, or `None` when it is
-/// already in it (then it is stored as sent). Its records are checked as
-/// they are unpacked, since a client's compressed bytes were opaque so far.
-/// The CRC is recomputed; offsets and leader epoch are assigned later.
-pub fn recompress(
-    bytes: &[u8],
-    header: &BatchHeader,
-    target: Codec,
-    levels: CompressionLevels,
-) -> Result<Option<Vec<u8>>, BatchError> {
-    let source = Codec::from_id(header.compression())?;
-    if source == target {
-        return Ok(None);
-    }
-    let records = decompress(source, &bytes[HEADER_SIZE..])
-        .map_err(|_| BatchError::BadRecords("the batch does not decompress"))?;
-    batch::check_uncompressed_records(&records, header.records_count)?;
-    let packed = compress(target, levels, &records)
-        .map_err(|_| BatchError::BadRecords("the batch cannot be recompressed"))?;
-    let mut out = Vec::with_capacity(HEADER_SIZE + packed.len());
-    out.extend_from_slice(&bytes[..HEADER_SIZE]);
-    out.extend_from_slice(&packed);
-    let codec_bits = 0x07;
-    let attributes = (header.attributes & !codec_bits) | target as i16;
-    out[21..23].copy_from_slice(&attributes.to_be_bytes());
-    Ok(Some(seal(out)))
-}
-
-/// Sets a rewritten batch's length and CRC.
-pub fn seal(mut out: Vec<u8>) -> Vec<u8> {
-    let length = (out.len() - LOG_OVERHEAD) as i32;
-    out[8..12].copy_from_slice(&length.to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
-}
-
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
@@ -213,7 +176,6 @@ fn invalid(message: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::batch::test_support::batch;
 
     const ALL: [Codec; 5] = [
         Codec::None,
@@ -249,78 +211,6 @@ mod tests {
                 assert_eq!(decompress(codec, &packed).unwrap(), raw, "{codec:?}");
             }
         }
-    }
-
-    #[test]
-    fn recompression_keeps_the_records_and_every_header_field_but_codec_length_and_crc() {
-        let original = batch(&[b"one", b"two", b"three"], 1_000, (7, 1, 40));
-        let header = batch::validate_produced(&original).unwrap();
-        for target in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
-            let packed = recompress(&original, &header, target, CompressionLevels::default())
-                .unwrap()
-                .expect("rewritten");
-            let new = batch::validate(&packed).expect("valid batch with a good CRC");
-            assert_eq!(new.compression(), target as i16);
-            assert_eq!(
-                (new.producer_id, new.producer_epoch, new.base_sequence),
-                (7, 1, 40)
-            );
-            assert_eq!(new.records_count, 3);
-            assert_eq!(new.base_timestamp, header.base_timestamp);
-            assert_eq!(
-                decompress(target, &packed[HEADER_SIZE..]).unwrap(),
-                &original[HEADER_SIZE..]
-            );
-            // And back to uncompressed: the very bytes the producer sent.
-            let back = recompress(&packed, &new, Codec::None, CompressionLevels::default())
-                .unwrap()
-                .unwrap();
-            assert_eq!(back, original);
-        }
-        assert_eq!(
-            recompress(
-                &original,
-                &header,
-                Codec::None,
-                CompressionLevels::default()
-            )
-            .unwrap(),
-            None
-        );
-    }
-
-    #[test]
-    fn a_batch_that_does_not_decompress_or_miscounts_its_records_is_refused() {
-        let original = batch(&[b"one"], 1_000, (-1, -1, -1));
-        let mut header = batch::validate_produced(&original).unwrap();
-        // Claims gzip, holds plain records.
-        let mut lying = original.clone();
-        lying[22] |= Codec::Gzip as u8;
-        header.attributes |= Codec::Gzip as i16;
-        assert!(matches!(
-            recompress(&lying, &header, Codec::Zstd, CompressionLevels::default()),
-            Err(BatchError::BadRecords(_))
-        ));
-        // Compressed properly, but the header counts two records.
-        let packed = recompress(
-            &original,
-            &batch::validate_produced(&original).unwrap(),
-            Codec::Lz4,
-            CompressionLevels::default(),
-        )
-        .unwrap()
-        .unwrap();
-        let mut miscounted = BatchHeader::parse(&packed).unwrap();
-        miscounted.records_count = 2;
-        assert!(matches!(
-            recompress(
-                &packed,
-                &miscounted,
-                Codec::None,
-                CompressionLevels::default()
-            ),
-            Err(BatchError::BadRecords(_))
-        ));
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Storage: the partition logs and their on-disk formats.
 //!
-//! `batch` (the record-batch format), `compression` (batch codecs and
-//! broker-side recompression), `index` (offset and time indexes),
-//! `segment` (one `.log` file and its indexes), `direct_tail` (the active
-//! segment's newest bytes in memory, written with `O_DIRECT`), `producer_state`
-//! (idempotence), `partition_log` (one partition), `cleaner` (log
-//! compaction), `flusher` (fsyncs at roll and early writeback, off the
-//! append path), `change_listener` (how fetch sessions learn which partitions
-//! changed), `topic_partition` (a partition's name). The log directory as a
-//! whole and the partitions in it are `crate::partition`'s.
+//! `batch` (the record-batch format, and rewriting batches), `compression`
+//! (the batch codecs), `index` (offset and time indexes), `segment` (one
+//! `.log` file and its indexes), `direct_tail` (the active segment's newest
+//! bytes in memory, written with `O_DIRECT`), `producer_state`
+//! (idempotence), `partition_log` (one partition, including swapping in the
+//! cleaner's output), `cleaner` (log compaction: when, and what survives),
+//! `flusher` (fsyncs at roll and early writeback, off the append path),
+//! `change_listener` (how fetch sessions learn which partitions changed),
+//! `topic_partition` (a partition's name). The log directory as a whole and
+//! the partitions in it are `crate::partition`'s.
 
 pub mod batch;
 pub mod change_listener;

@@ -6,7 +6,8 @@
 //! and index fullness, and fsync per `flush.messages`; the segment a roll
 //! closed is fsynced in the background (`flusher`). Reads return the file
 //! region holding the batches from an offset on, so the caller copies the
-//! bytes outside any lock. Retention deletes whole segments.
+//! bytes outside any lock. Retention deletes whole segments; the log
+//! cleaner's compacted segments replace the originals through `swap`.
 //!
 //! Every append is admitted by the log directory's health first (a full
 //! directory refuses client and replication appends, an offline one
@@ -16,14 +17,16 @@
 //! and the leader-epoch checkpoint is replaced before the data is written
 //! (an epoch that starts at the log end is valid either way).
 
+mod swap;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::batch::{self, BatchError, BatchHeader, HEADER_SIZE};
-use super::compression::{self, CompressionType};
+use super::batch::{self, codec, BatchError, BatchHeader, HEADER_SIZE};
+use super::compression::CompressionType;
 use super::flusher::RollFlushes;
 use super::leader_epochs::LeaderEpochCache;
 use super::producer_state::{BatchMetadata, ProducerState, SequenceCheck};
@@ -139,16 +142,16 @@ impl PartitionLog {
                 || name.ends_with(".cleaned")
                 || name.ends_with(".swap")
             {
-                // An unfinished cleaner output (see `cleaner`): the
+                // An unfinished cleaner output (see `swap`): the
                 // segments it was to replace are all still there.
                 std::fs::remove_file(dir.join(&name))?;
             }
         }
         // A `.swap` file is a complete, fsynced cleaner output whose swap
-        // was interrupted: finish it (see the protocol in `cleaner`).
+        // was interrupted: finish it (see the protocol in `swap`).
         swaps.sort_unstable();
         for swap_base in swaps {
-            super::cleaner::complete_swap(dir, swap_base, &mut bases)?;
+            swap::complete_swap(dir, swap_base, &mut bases)?;
         }
         bases.sort_unstable();
         let mut report = RecoveryReport::default();
@@ -485,12 +488,7 @@ impl PartitionLog {
         for (pos, size, header) in spans {
             let original = &records[pos..pos + size];
             let start = bytes.len();
-            match compression::recompress(
-                original,
-                &header,
-                target,
-                self.config.compression_levels,
-            )? {
+            match codec::recompress(original, &header, target, self.config.compression_levels)? {
                 None => bytes.extend_from_slice(original),
                 Some(batch) => bytes.extend_from_slice(&batch),
             }
@@ -977,44 +975,6 @@ impl PartitionLog {
                 })
                 .collect(),
         }
-    }
-
-    /// The cleaner's swap step (see the protocol in `cleaner`): replaces
-    /// `replaced` (consecutive segments, the first based where `cleaned` is)
-    /// by `cleaned`, whose data is fsynced at `<base>.log.cleaned`. Returns
-    /// false, changing nothing, if any of them changed or went away since
-    /// the cleaner looked (retention, truncation) or became active.
-    pub(crate) fn replace_segments(
-        &mut self,
-        replaced: &[super::cleaner::SegmentSnapshot],
-        mut cleaned: Segment,
-    ) -> io::Result<bool> {
-        let active_base = self.active().base_offset;
-        let unchanged = !replaced.is_empty()
-            && replaced[0].base_offset == cleaned.base_offset
-            && replaced.iter().all(|r| {
-                r.base_offset < active_base
-                    && self
-                        .segments
-                        .get(&r.base_offset)
-                        .is_some_and(|s| Arc::ptr_eq(&s.file(), &r.file) && s.size() == r.size)
-            });
-        if !unchanged {
-            return Ok(false);
-        }
-        let stem = super::segment::file_stem(cleaned.base_offset);
-        cleaned.rename_log(self.dir.join(format!("{stem}.log.swap")))?;
-        super::cleaner::sync_dir(&self.dir)?;
-        for r in replaced {
-            if let Some(segment) = self.segments.remove(&r.base_offset) {
-                segment.delete_files()?;
-            }
-        }
-        super::cleaner::sync_dir(&self.dir)?;
-        cleaned.install_cleaned(&self.dir)?;
-        super::cleaner::sync_dir(&self.dir)?;
-        self.segments.insert(cleaned.base_offset, cleaned);
-        Ok(true)
     }
 
     /// Closes the log after a final flush, writing the producer snapshot so

@@ -26,6 +26,7 @@ use super::flusher::{self, PendingFile};
 use super::index::{OffsetIndex, TimeIndex};
 use crate::disk::sendfile::FileRegion;
 use crate::disk::write;
+use crate::util::remove_if_exists;
 
 pub fn file_stem(base_offset: i64) -> String {
     format!("{base_offset:020}")
@@ -33,6 +34,11 @@ pub fn file_stem(base_offset: i64) -> String {
 
 pub fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{}.log", file_stem(base_offset)))
+}
+
+/// Where the log cleaner writes a segment's data before swapping it in.
+pub fn cleaned_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{}.log.cleaned", file_stem(base_offset)))
 }
 
 /// Where a batch sits in a segment.
@@ -115,8 +121,7 @@ impl Segment {
     /// stale one exists) while the indexes are built in memory only, under
     /// their final names, and written by [`Segment::install_cleaned`].
     pub fn create_cleaned(dir: &Path, base_offset: i64) -> io::Result<Segment> {
-        let stem = file_stem(base_offset);
-        let path = dir.join(format!("{stem}.log.cleaned"));
+        let path = cleaned_path(dir, base_offset);
         let file = OpenOptions::new()
             .create(true)
             .read(true)
@@ -575,11 +580,7 @@ impl Segment {
             self.index.path(),
             self.time_index.path(),
         ] {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+            remove_if_exists(path)?;
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::Partition;
 use crate::config::LogConfig;
-use crate::disk::write::write_atomically;
+use crate::disk::write::{sync_dir, write_atomically};
 use crate::disk::{DirState, LogDirHealth};
 use crate::log::cleaner;
 use crate::log::partition_log::{PartitionLog, RecoveryReport};
@@ -79,7 +79,7 @@ impl LogManager {
         let was_clean = marker.exists();
         if was_clean {
             std::fs::remove_file(&marker)?;
-            sync_dir(dir);
+            let _ = sync_dir(dir);
         }
         Ok(LogManager {
             dir: dir.to_path_buf(),
@@ -190,7 +190,7 @@ impl LogManager {
             ));
             if dir.exists() {
                 std::fs::rename(&dir, &doomed)?;
-                sync_dir(&self.dir);
+                let _ = sync_dir(&self.dir);
                 std::fs::remove_dir_all(&doomed)?;
             }
             if let Some(partition) = removed {
@@ -396,10 +396,6 @@ fn sync_filesystem(dir: &Path) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-fn sync_dir(dir: &Path) {
-    let _ = crate::disk::write::sync_dir(dir);
 }
 
 /// Kafka's checkpoint format: version line, count line, then `topic partition offset`.

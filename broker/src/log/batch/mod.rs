@@ -1,27 +1,56 @@
-//! Kafka record batches (magic v2) as stored on disk and sent on the wire.
-//!
-//! Layout of the 61-byte header (big endian):
-//!
-//! ```text
-//! 0  baseOffset i64        8  batchLength i32 (bytes after this field)
-//! 12 partitionLeaderEpoch  16 magic i8 (= 2)   17 crc u32 (CRC-32C of bytes 21..end)
-//! 21 attributes i16        23 lastOffsetDelta i32
-//! 27 baseTimestamp i64     35 maxTimestamp i64
-//! 43 producerId i64        51 producerEpoch i16  53 baseSequence i32
-//! 57 recordsCount i32      61 records...
-//! ```
+//! Kafka record batches (magic v2) as stored on disk and sent on the wire:
+//! a 61-byte header (its fields, big endian, are in [`field`]) and then the
+//! records, compressed as one block in the codec the attributes name.
 //!
 //! The broker keeps batches as the producer sent them; it only rewrites the
 //! base offset and leader epoch (outside the CRC) and, for LogAppendTime
 //! topics, the timestamp fields (then the CRC is recomputed) — unless the
-//! topic's `compression.type` asks for another codec (see `compression`).
+//! topic's `compression.type` asks for another codec, or the log cleaner
+//! drops some of the records (`codec`). `records` walks the records inside.
 
 use bytes::Buf;
 
-pub const HEADER_SIZE: usize = 61;
+pub mod codec;
+pub mod records;
+
+/// Where each header field sits, as a byte range of the batch; each starts
+/// where the one before ends.
+pub mod field {
+    use std::ops::Range;
+
+    /// i64
+    pub const BASE_OFFSET: Range<usize> = 0..8;
+    /// i32, the bytes after this field.
+    pub const BATCH_LENGTH: Range<usize> = 8..12;
+    /// i32
+    pub const PARTITION_LEADER_EPOCH: Range<usize> = 12..16;
+    /// i8, always 2.
+    pub const MAGIC: Range<usize> = 16..17;
+    /// u32, CRC-32C of every byte from the attributes to the batch's end.
+    pub const CRC: Range<usize> = 17..21;
+    /// i16: codec, timestamp type, transactional, control.
+    pub const ATTRIBUTES: Range<usize> = 21..23;
+    /// i32
+    pub const LAST_OFFSET_DELTA: Range<usize> = 23..27;
+    /// i64
+    pub const BASE_TIMESTAMP: Range<usize> = 27..35;
+    /// i64
+    pub const MAX_TIMESTAMP: Range<usize> = 35..43;
+    /// i64
+    pub const PRODUCER_ID: Range<usize> = 43..51;
+    /// i16
+    pub const PRODUCER_EPOCH: Range<usize> = 51..53;
+    /// i32
+    pub const BASE_SEQUENCE: Range<usize> = 53..57;
+    /// i32; the records follow.
+    pub const RECORDS_COUNT: Range<usize> = 57..61;
+}
+
+pub const HEADER_SIZE: usize = field::RECORDS_COUNT.end;
 /// Bytes of a batch before `batchLength` counts: baseOffset + batchLength.
-pub const LOG_OVERHEAD: usize = 12;
-pub(crate) const CRC_START: usize = 21;
+pub const LOG_OVERHEAD: usize = field::BATCH_LENGTH.end;
+/// The CRC covers the batch from here on.
+pub(crate) const CRC_START: usize = field::ATTRIBUTES.start;
 
 const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
@@ -140,7 +169,7 @@ pub fn batch_size_at(bytes: &[u8]) -> Result<usize, BatchError> {
     if bytes.len() < LOG_OVERHEAD {
         return Err(BatchError::Truncated(bytes.len()));
     }
-    let length = i32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    let length = i32::from_be_bytes(bytes[field::BATCH_LENGTH].try_into().expect("4 bytes"));
     if length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
         return Err(BatchError::BadLength(length));
     }
@@ -217,49 +246,9 @@ pub fn validate_produced(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         });
     }
     if header.compression() == 0 {
-        check_uncompressed_records(&bytes[HEADER_SIZE..], header.records_count)?;
+        records::check_uncompressed(&bytes[HEADER_SIZE..], header.records_count)?;
     }
     Ok(header)
-}
-
-/// Walks the records of an uncompressed batch: each is a varint length
-/// followed by that many bytes, and the offset deltas run 0, 1, 2, ...
-pub(crate) fn check_uncompressed_records(mut records: &[u8], count: i32) -> Result<(), BatchError> {
-    for expected_delta in 0..count {
-        let length = read_varint(&mut records).ok_or(BatchError::BadRecords("record length"))?;
-        if length < 0 || length as usize > records.len() {
-            return Err(BatchError::BadRecords("record length exceeds the batch"));
-        }
-        let mut record = &records[..length as usize];
-        records = &records[length as usize..];
-        if record.is_empty() {
-            return Err(BatchError::BadRecords("empty record"));
-        }
-        record = &record[1..]; // attributes
-        read_varint(&mut record).ok_or(BatchError::BadRecords("timestamp delta"))?;
-        let delta = read_varint(&mut record).ok_or(BatchError::BadRecords("offset delta"))?;
-        if delta != expected_delta as i64 {
-            return Err(BatchError::BadRecords("offset deltas are not consecutive"));
-        }
-    }
-    if !records.is_empty() {
-        return Err(BatchError::BadRecords("bytes left after the last record"));
-    }
-    Ok(())
-}
-
-/// Zig-zag varint (Kafka's record encoding); `None` if truncated or too long.
-pub(crate) fn read_varint(buf: &mut &[u8]) -> Option<i64> {
-    let mut value: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = buf.split_first()?;
-        *buf = rest;
-        value |= ((byte & 0x7f) as u64) << shift;
-        if byte & 0x80 == 0 {
-            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
-        }
-    }
-    None
 }
 
 /// Rewrites the broker-assigned fields in a copy of a validated batch's
@@ -272,21 +261,22 @@ pub fn assign_header(
     leader_epoch: i32,
     log_append_time: Option<i64>,
 ) {
-    header[0..8].copy_from_slice(&base_offset.to_be_bytes());
-    header[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+    header[field::BASE_OFFSET].copy_from_slice(&base_offset.to_be_bytes());
+    header[field::PARTITION_LEADER_EPOCH].copy_from_slice(&leader_epoch.to_be_bytes());
     if let Some(now) = log_append_time {
-        let attributes = i16::from_be_bytes([header[21], header[22]]) | ATTR_TIMESTAMP_TYPE;
-        header[21..23].copy_from_slice(&attributes.to_be_bytes());
-        header[35..43].copy_from_slice(&now.to_be_bytes());
+        let attributes = i16::from_be_bytes(header[field::ATTRIBUTES].try_into().expect("2 bytes"))
+            | ATTR_TIMESTAMP_TYPE;
+        header[field::ATTRIBUTES].copy_from_slice(&attributes.to_be_bytes());
+        header[field::MAX_TIMESTAMP].copy_from_slice(&now.to_be_bytes());
         let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_START..]), rest);
-        header[17..21].copy_from_slice(&crc.to_be_bytes());
+        header[field::CRC].copy_from_slice(&crc.to_be_bytes());
     }
 }
 
 #[cfg(test)]
 pub mod test_support {
     //! Builds small uncompressed batches for unit tests.
-    use super::{assign_header, HEADER_SIZE};
+    use super::{assign_header, field, CRC_START, HEADER_SIZE, LOG_OVERHEAD};
     use bytes::BufMut;
 
     /// [`assign_header`] on a whole batch in place.
@@ -330,7 +320,7 @@ pub mod test_support {
         }
         let mut out = Vec::new();
         out.put_i64(0);
-        out.put_i32((49 + records.len()) as i32);
+        out.put_i32((HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32);
         out.put_i32(-1);
         out.put_i8(2);
         out.put_u32(0);
@@ -343,8 +333,8 @@ pub mod test_support {
         out.put_i32(producer.2);
         out.put_i32(values.len() as i32);
         out.extend_from_slice(&records);
-        let crc = crc32c::crc32c(&out[21..]);
-        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        let crc = crc32c::crc32c(&out[CRC_START..]);
+        out[field::CRC].copy_from_slice(&crc.to_be_bytes());
         out
     }
 }
@@ -402,9 +392,64 @@ mod tests {
     #[test]
     fn sequences_wrap() {
         let mut bytes = batch(&[b"a", b"b"], 1, (7, 0, i32::MAX));
-        let crc = crc32c::crc32c(&bytes[21..]);
-        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[CRC_START..]);
+        bytes[field::CRC].copy_from_slice(&crc.to_be_bytes());
         let header = validate(&bytes).unwrap();
         assert_eq!(header.last_sequence(), 0);
+    }
+
+    #[test]
+    fn the_named_fields_are_the_ones_the_header_parses() {
+        let fields = [
+            field::BASE_OFFSET,
+            field::BATCH_LENGTH,
+            field::PARTITION_LEADER_EPOCH,
+            field::MAGIC,
+            field::CRC,
+            field::ATTRIBUTES,
+            field::LAST_OFFSET_DELTA,
+            field::BASE_TIMESTAMP,
+            field::MAX_TIMESTAMP,
+            field::PRODUCER_ID,
+            field::PRODUCER_EPOCH,
+            field::BASE_SEQUENCE,
+            field::RECORDS_COUNT,
+        ];
+        let mut end = 0;
+        for range in &fields {
+            assert_eq!(range.start, end, "{range:?} follows the field before");
+            end = range.end;
+        }
+        assert_eq!(end, HEADER_SIZE);
+        // Each field holds the value `parse` reads for it: its index, in
+        // the field's last byte.
+        let mut header = [0u8; HEADER_SIZE];
+        for (i, range) in fields.iter().enumerate() {
+            header[range.end - 1] = i as u8;
+        }
+        let parsed = BatchHeader::parse(&header).unwrap();
+        assert_eq!(
+            (
+                parsed.base_offset,
+                parsed.batch_length,
+                parsed.partition_leader_epoch,
+                parsed.magic,
+                parsed.crc,
+                parsed.attributes,
+                parsed.last_offset_delta,
+            ),
+            (0, 1, 2, 3, 4, 5, 6)
+        );
+        assert_eq!(
+            (
+                parsed.base_timestamp,
+                parsed.max_timestamp,
+                parsed.producer_id,
+                parsed.producer_epoch,
+                parsed.base_sequence,
+                parsed.records_count,
+            ),
+            (7, 8, 9, 10, 11, 12)
+        );
     }
 }

@@ -1,0 +1,113 @@
+//! Which records survive a pass.
+//!
+//! An in-memory map `key → latest offset` is built over the cleanable range,
+//! then each batch keeps a keyed record only if it is the latest for its
+//! key; records without a key are kept. A tombstone (null value) that is the
+//! latest for its key is removed once it lies in the already-cleaned part
+//! *and* its batch's largest timestamp is older than
+//! `now - delete.retention.ms`, so consumers that read the log from the
+//! start in that time still see the delete; otherwise it is kept.
+//!
+//! A batch whose records all survive is kept byte for byte, a partly
+//! surviving one is rebuilt with the survivors (`batch::codec`). A batch
+//! left with no records is dropped, except the last batch of each producer
+//! id in the range, which stays as an empty batch so producer state and
+//! sequence numbers survive a rebuild from the log. Fetches at a removed
+//! offset get the next surviving batch (`Segment::find_batch` finds the
+//! first batch whose last offset is at or after it).
+
+use std::collections::HashMap;
+use std::io;
+
+use super::plan::CleanPlan;
+use super::{for_each_batch, CleanStats};
+use crate::log::batch::{codec, records, BatchHeader};
+
+/// Latest offset per key over the cleanable range, and the last batch of
+/// each producer id there.
+#[derive(Default)]
+pub struct OffsetMap {
+    latest: HashMap<Vec<u8>, i64>,
+    last_producer_batch: HashMap<i64, i64>,
+}
+
+/// Builds the key → latest offset map over the plan's range.
+pub fn build_offset_map(plan: &CleanPlan) -> io::Result<OffsetMap> {
+    let mut map = OffsetMap::default();
+    for segment in plan.groups.iter().flatten() {
+        for_each_batch(segment, |header, bytes| {
+            if header.has_producer_id() {
+                map.last_producer_batch
+                    .insert(header.producer_id, header.base_offset);
+            }
+            if header.is_control() || header.records_count == 0 {
+                return Ok(());
+            }
+            let data = codec::decompress(&header, &bytes)?;
+            for record in records::parse(&header, &data)? {
+                if let Some(key) = record.key {
+                    match map.latest.get_mut(key) {
+                        Some(offset) => *offset = (*offset).max(record.offset),
+                        None => {
+                            map.latest.insert(key.to_vec(), record.offset);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(map)
+}
+
+/// What becomes of one batch: `None` drops it.
+pub(super) fn filter_batch(
+    plan: &CleanPlan,
+    map: &OffsetMap,
+    header: &BatchHeader,
+    bytes: Vec<u8>,
+    stats: &mut CleanStats,
+) -> io::Result<Option<Vec<u8>>> {
+    let last_of_producer = header.has_producer_id()
+        && map.last_producer_batch.get(&header.producer_id) == Some(&header.base_offset);
+    if header.is_control() {
+        return Ok(Some(bytes));
+    }
+    if header.records_count == 0 {
+        return Ok(last_of_producer.then_some(bytes));
+    }
+    let data = codec::decompress(header, &bytes)?;
+    let records = records::parse(header, &data)?;
+    let retention = plan.config.delete_retention_ms;
+    let tombstone_expired = header.max_timestamp < plan.now_ms.saturating_sub(retention);
+    let mut kept = Vec::with_capacity(records.len());
+    for record in &records {
+        let latest = match record.key {
+            None => true,
+            Some(key) => map.latest.get(key).is_none_or(|&l| l <= record.offset),
+        };
+        if !latest {
+            continue;
+        }
+        if record.tombstone {
+            if record.offset < plan.first_dirty && tombstone_expired {
+                continue;
+            }
+            let expiry = header.max_timestamp.saturating_add(retention);
+            stats.next_tombstone_expiry = Some(
+                stats
+                    .next_tombstone_expiry
+                    .map_or(expiry, |e| e.min(expiry)),
+            );
+        }
+        kept.push(record);
+    }
+    stats.records_removed += (records.len() - kept.len()) as u64;
+    if kept.len() == records.len() {
+        Ok(Some(bytes))
+    } else if kept.is_empty() {
+        Ok(last_of_producer.then(|| codec::empty_batch(&bytes, header)))
+    } else {
+        codec::rebuild_batch(&bytes, header, &kept).map(Some)
+    }
+}
