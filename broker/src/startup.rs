@@ -235,14 +235,14 @@ fn spawn_background_tasks(
             b.groups.expire_offsets();
         },
     ));
-    if settings.storage.direct_io == DirectIo::Auto {
-        // How close the kernel is to writing back (decides direct writes).
-        tasks.push(every(
-            Duration::from_millis(100),
-            shutdown.clone(),
-            crate::disk::writeback::sample,
-        ));
-    }
+    // How close the kernel is to writing back: decides direct writes
+    // (`log.direct.io.enable=auto`), and whether an append may be throttled
+    // and so must leave the async worker.
+    tasks.push(every(
+        Duration::from_millis(100),
+        shutdown.clone(),
+        crate::disk::writeback::sample,
+    ));
     let b = broker.clone();
     tasks.push(every(upkeep.flush_check, shutdown.clone(), move || {
         b.logs.flush_due()

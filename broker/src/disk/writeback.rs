@@ -1,5 +1,6 @@
 //! Whether the kernel is writing dirty pages back, which decides when the
-//! active segments write directly (`log.direct.io.enable=auto`).
+//! active segments write directly (`log.direct.io.enable=auto`), and when
+//! an append may be throttled and so runs off the async worker.
 //!
 //! Through the page cache an append is one memory copy, the cheapest write
 //! there is — until dirty pages pass the kernel's background threshold

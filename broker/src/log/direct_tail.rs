@@ -71,7 +71,9 @@ pub fn set_policy(policy: DirectPolicy) {
     ALWAYS.store(policy == DirectPolicy::Always, Ordering::Relaxed);
 }
 
-fn write_directly_now() -> bool {
+/// Whether a tail's next append writes with `O_DIRECT` (and so waits for
+/// the device).
+pub fn write_directly_now() -> bool {
     #[cfg(test)]
     if let Some(always) = tests::ALWAYS_HERE.with(|a| a.get()) {
         return always || writeback::under_pressure();

@@ -850,6 +850,15 @@ impl PartitionLog {
         })
     }
 
+    /// Whether the next append may wait for the device rather than only
+    /// copy into the page cache: the active segment writes directly now,
+    /// or dirty pages are close to the kernel's writeback threshold, where
+    /// buffered writes get throttled.
+    pub fn append_may_wait_for_device(&self) -> bool {
+        (self.direct_writes && super::direct_tail::write_directly_now())
+            || crate::disk::writeback::under_pressure()
+    }
+
     /// The batch holding the first record with a timestamp `>= timestamp`.
     pub fn find_by_timestamp(
         &self,

@@ -181,10 +181,12 @@ impl Partition {
                 if acks == Acks::All && isr_size < min_isr {
                     return Err(AppendFailure::NotEnoughReplicas { isr_size, min_isr });
                 }
-                // An fsync, or recompressing into the topic's codec, may
-                // take a while: off the async worker then.
+                // An fsync, recompressing into the topic's codec, or a write
+                // that waits for the device may take a while: off the async
+                // worker then.
                 let may_block = log.config().flush_messages < i64::MAX
-                    || log.config().compression != CompressionType::Producer;
+                    || log.config().compression != CompressionType::Producer
+                    || log.append_may_wait_for_device();
                 let info =
                     off_worker_if(may_block, || log.append(records, leader_epoch, origin, now))?;
                 let wait = (acks == Acks::All).then(|| self.wait_for(&info, leader_epoch, min_isr));
@@ -196,7 +198,9 @@ impl Partition {
             } => {
                 self.leader_role(Some(leader_epoch))?;
                 let min_isr = log.config().min_insync_replicas;
-                let info = log.append(records, leader_epoch, origin, now)?;
+                let may_block = log.append_may_wait_for_device();
+                let info =
+                    off_worker_if(may_block, || log.append(records, leader_epoch, origin, now))?;
                 let wait = self.wait_for(&info, leader_epoch, min_isr);
                 (info, Some(wait))
             }
@@ -279,9 +283,13 @@ impl Partition {
     }
 }
 
-/// Runs `write` off the async worker when it may block for long.
+/// Runs `write` off the async worker when it may block for long. Only a
+/// multi-threaded runtime (the broker's) has other workers to hand the
+/// rest to; on a single-threaded one (unit tests) it runs in place.
 fn off_worker_if<R>(may_block: bool, write: impl FnOnce() -> R) -> R {
-    if may_block {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if may_block && multi_threaded {
         tokio::task::block_in_place(write)
     } else {
         write()
