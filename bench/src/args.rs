@@ -9,6 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Parser, ValueEnum};
 
+/// What `--cells` may name (the cell groups of `--mode matrix`).
+pub const CELL_GROUPS: [&str; 4] = ["single", "compression", "cluster", "latency"];
+
 /// Drive a running Kafka-compatible broker with librdkafka producers and
 /// consumers and report throughput and latency.
 ///
@@ -154,7 +157,7 @@ pub struct Args {
 
     /// Matrix mode: which cell groups to run (`single`, `cluster`,
     /// `latency`; default all).
-    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(crate::matrix::CELL_GROUPS))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(CELL_GROUPS))]
     pub cells: Vec<String>,
 
     /// Matrix mode: runs of every cell (median and min–max are reported).

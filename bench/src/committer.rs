@@ -19,7 +19,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::args::Args;
-use crate::report::{new_histogram, FirstErrors};
+use crate::measure::{new_histogram, FirstErrors};
 
 pub struct CommitReport {
     pub commits: u64,

@@ -32,8 +32,8 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
 use crate::args::Args;
 use crate::cluster::ClientErrors;
+use crate::measure::{new_histogram, FirstErrors};
 use crate::payload;
-use crate::report::{new_histogram, FirstErrors};
 
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 

@@ -24,6 +24,7 @@ mod cluster;
 mod committer;
 mod consumer;
 mod matrix;
+mod measure;
 mod payload;
 mod processes;
 mod producer;
@@ -41,8 +42,9 @@ use clap::Parser;
 
 use crate::args::{Args, Mode};
 use crate::consumer::{ConsumeStats, ConsumerOutcome, Consumers};
+use crate::measure::new_histogram;
 use crate::producer::{ProduceStats, Producers};
-use crate::report::{new_histogram, ConsumeReport, ProduceReport, Progress, Report};
+use crate::report::{ConsumeReport, ProduceReport, Progress, Report};
 use crate::rss::RssSampler;
 
 /// How often the orchestrator checks for completion.

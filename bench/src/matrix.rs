@@ -40,9 +40,6 @@ use crate::report::Report;
 const GB: f64 = 1e9;
 const MB: f64 = 1e6;
 
-/// What `--cells` may name.
-pub const CELL_GROUPS: [&str; 4] = ["single", "compression", "cluster", "latency"];
-
 pub fn run(args: &Args) -> Result<String> {
     let bin = broker_bin(args)?;
     let work_dir = args

@@ -26,8 +26,8 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::args::Args;
 use crate::cluster::ClientErrors;
+use crate::measure::{new_histogram, FirstErrors};
 use crate::payload::{self, FillerPool, HEADER_LEN};
-use crate::report::{new_histogram, FirstErrors};
 
 /// How long to wait for outstanding deliveries once sending has stopped
 /// (longer than `message.timeout.ms`, after which librdkafka fails them).

@@ -1,14 +1,12 @@
-//! Results: the structures measurements are collected into, and their
-//! rendering as the human-readable report (stdout), the optional JSON line,
-//! and the once-a-second progress line (stderr).
+//! Results: what a run measured, and its rendering as the human-readable
+//! report (stdout), the optional JSON line, and the once-a-second progress
+//! line (stderr).
 //!
 //! Everything printed here is derived from counters and histograms filled in
 //! during the run; nothing is estimated.
 
-use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -20,34 +18,6 @@ use crate::consumer::ConsumeStats;
 use crate::producer::ProduceStats;
 use crate::reassign::ReassignReport;
 use crate::rss::RssReport;
-
-/// Latencies are recorded in microseconds, up to one hour, 3 significant
-/// digits.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
-}
-
-/// Keeps the first few distinct error messages of a kind.
-#[derive(Default)]
-pub struct FirstErrors(Mutex<Vec<String>>);
-
-impl FirstErrors {
-    const LIMIT: usize = 5;
-
-    pub fn note(&self, error: impl Display) {
-        let mut errors = self.0.lock().unwrap();
-        if errors.len() < Self::LIMIT {
-            let text = error.to_string();
-            if !errors.contains(&text) {
-                errors.push(text);
-            }
-        }
-    }
-
-    pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
 
 pub struct ProduceReport {
     pub sent: u64,

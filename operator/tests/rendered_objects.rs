@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use tideline_operator::crd::{KafkaCluster, KafkaClusterSpec};
-use tideline_operator::render::objects::{render, selector_string};
+use tideline_operator::render::labels::selector_string;
+use tideline_operator::render::objects::render;
 use tideline_operator::render::ClusterNames;
 
 /// The Kubernetes version the schemas are checked against.

@@ -30,8 +30,9 @@ use super::{write_status, Context, Error, FIELD_MANAGER, RESYNC};
 use crate::crd::{KafkaCluster, KafkaClusterStatus};
 use crate::kafka_admin::KafkaAdmin;
 use crate::metrics::CLUSTER_CONTROLLER;
+use crate::render::labels::selector_string;
 use crate::render::names::ClusterNames;
-use crate::render::objects::{render, selector_string};
+use crate::render::objects::render;
 use crate::render::server_properties::{live_config, SpecError};
 
 /// How soon to look again while something is changing (a roll, start-up).

@@ -9,8 +9,8 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::{Context, Error};
+use crate::render::labels::selector_string;
 use crate::render::names::ClusterNames;
-use crate::render::objects::selector_string;
 use crate::render::server_properties::RACK_ANNOTATION;
 
 /// The StatefulSet's label naming the revision a pod was created from.

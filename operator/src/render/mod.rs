@@ -3,6 +3,7 @@
 //! per-pod environment. Nothing here talks to the API server or a broker,
 //! so every decision is testable on its own.
 
+pub mod labels;
 pub mod monitoring;
 pub mod names;
 pub mod objects;

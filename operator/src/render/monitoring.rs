@@ -7,8 +7,8 @@
 
 use serde_json::{json, Value};
 
+use super::labels::selector_labels;
 use super::names::ClusterNames;
-use super::objects::selector_labels;
 use crate::crd::KafkaCluster;
 
 /// The broker alerting rules for any Prometheus.

@@ -9,8 +9,6 @@
 //! when the operator deletes them (`OnDelete`), because the operator rolls
 //! brokers itself, one at a time, when the cluster can afford it.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -18,6 +16,7 @@ use kube::Resource;
 use serde_json::{json, Value};
 use tideline_protocol::configs::broker_def;
 
+use super::labels::selector_labels;
 use super::names::{ClusterNames, CONTROLLER_PORT, DATA_DIR, HTTP_PORT, KAFKA_PORT};
 use super::server_properties::{
     broker_environment, server_properties, BrokerEnv, SpecError, RACK_ANNOTATION,
@@ -61,31 +60,6 @@ impl ClusterObjects {
             serde_json::to_value(&self.disruption_budget).expect("serializable"),
         ]
     }
-}
-
-/// The labels selecting a cluster's broker pods.
-pub fn selector_labels(names: &ClusterNames) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "tideline".to_string()),
-        (
-            "app.kubernetes.io/instance".to_string(),
-            names.cluster.clone(),
-        ),
-        (
-            "app.kubernetes.io/component".to_string(),
-            "broker".to_string(),
-        ),
-    ])
-}
-
-/// The label selector of the broker pods as a string (the scale
-/// subresource's `status.selector`).
-pub fn selector_string(names: &ClusterNames) -> String {
-    selector_labels(names)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 pub fn render(cluster: &KafkaCluster) -> Result<ClusterObjects, SpecError> {
