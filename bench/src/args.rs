@@ -155,8 +155,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<std::path::PathBuf>,
 
-    /// Matrix mode: which cell groups to run (`single`, `cluster`,
-    /// `latency`; default all).
+    /// Matrix mode: which cell groups to run (`single`, `compression`,
+    /// `cluster`, `latency`; default all).
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(CELL_GROUPS))]
     pub cells: Vec<String>,
 
