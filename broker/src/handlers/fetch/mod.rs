@@ -726,30 +726,18 @@ mod tests {
         assert_eq!(partitions[2].records.as_deref(), Some(&[][..]));
     }
 
-    /// Writes `data` to a file and drops it from the page cache.
-    fn cold_file(data: &[u8]) -> Arc<std::fs::File> {
+    /// Writes `data` to a file.
+    fn segment_file(data: &[u8]) -> Arc<std::fs::File> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.log");
         std::fs::write(&path, data).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        file.sync_all().unwrap();
-        // SAFETY: advice on an open descriptor has no memory effects.
-        let evicted = unsafe {
-            libc::posix_fadvise(
-                std::os::fd::AsRawFd::as_raw_fd(&file),
-                0,
-                0,
-                libc::POSIX_FADV_DONTNEED,
-            )
-        };
-        assert_eq!(evicted, 0);
-        Arc::new(file)
+        Arc::new(std::fs::File::open(&path).unwrap())
     }
 
     #[tokio::test]
     async fn record_sets_the_page_cache_lacks_are_read_on_the_blocking_pool() {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 239) as u8).collect();
-        let file = cold_file(&data);
+        let file = segment_file(&data);
         let region = |position: u64, len: usize| {
             ReadSlice::File(FileRegion {
                 file: file.clone(),
@@ -769,6 +757,8 @@ mod tests {
             response.responses[0]
                 .partitions
                 .push(PartitionData::default());
+            // Again before each: a read that misses starts readahead.
+            read::evict_from_page_cache(&file);
             match records(region(position, len), &mut file_regions).unwrap() {
                 Records::Cold(region) => cold.push(ColdRead {
                     topic_index: 0,
