@@ -46,9 +46,15 @@ pub fn read_exact_at(file: &File, len: usize, position: u64) -> io::Result<Vec<u
 }
 
 /// The region's bytes if the page cache holds all of them, else `None`
-/// (nothing waited for the disk). `preadv2(RWF_NOWAIT)`: a read that
-/// would block returns EAGAIN, or fewer bytes when only part is cached.
+/// (nothing waited for the disk, and nothing started reading it: a miss of
+/// `preadv2(RWF_NOWAIT)` would start readahead, whose pages then count as
+/// cached before they are read, so residency is asked first). A page a
+/// concurrent append holds locked for its copy makes `RWF_NOWAIT` give up
+/// too; the plain read after it waits only for that copy.
 pub fn read_if_cached(file: &File, len: usize, position: u64) -> io::Result<Option<Vec<u8>>> {
+    if !is_cached(file, len, position) {
+        return Ok(None);
+    }
     let mut buf: Vec<u8> = Vec::with_capacity(len);
     if len == 0 {
         return Ok(Some(buf));
@@ -76,60 +82,81 @@ pub fn read_if_cached(file: &File, len: usize, position: u64) -> io::Result<Opti
             return Ok(Some(buf));
         }
         if n >= 0 {
-            // Partly cached, or the file ends early: the blocking read
-            // decides which.
+            // The file ends early: the blocking read reports it.
             return Ok(None);
         }
         let error = io::Error::last_os_error();
         match error.raw_os_error() {
             Some(libc::EINTR) => continue,
-            // Would block; or a kernel or file system without RWF_NOWAIT,
-            // where every read goes to the blocking pool.
-            Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::EINVAL) => return Ok(None),
+            // A locked page, or a file system without RWF_NOWAIT: the
+            // pages are there, so a plain read does not go to the disk.
+            Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::EINVAL) => {
+                return read_exact_at(file, len, position).map(Some)
+            }
             _ => return Err(error),
         }
     }
 }
 
-/// Whether every page of the region is in the page cache (`mincore` on a
-/// mapping that is never touched, so nothing is read). A page evicted right
-/// after this answer makes the caller's read wait once; that is the price
-/// of not copying what is cached.
+/// `cachestat(2)`'s number: new system calls share one table on every
+/// architecture since Linux 5.1, and the `libc` crate does not name this
+/// one for every target yet.
+const SYS_CACHESTAT: libc::c_long = 451;
+
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Cachestat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// Whether every page of the region is in the page cache, asked with
+/// `cachestat(2)` (Linux 6.5): one call, nothing read, nothing mapped. A
+/// kernel without it answers yes, so reads happen on the worker as they
+/// did before this check. A page evicted right after the answer makes the
+/// caller's read wait once: the price of not copying what is cached.
 pub fn is_cached(file: &File, len: usize, position: u64) -> bool {
     if len == 0 {
         return true;
     }
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-    let start = position / page * page;
-    let map_len = (position + len as u64 - start) as usize;
-    // SAFETY: a fresh shared read-only mapping of the file, never
-    // dereferenced, unmapped below.
-    let address = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            map_len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
+    let first = position / page;
+    let last = (position + len as u64).div_ceil(page);
+    let range = CachestatRange {
+        off: position,
+        len: len as u64,
+    };
+    let mut stat = Cachestat::default();
+    // SAFETY: both pointers are to live, correctly laid out structs; the
+    // kernel only reads `range` and writes `stat`.
+    let result = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
             file.as_raw_fd(),
-            start as libc::off_t,
+            &range as *const CachestatRange,
+            &mut stat as *mut Cachestat,
+            0u32,
         )
     };
-    if address == libc::MAP_FAILED {
-        return false;
+    if result != 0 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS);
     }
-    let mut resident = vec![0u8; map_len.div_ceil(page as usize)];
-    // SAFETY: `address` maps `map_len` bytes; `resident` has one byte per
-    // page of it.
-    let ok = unsafe { libc::mincore(address, map_len, resident.as_mut_ptr().cast()) } == 0;
-    // SAFETY: unmaps exactly the mapping made above.
-    unsafe { libc::munmap(address, map_len) };
-    ok && resident.iter().all(|page| page & 1 == 1)
+    stat.nr_cache >= last - first
 }
 
 /// Drops every page of `file` from the page cache, for tests of cold
 /// reads. Pages another CPU touched a moment ago may sit in its LRU batch,
-/// where the first advice misses them, so it repeats until `mincore`
+/// where the first advice misses them, so it repeats until `cachestat`
 /// confirms.
 #[cfg(test)]
 pub fn evict_from_page_cache(file: &File) {

@@ -287,9 +287,11 @@ impl Partition {
 /// multi-threaded runtime (the broker's) has other workers to hand the
 /// rest to; on a single-threaded one (unit tests) it runs in place.
 fn off_worker_if<R>(may_block: bool, write: impl FnOnce() -> R) -> R {
-    let multi_threaded = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if may_block && multi_threaded {
+    let multi_threaded = || {
+        tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    };
+    if may_block && multi_threaded() {
         tokio::task::block_in_place(write)
     } else {
         write()
