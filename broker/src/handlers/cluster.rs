@@ -69,19 +69,42 @@ pub fn describe_cluster(
     let listed = brokers(broker);
     response.controller_id = BrokerId(controller_id(broker, &listed));
     response.cluster_authorized_operations = i32::MIN;
-    response.brokers = listed
-        .into_iter()
-        .map(|b| {
-            let mut d = DescribeClusterBroker::default();
-            d.broker_id = BrokerId(b.id);
-            d.host = str_bytes(b.host);
-            d.port = b.port;
-            d.rack = b.rack.map(str_bytes);
-            d.is_fenced = false;
-            d
-        })
-        .collect();
+    let mut brokers: Vec<DescribeClusterBroker> =
+        listed.into_iter().map(|b| described(b, false)).collect();
+    // v2 (KIP-1073) may ask for the registered brokers the controller has
+    // fenced too, so tools can tell a broker that is down from one that
+    // was never there.
+    if request.include_fenced_brokers {
+        let image = broker.image();
+        brokers.extend(
+            image
+                .brokers
+                .values()
+                .filter(|b| !image.is_live(b.broker_id))
+                .map(|b| {
+                    let endpoint = BrokerEndpoint {
+                        id: b.broker_id,
+                        host: b.host.clone(),
+                        port: b.port,
+                        rack: b.rack.clone(),
+                    };
+                    described(endpoint, true)
+                }),
+        );
+        brokers.sort_by_key(|b| b.broker_id.0);
+    }
+    response.brokers = brokers;
     response
+}
+
+fn described(b: BrokerEndpoint, fenced: bool) -> DescribeClusterBroker {
+    let mut d = DescribeClusterBroker::default();
+    d.broker_id = BrokerId(b.id);
+    d.host = str_bytes(b.host);
+    d.port = b.port;
+    d.rack = b.rack.map(str_bytes);
+    d.is_fenced = fenced;
+    d
 }
 
 #[cfg(test)]
