@@ -244,7 +244,7 @@ pub struct ConsumeArgs {
     #[arg(long, short = 'g')]
     pub group: Option<String>,
     /// Where to start: earliest, latest, N, -N (N before the end) or @TIMESTAMP_MS; with --group, where a group without committed offsets starts
-    #[arg(long, short = 'o')]
+    #[arg(long, short = 'o', allow_hyphen_values = true)]
     pub offset: Option<String>,
     /// Only this partition (not with --group)
     #[arg(long, short = 'p', conflicts_with = "group")]
@@ -381,13 +381,25 @@ pub enum ThrottleCommand {
     Set {
         rate: String,
         /// Only these brokers (default: every broker)
-        #[arg(long = "broker", value_delimiter = ',')]
-        brokers: Vec<i32>,
+        #[arg(long = "broker", id = "broker_ids", value_delimiter = ',')]
+        broker_ids: Vec<i32>,
     },
     /// Removes the throttle
     Clear {
         /// Only these brokers (default: every broker)
-        #[arg(long = "broker", value_delimiter = ',')]
-        brokers: Vec<i32>,
+        #[arg(long = "broker", id = "broker_ids", value_delimiter = ',')]
+        broker_ids: Vec<i32>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Catches clashing argument ids (a subcommand flag shadowing a
+        // global one) and other definition mistakes.
+        super::Cli::command().debug_assert();
+    }
 }

@@ -33,6 +33,7 @@
 //!   `tideline-group-member` binary), so a test can SIGKILL one.
 
 pub mod broker;
+pub mod cli;
 pub mod clients;
 pub mod cluster;
 pub mod data;

@@ -2,6 +2,7 @@
 //! to the partitions' leaders.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
@@ -10,13 +11,19 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::{BrokerId, DeleteRecordsRequest, ListOffsetsRequest, TopicName};
 
 use super::metadata::TopicInfo;
-use super::{name, Admin, Target};
+use super::{name, pause, Admin, Target};
 use crate::error::{CliError, Result};
 
 pub const LATEST: i64 = -1;
 pub const EARLIEST: i64 = -2;
 
 pub type TopicPartition = (String, i32);
+
+/// NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE, FENCED_LEADER_EPOCH,
+/// UNKNOWN_LEADER_EPOCH: the partition is led elsewhere now.
+const LEADER_MOVED: [i16; 4] = [6, 5, 74, 75];
+/// How often a request follows a moved leader before giving up.
+const MOVE_RETRIES: usize = 10;
 
 impl Admin {
     /// For each `(topic, partition)` with its leader, the offset ListOffsets
@@ -28,6 +35,34 @@ impl Admin {
         partitions: &[(TopicPartition, i32)],
         spec: i64,
     ) -> Result<BTreeMap<TopicPartition, i64>> {
+        let mut offsets = BTreeMap::new();
+        let mut pending: Vec<(TopicPartition, i32)> = partitions.to_vec();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let moved = self
+                .list_offsets_once(&pending, spec, &mut offsets, attempt >= MOVE_RETRIES)
+                .await?;
+            if moved.is_empty() {
+                break;
+            }
+            // Leadership moved since the metadata answer: ask again where
+            // those partitions are led, then retry them.
+            attempt += 1;
+            pause(Duration::from_millis(300)).await;
+            pending = self.current_leaders(&moved).await?;
+        }
+        Ok(offsets)
+    }
+
+    /// One round of ListOffsets; returns the partitions whose leader moved
+    /// (unless `last`, when that is an error like any other).
+    async fn list_offsets_once(
+        &mut self,
+        partitions: &[(TopicPartition, i32)],
+        spec: i64,
+        offsets: &mut BTreeMap<TopicPartition, i64>,
+        last: bool,
+    ) -> Result<Vec<TopicPartition>> {
         let mut by_leader: HashMap<i32, BTreeMap<String, Vec<i32>>> = HashMap::new();
         for ((topic, partition), leader) in partitions {
             if *leader < 0 {
@@ -43,7 +78,7 @@ impl Admin {
                 .or_default()
                 .push(*partition);
         }
-        let mut offsets = BTreeMap::new();
+        let mut moved = Vec::new();
         for (leader, topics) in by_leader {
             let target = Target::Broker(leader);
             let version = self.version::<ListOffsetsRequest>(target, 7).await?;
@@ -71,6 +106,10 @@ impl Admin {
             for topic in response.topics {
                 for p in topic.partitions {
                     let topic_name = topic.name.0.to_string();
+                    if !last && LEADER_MOVED.contains(&p.error_code) {
+                        moved.push((topic_name, p.partition_index));
+                        continue;
+                    }
                     self.check(
                         target,
                         || format!("listing offsets of {topic_name}-{}", p.partition_index),
@@ -81,7 +120,25 @@ impl Admin {
                 }
             }
         }
-        Ok(offsets)
+        Ok(moved)
+    }
+
+    /// The leaders of `partitions` from a fresh metadata answer.
+    async fn current_leaders(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, i32)>> {
+        let topics: Vec<String> = partitions
+            .iter()
+            .map(|(t, _)| t.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let metadata = self.metadata(Some(&topics)).await?;
+        Ok(leaders(&metadata.topics)
+            .into_iter()
+            .filter(|(tp, _)| partitions.contains(tp))
+            .collect())
     }
 
     /// Earliest and latest (high watermark) offsets of every partition of

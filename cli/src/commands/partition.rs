@@ -30,17 +30,17 @@ pub async fn run(context: &mut Context, command: PartitionCommand) -> Result<i32
             topic,
             partition,
         } => elect(context, kind, topic, partition).await,
-        PartitionCommand::Throttle(ThrottleCommand::Set { rate, brokers }) => {
+        PartitionCommand::Throttle(ThrottleCommand::Set { rate, broker_ids }) => {
             let rate = parse_rate(&rate)?;
-            let brokers = throttle(context, &brokers, Some(rate)).await?;
+            let brokers = throttle(context, &broker_ids, Some(rate)).await?;
             eprintln!(
                 "throttled replication to {rate} bytes/s on brokers {}",
                 ids(&brokers)
             );
             Ok(EXIT_OK)
         }
-        PartitionCommand::Throttle(ThrottleCommand::Clear { brokers }) => {
-            let brokers = throttle(context, &brokers, None).await?;
+        PartitionCommand::Throttle(ThrottleCommand::Clear { broker_ids }) => {
+            let brokers = throttle(context, &broker_ids, None).await?;
             eprintln!(
                 "cleared the replication throttle on brokers {}",
                 ids(&brokers)
