@@ -5,6 +5,7 @@ pub mod api_versions;
 pub mod cluster;
 pub mod configs;
 pub mod coordinator;
+pub mod delete_records;
 pub mod elections;
 pub mod fetch;
 pub mod group_offsets;
@@ -44,6 +45,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::InitProducerId, 0, 5),
@@ -104,6 +106,7 @@ pub async fn handle(
         RequestKind::ListOffsets(r) => list_offsets::handle(broker, r, version).await.into(),
         RequestKind::CreateTopics(r) => topics::create_topics(broker, r, version).await.into(),
         RequestKind::DeleteTopics(r) => topics::delete_topics(broker, r).await.into(),
+        RequestKind::DeleteRecords(r) => delete_records::delete_records(broker, r).await.into(),
         RequestKind::CreatePartitions(r) => topics::create_partitions(broker, r).await.into(),
         RequestKind::DescribeConfigs(r) => configs::describe(broker, r, version).into(),
         RequestKind::AlterConfigs(r) => configs::alter(broker, r).await.into(),

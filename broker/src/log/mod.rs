@@ -25,5 +25,7 @@ pub mod segment;
 pub mod topic_partition;
 
 pub use change_listener::ChangeListener;
-pub use partition_log::{AppendError, AppendInfo, PartitionLog, ReadError, ReadSlice};
+pub use partition_log::{
+    AboveHighWatermark, AppendError, AppendInfo, PartitionLog, ReadError, ReadSlice,
+};
 pub use topic_partition::TopicPartition;

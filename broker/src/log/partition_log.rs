@@ -7,7 +7,10 @@
 //! closed is fsynced in the background (`flusher`). Reads return the file
 //! region holding the batches from an offset on, so the caller copies the
 //! bytes outside any lock. Retention deletes whole segments; the log
-//! cleaner's compacted segments replace the originals through `swap`.
+//! cleaner's compacted segments replace the originals through `swap`. The
+//! log start may also move inside a segment (DeleteRecords,
+//! `advance_log_start`): nothing below it is read from then on, and the
+//! segments wholly below it are deleted. The caller checkpoints it.
 //!
 //! Every append is admitted by the log directory's health first (a full
 //! directory refuses client and replication appends, an offline one
@@ -66,6 +69,14 @@ pub enum ReadError {
     Storage(#[from] StorageRefusal),
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
+}
+
+/// The log start may not pass the high watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("offset {offset} is above the high watermark {high_watermark}")]
+pub struct AboveHighWatermark {
+    pub offset: i64,
+    pub high_watermark: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -859,16 +870,17 @@ impl PartitionLog {
             || crate::disk::writeback::under_pressure()
     }
 
-    /// The batch holding the first record with a timestamp `>= timestamp`.
+    /// The batch holding the first record at or above the log start with a
+    /// timestamp `>= timestamp`.
     pub fn find_by_timestamp(
         &self,
         timestamp: i64,
     ) -> io::Result<Option<(BatchPosition, Vec<u8>)>> {
         for segment in self.segments.values() {
-            if let Some(found) = segment.find_batch_by_time(timestamp)? {
-                if found.header.last_offset() < self.log_start_offset {
-                    continue;
-                }
+            if segment.next_offset <= self.log_start_offset {
+                continue;
+            }
+            if let Some(found) = segment.find_batch_by_time(timestamp, self.log_start_offset)? {
                 let bytes = segment.read_at(found.position, found.header.total_size())?;
                 return Ok(Some((found, bytes)));
             }
@@ -884,7 +896,8 @@ impl PartitionLog {
         if segment.max_timestamp < 0 && segment.is_empty() {
             return Ok(None);
         }
-        let Some(found) = segment.find_batch_by_time(segment.max_timestamp)? else {
+        let Some(found) = segment.find_batch_by_time(segment.max_timestamp, segment.base_offset)?
+        else {
             return Ok(None);
         };
         let bytes = segment.read_at(found.position, found.header.total_size())?;
@@ -901,7 +914,7 @@ impl PartitionLog {
 
     fn apply_retention_inner(&mut self, now_ms: i64) -> io::Result<usize> {
         if !self.config.cleanup_delete {
-            return self.delete_segments_below_start(now_ms);
+            return self.delete_segments_below_start();
         }
         let mut doomed = 0;
         let count = self.segments.len();
@@ -940,7 +953,41 @@ impl PartitionLog {
         self.delete_oldest(doomed)
     }
 
-    fn delete_segments_below_start(&mut self, _now_ms: i64) -> io::Result<usize> {
+    /// Moves the log start offset forward to `offset` (the records below it
+    /// are deleted: DeleteRecords on a leader, or a follower taking its
+    /// leader's log start) and deletes the segments wholly below it. It
+    /// never moves back, and never past `high_watermark`: records not yet
+    /// committed may still be truncated away. Returns whether it moved.
+    pub fn advance_log_start(
+        &mut self,
+        offset: i64,
+        high_watermark: i64,
+    ) -> Result<bool, AboveHighWatermark> {
+        let high_watermark = high_watermark.min(self.log_end_offset());
+        if offset > high_watermark {
+            return Err(AboveHighWatermark {
+                offset,
+                high_watermark,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(false);
+        }
+        self.log_start_offset = offset;
+        // Reads below the new start are refused from here on, whether or
+        // not the files go now: a segment that cannot be deleted yet is
+        // deleted by the next retention pass, which removes segments below
+        // the log start under any cleanup policy.
+        let deleted = self.delete_segments_below_start();
+        if let Err(e) = self.reported(deleted) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot delete the segments below the new log start yet");
+        }
+        Ok(true)
+    }
+
+    /// Deletes the segments before the active one that lie wholly below the
+    /// log start.
+    fn delete_segments_below_start(&mut self) -> io::Result<usize> {
         let count = self.segments.len();
         let doomed = self
             .segments
@@ -1153,6 +1200,123 @@ mod tests {
         );
         log.flush(0).unwrap();
         assert_eq!(log.recovery_point(), 12);
+    }
+
+    /// Appends one-record batches at offsets `0..n`, stamped `1000 + offset`.
+    fn append_stamped(log: &mut PartitionLog, n: i64) {
+        for i in 0..n {
+            let records = batch(&[b"0123456789"], 1000 + i, (-1, -1, -1));
+            log.append(&records, 0, AppendOrigin::Client, 0).unwrap();
+        }
+    }
+
+    /// Base offsets of the segment files in `dir`.
+    fn segment_bases(dir: &Path) -> Vec<i64> {
+        let mut bases: Vec<i64> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().to_string_lossy().to_string();
+                name.strip_suffix(".log")?.parse().ok()
+            })
+            .collect();
+        bases.sort_unstable();
+        bases
+    }
+
+    fn base_offset_read_at(log: &PartitionLog, offset: i64) -> i64 {
+        let slice = log.read(offset, 1, true, i64::MAX).unwrap().unwrap();
+        BatchHeader::parse(&slice.read().unwrap())
+            .unwrap()
+            .base_offset
+    }
+
+    #[test]
+    fn the_log_start_moves_inside_a_segment_and_nothing_below_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = PartitionLog::open_for_test(dir.path(), LogConfig::default(), true);
+        append_stamped(&mut log, 10);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.advance_log_start(4, 10), Ok(true));
+        assert_eq!(log.log_start_offset(), 4);
+        assert!(matches!(
+            log.read(3, 100, true, i64::MAX),
+            Err(ReadError::OffsetOutOfRange { start: 4, .. })
+        ));
+        assert_eq!(base_offset_read_at(&log, 4), 4);
+        // A timestamp below the new start finds the first record at or above it.
+        let (found, _) = log.find_by_timestamp(1000).unwrap().unwrap();
+        assert_eq!(found.header.base_offset, 4);
+        assert_eq!(log.segment_count(), 1, "the active segment stays");
+    }
+
+    #[test]
+    fn the_log_start_never_moves_back_nor_past_the_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = PartitionLog::open_for_test(dir.path(), LogConfig::default(), true);
+        append_stamped(&mut log, 10);
+        assert_eq!(log.advance_log_start(6, 8), Ok(true));
+        assert_eq!(log.advance_log_start(3, 8), Ok(false), "back: a no-op");
+        assert_eq!(log.advance_log_start(6, 8), Ok(false), "the same: a no-op");
+        assert_eq!(
+            log.advance_log_start(9, 8),
+            Err(AboveHighWatermark {
+                offset: 9,
+                high_watermark: 8
+            })
+        );
+        assert_eq!(
+            log.advance_log_start(11, i64::MAX),
+            Err(AboveHighWatermark {
+                offset: 11,
+                high_watermark: 10
+            }),
+            "never past the log end either"
+        );
+        assert_eq!(log.log_start_offset(), 6);
+        // Up to the end: nothing is left to read, and appends go on there.
+        assert_eq!(log.advance_log_start(10, 10), Ok(true));
+        assert!(log.read(10, 100, true, i64::MAX).unwrap().is_none());
+        append_stamped(&mut log, 1);
+        assert_eq!(base_offset_read_at(&log, 10), 10);
+    }
+
+    #[test]
+    fn segments_wholly_below_the_new_log_start_are_deleted_and_the_checkpointed_start_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = PartitionLog::open_for_test(dir.path(), config(), true);
+        append_stamped(&mut log, 20);
+        let bases = segment_bases(dir.path());
+        assert!(bases.len() >= 4, "300-byte segments: {bases:?}");
+        // Inside the third segment: the two before it go, it stays.
+        let start = bases[2] + 1;
+        assert_eq!(log.advance_log_start(start, 20), Ok(true));
+        assert_eq!(segment_bases(dir.path()), bases[2..]);
+        assert_eq!(log.segment_count(), bases.len() - 2);
+        log.close(0).unwrap();
+        drop(log);
+
+        let reopen = |log_start_checkpoint| {
+            let health = LogDirHealth::without_reserve(dir.path());
+            PartitionLog::open(
+                dir.path(),
+                config(),
+                true,
+                20,
+                log_start_checkpoint,
+                0,
+                health,
+            )
+            .unwrap()
+            .0
+        };
+        let log = reopen(start);
+        assert_eq!(log.log_start_offset(), start);
+        assert!(log.read(start - 1, 100, true, i64::MAX).is_err());
+        assert_eq!(base_offset_read_at(&log, start), start);
+        drop(log);
+        // Without the checkpoint only the first segment's base is known:
+        // the records below the start in that segment would come back.
+        assert_eq!(reopen(0).log_start_offset(), bases[2]);
     }
 }
 

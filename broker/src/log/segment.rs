@@ -411,12 +411,18 @@ impl Segment {
         Ok(None)
     }
 
-    /// The first batch whose largest timestamp is `>= timestamp`.
-    pub fn find_batch_by_time(&self, timestamp: i64) -> io::Result<Option<BatchPosition>> {
+    /// The first batch holding records at or after `from_offset` whose
+    /// largest timestamp is `>= timestamp` (Kafka's `findOffsetByTimestamp`
+    /// with a starting offset: the log start may lie inside this segment).
+    pub fn find_batch_by_time(
+        &self,
+        timestamp: i64,
+        from_offset: i64,
+    ) -> io::Result<Option<BatchPosition>> {
         if self.max_timestamp < timestamp {
             return Ok(None);
         }
-        let start_offset = self.time_index.lookup(timestamp);
+        let start_offset = self.time_index.lookup(timestamp).max(from_offset);
         let mut found = self.find_batch(start_offset)?;
         while let Some(batch) = found {
             // Empty batches (kept by the cleaner for producer state) hold
@@ -610,7 +616,7 @@ mod tests {
         assert_eq!(segment.next_offset, 6);
         let found = segment.find_batch(4).unwrap().unwrap();
         assert_eq!(found.header.base_offset, 3);
-        let by_time = segment.find_batch_by_time(1002).unwrap().unwrap();
+        let by_time = segment.find_batch_by_time(1002, 0).unwrap().unwrap();
         assert_eq!(by_time.header.base_offset, 2);
         let full = segment.size();
         drop(segment);

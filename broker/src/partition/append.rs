@@ -286,7 +286,7 @@ impl Partition {
 /// Runs `write` off the async worker when it may block for long. Only a
 /// multi-threaded runtime (the broker's) has other workers to hand the
 /// rest to; on a single-threaded one (unit tests) it runs in place.
-fn off_worker_if<R>(may_block: bool, write: impl FnOnce() -> R) -> R {
+pub(super) fn off_worker_if<R>(may_block: bool, write: impl FnOnce() -> R) -> R {
     let multi_threaded = || {
         tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
@@ -425,7 +425,7 @@ mod tests {
         assert_eq!(partition.high_watermark(), 0, "follower 2 has not fetched");
         let waiting = tokio::spawn(async move { wait.wait(deadline).await });
         // Follower 2 fetches from offset 1: it has the batch.
-        assert_eq!(partition.record_follower_fetch(2, 1, 0), Ok(None));
+        assert_eq!(partition.record_follower_fetch(2, 1, 0, 0), Ok(None));
         assert_eq!(partition.high_watermark(), 1);
         assert_eq!(waiting.await.unwrap(), Ok(()));
 

@@ -137,19 +137,24 @@ impl Partition {
         if role_changed {
             self.wake_waiters();
         }
+        // Replicas may have come or gone: the low watermark with them.
+        self.replica_log_starts_changed();
         change
     }
 
     /// On a leader, for a fetch from replica `follower` at `fetch_offset`
-    /// (its log end): records its progress and advances the high watermark.
-    /// Returns the ISR to propose once the follower has caught up.
+    /// (its log end) with its `log_start_offset`: records its progress and
+    /// advances the high watermark. Returns the ISR to propose once the
+    /// follower has caught up.
     pub fn record_follower_fetch(
         &self,
         follower: i32,
         fetch_offset: i64,
+        log_start_offset: i64,
         now: i64,
     ) -> Result<Option<IsrProposal>, ResponseError> {
         let log_end = self.log_end_offset();
+        let mut log_start_moved = false;
         let expand = {
             let mut st = self.replica.lock();
             if !st.is_leader || !st.replicas.contains(&follower) {
@@ -159,10 +164,15 @@ impl Partition {
                 // Diverged: the follower must truncate first.
                 return Err(ResponseError::OffsetOutOfRange);
             }
-            st.followers
+            let progress = st
+                .followers
                 .entry(follower)
-                .or_insert_with(|| FollowerProgress::new(now, false))
-                .on_fetch(fetch_offset, log_end, now);
+                .or_insert_with(|| FollowerProgress::new(now, false));
+            progress.on_fetch(fetch_offset, log_end, now);
+            if progress.log_start_offset != log_start_offset {
+                progress.log_start_offset = log_start_offset;
+                log_start_moved = true;
+            }
             let hw = self.high_watermark();
             if !st.isr.contains(&follower)
                 && st.pending_isr.is_none()
@@ -181,6 +191,9 @@ impl Partition {
             }
         };
         self.update_leader_high_watermark();
+        if log_start_moved {
+            self.replica_log_starts_changed();
+        }
         Ok(expand)
     }
 

@@ -7,6 +7,9 @@
 //! * `recovery-point-offset-checkpoint` — per partition, the offset below
 //!   which data was fsynced; recovery after a crash starts there.
 //! * `log-start-offset-checkpoint` — per partition, the log start offset.
+//!   Written periodically, and at once when DeleteRecords moved a log
+//!   start (before the request is answered) or a follower took its
+//!   leader's: the deleted records must not come back after a crash.
 //! * `replication-offset-checkpoint` — per partition, the high watermark, so
 //!   a restarted replica never exposes records that were not committed.
 //! * `cleaner-offset-checkpoint` — per compacted partition, the offset below
@@ -52,6 +55,9 @@ pub struct LogManager {
     cleaner: Mutex<CleanerState>,
     /// Serialises cleaning passes.
     cleaner_running: Mutex<()>,
+    /// Serialises checkpoint writes: they share temporary files, and an
+    /// older snapshot of the offsets must not replace a newer one.
+    checkpointing: Mutex<()>,
     /// Whether the directory takes appends (full, offline).
     health: Arc<LogDirHealth>,
     /// `log.direct.io.enable` is `true` or `auto`: active segments keep
@@ -93,6 +99,7 @@ impl LogManager {
                 tombstone_due: read_checkpoint(&dir.join(TOMBSTONE_EXPIRY_FILE)),
             }),
             cleaner_running: Mutex::new(()),
+            checkpointing: Mutex::new(()),
             health: Arc::new(LogDirHealth::new(dir, reserved_bytes)),
             direct_writes,
         })
@@ -349,6 +356,7 @@ impl LogManager {
 
     /// Writes the recovery-point, log-start and high-watermark checkpoints.
     pub fn write_checkpoints(&self) -> io::Result<()> {
+        let _one_at_a_time = self.checkpointing.lock();
         let mut recovery = Vec::new();
         let mut starts = Vec::new();
         let mut high_watermarks = Vec::new();
@@ -361,6 +369,22 @@ impl LogManager {
         let written = write_checkpoint(&self.dir.join(RECOVERY_POINT_FILE), &recovery)
             .and_then(|()| write_checkpoint(&self.dir.join(LOG_START_FILE), &starts))
             .and_then(|()| write_checkpoint(&self.dir.join(HIGH_WATERMARK_FILE), &high_watermarks));
+        if let Err(e) = &written {
+            self.health.record_failure(e, &self.dir);
+        }
+        written
+    }
+
+    /// Writes the log-start checkpoint now (blocking): a log start moved by
+    /// DeleteRecords is acknowledged only once it is on disk.
+    pub fn write_log_start_checkpoint(&self) -> io::Result<()> {
+        let _one_at_a_time = self.checkpointing.lock();
+        let starts: Vec<(TopicPartition, i64)> = self
+            .all()
+            .into_iter()
+            .map(|p| (p.tp.clone(), p.log_start_offset()))
+            .collect();
+        let written = write_checkpoint(&self.dir.join(LOG_START_FILE), &starts);
         if let Err(e) = &written {
             self.health.record_failure(e, &self.dir);
         }
@@ -488,6 +512,40 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), before);
         manager.write_checkpoints().unwrap();
         assert_ne!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_log_start_moved_by_delete_records_survives_a_crash_once_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tp = TopicPartition::new("t", 0);
+        let id = Uuid::new_v4();
+        {
+            let manager = LogManager::open(dir.path(), 0, true).unwrap();
+            let (partition, _) = manager
+                .open_partition(&tp, id, LogConfig::default())
+                .unwrap();
+            crate::partition::testing::make_leader(&partition, 1, 0, vec![1]);
+            let batch = crate::log::batch::test_support::batch(&[b"x"], 0, (-1, -1, -1));
+            for _ in 0..10 {
+                let append = crate::partition::Append::Client {
+                    records: &batch,
+                    acks: crate::partition::Acks::Leader,
+                };
+                partition.append(append).unwrap();
+            }
+            // The periodic checkpoint ran before the deletion.
+            manager.write_checkpoints().unwrap();
+            partition.delete_records(7).unwrap();
+            manager.write_log_start_checkpoint().unwrap();
+            // A crash: no shutdown, no further checkpoint.
+        }
+        let manager = LogManager::open(dir.path(), 0, true).unwrap();
+        assert!(!manager.was_clean_shutdown());
+        let (partition, _) = manager
+            .open_partition(&tp, id, LogConfig::default())
+            .unwrap();
+        assert_eq!(partition.log_start_offset(), 7);
+        assert_eq!(partition.log_end_offset(), 10);
     }
 
     #[test]

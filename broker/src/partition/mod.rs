@@ -4,9 +4,9 @@
 //! Everything that changes a partition goes through a method here: an append
 //! of any origin (`append`), a role change from the metadata, follower
 //! progress and ISR proposals (`leadership`), a follower's truncation
-//! (`follower`), and the log directory's upkeep (`manager`). Callers never see
-//! the locks, so a leadership check and the write it guards cannot drift
-//! apart.
+//! (`follower`), DeleteRecords on a leader (`delete_records`), and the log
+//! directory's upkeep (`manager`). Callers never see the locks, so a
+//! leadership check and the write it guards cannot drift apart.
 //!
 //! Locks: `log` (the partition log) and `replica` (leadership, ISR, follower
 //! progress). Order: `replica` may be taken while `log` is held, never the
@@ -19,6 +19,7 @@
 //! handlers and the coordinators.
 
 pub mod append;
+mod delete_records;
 mod follower;
 mod leadership;
 pub mod manager;
@@ -34,14 +35,16 @@ use crate::config::LogConfig;
 use crate::log::change_listener::{Change, ChangeListener, Listeners};
 use crate::log::{PartitionLog, TopicPartition};
 pub use append::{Acks, Append, AppendFailure, Appended, ReplicationWait};
+pub use delete_records::DeletedRecords;
 pub use leadership::{IsrProposal, Leadership, RoleChange};
 pub use manager::LogManager;
 pub use replica_state::{FollowerProgress, ReplicaState};
 
 /// A partition hosted by this broker: its log, its replication state, and
-/// two signals: the log end offset moved (follower fetches wait on it) and
+/// three signals: the log end offset moved (follower fetches wait on it),
 /// the high watermark moved or the replica's role changed (consumer fetches
-/// and `acks=all` produces wait on it).
+/// and `acks=all` produces wait on it), and a replica's log start or the
+/// replica set changed (DeleteRecords waits on it for the low watermark).
 pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: Uuid,
@@ -50,6 +53,9 @@ pub struct Partition {
     replica: Mutex<ReplicaState>,
     end_offset: watch::Sender<i64>,
     high_watermark: watch::Sender<i64>,
+    /// This replica's log start moved, a follower's fetch reported a new
+    /// one, or the role or replica set changed.
+    replica_log_starts: watch::Sender<()>,
     /// Fetch sessions holding this partition (see `change_listener`).
     listeners: Listeners,
 }
@@ -69,6 +75,7 @@ impl Partition {
         let (end_offset, _) = watch::channel(log.log_end_offset());
         let high_watermark = high_watermark.clamp(log.log_start_offset(), log.log_end_offset());
         let (high_watermark, _) = watch::channel(high_watermark);
+        let (replica_log_starts, _) = watch::channel(());
         Partition {
             tp,
             topic_id,
@@ -76,6 +83,7 @@ impl Partition {
             replica: Mutex::new(ReplicaState::default()),
             end_offset,
             high_watermark,
+            replica_log_starts,
             listeners: Listeners::default(),
         }
     }
@@ -139,6 +147,15 @@ impl Partition {
     fn wake_waiters(&self) {
         self.high_watermark.send_modify(|_| {});
         self.tell_listeners(Change::Role);
+    }
+
+    /// Signals that a replica's log start, or the set of replicas, changed.
+    pub fn subscribe_replica_log_starts(&self) -> watch::Receiver<()> {
+        self.replica_log_starts.subscribe()
+    }
+
+    fn replica_log_starts_changed(&self) {
+        self.replica_log_starts.send_replace(());
     }
 
     pub fn log_start_offset(&self) -> i64 {

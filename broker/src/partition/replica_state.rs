@@ -50,6 +50,9 @@ impl Default for ReplicaState {
 pub struct FollowerProgress {
     /// The follower's log end offset: its last fetch offset (-1: unknown).
     pub log_end_offset: i64,
+    /// The follower's log start offset, from its last fetch (-1: unknown);
+    /// the low watermark DeleteRecords waits for is the smallest of these.
+    pub log_start_offset: i64,
     /// Last time the follower had everything the leader had (ms).
     pub last_caught_up_ms: i64,
     /// The leader's log end and the time of the follower's previous fetch:
@@ -62,6 +65,7 @@ impl FollowerProgress {
     pub fn new(now_ms: i64, in_sync: bool) -> Self {
         FollowerProgress {
             log_end_offset: -1,
+            log_start_offset: -1,
             last_caught_up_ms: if in_sync { now_ms } else { 0 },
             last_fetch_leader_end: -1,
             last_fetch_ms: 0,

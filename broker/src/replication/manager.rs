@@ -49,7 +49,7 @@ impl ReplicaManager {
                 quorum,
                 settings.fetch.clone(),
                 metrics.clone(),
-                logs.health().clone(),
+                logs.clone(),
             ),
             logs,
             controller,
@@ -113,15 +113,19 @@ impl ReplicaManager {
     }
 
     /// On a leader, for a fetch from replica `follower` at `fetch_offset`
-    /// (its log end): records its progress, advances the high watermark and
-    /// asks the controller to add it to the ISR once it has caught up.
+    /// (its log end) with its `log_start_offset`: records its progress,
+    /// advances the high watermark and asks the controller to add it to the
+    /// ISR once it has caught up.
     pub fn on_follower_fetch(
         self: &Arc<Self>,
         partition: &Arc<Partition>,
         follower: i32,
         fetch_offset: i64,
+        log_start_offset: i64,
     ) -> Result<(), ResponseError> {
-        if let Some(proposal) = partition.record_follower_fetch(follower, fetch_offset, now_ms())? {
+        let recorded =
+            partition.record_follower_fetch(follower, fetch_offset, log_start_offset, now_ms())?;
+        if let Some(proposal) = recorded {
             tracing::info!(partition = %partition.tp, follower, "follower caught up: expanding the ISR");
             self.submit_isr_change(partition.clone(), proposal, IsrChange::Expand);
         }

@@ -5,7 +5,8 @@
 //!
 //! A fetch naming a replica id comes from a follower: its fetch offset is
 //! its log end, which the replica manager records before reading (that is
-//! how the leader's high watermark advances). Replicas a reassignment is
+//! how the leader's high watermark advances), with its log start (the low
+//! watermark DeleteRecords waits for). Replicas a reassignment is
 //! adding are throttled by `leader.replication.throttled.rate`.
 //!
 //! Limits follow KIP-74: `partition_max_bytes` per partition and `max_bytes`
@@ -147,6 +148,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Rep
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes,
                     current_leader_epoch: p.current_leader_epoch,
+                    log_start_offset: p.log_start_offset,
                 };
                 (key, fetch)
             })
@@ -387,11 +389,12 @@ impl Targets<'_> {
                     match (&target.partition, self.follower) {
                         (None, _) => target.error = Some(ResponseError::NotLeaderOrFollower),
                         (Some(partition), Some(id)) => {
-                            if let Err(e) =
-                                broker
-                                    .replicas
-                                    .on_follower_fetch(partition, id, fetch.fetch_offset)
-                            {
+                            if let Err(e) = broker.replicas.on_follower_fetch(
+                                partition,
+                                id,
+                                fetch.fetch_offset,
+                                fetch.log_start_offset,
+                            ) {
                                 target.error = Some(e);
                             }
                             target.throttled = partition.is_adding(id);

@@ -72,6 +72,8 @@ pub struct PartitionFetch {
     pub fetch_offset: i64,
     pub max_bytes: i32,
     pub current_leader_epoch: i32,
+    /// A follower's log start offset (-1 from consumers).
+    pub log_start_offset: i64,
 }
 
 /// The per-partition facts an incremental response leaves out while they
@@ -502,6 +504,7 @@ mod tests {
             fetch_offset: offset,
             max_bytes: 1024,
             current_leader_epoch: 0,
+            log_start_offset: -1,
         }
     }
 

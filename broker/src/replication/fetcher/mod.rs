@@ -6,7 +6,9 @@
 //! latest leader epoch ended (OffsetsForLeaderEpoch) and cuts the local log
 //! there, repeating until the epochs agree. Then it fetches from its log end
 //! with its replica id, appends what comes back unchanged, and takes the
-//! leader's high watermark (capped by its own log end).
+//! leader's high watermark (capped by its own log end) and log start
+//! (capped by its high watermark; records the leader deleted go here too,
+//! and the log-start checkpoint is written before the next round).
 //!
 //! Each fetcher keeps a fetch session (KIP-227) with its leader: after the
 //! first full fetch it sends only the partitions whose fetch position
@@ -43,7 +45,7 @@ use crate::disk::LogDirHealth;
 use crate::log::TopicPartition;
 use crate::metadata::MetadataQuorum;
 use crate::ops::metrics::Metrics;
-use crate::partition::Partition;
+use crate::partition::{LogManager, Partition};
 use state::{FetchState, Shared};
 
 struct Fetcher {
@@ -58,6 +60,8 @@ struct Context {
     settings: FetchSettings,
     metrics: Arc<Metrics>,
     health: Arc<LogDirHealth>,
+    /// Checkpoints a log start taken from the leader.
+    logs: Arc<LogManager>,
 }
 
 pub struct FetcherManager {
@@ -72,7 +76,7 @@ impl FetcherManager {
         quorum: Arc<MetadataQuorum>,
         settings: FetchSettings,
         metrics: Arc<Metrics>,
-        health: Arc<LogDirHealth>,
+        logs: Arc<LogManager>,
     ) -> Self {
         FetcherManager {
             context: Arc::new(Context {
@@ -80,7 +84,8 @@ impl FetcherManager {
                 quorum,
                 settings,
                 metrics,
-                health,
+                health: logs.health().clone(),
+                logs,
             }),
             fetchers: Mutex::new(HashMap::new()),
         }

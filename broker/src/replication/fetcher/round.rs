@@ -1,6 +1,8 @@
 //! One fetch round: send the request, take the leader's high watermark for
-//! idle partitions, and append what came back through the partition's
-//! replication origin.
+//! idle partitions, append what came back through the partition's
+//! replication origin, and take the leader's log start (checkpointed before
+//! the next round when it moved: the records the leader deleted stay
+//! deleted here after a crash).
 
 use std::time::Duration;
 
@@ -53,6 +55,10 @@ pub(super) async fn fetch(
     }
     let generation = session.generation;
     let mut any_error = false;
+    // Partitions answered without an error, with the leader's log start,
+    // taken once the round's appends are done (outside the fetch state's
+    // lock: it may delete segments).
+    let mut leader_log_starts = Vec::new();
     // Partitions that brought records or an error, handled below; each
     // with the offset the leader answered from.
     let mut with_records = Vec::new();
@@ -72,11 +78,17 @@ pub(super) async fn fetch(
                     with_records.push((tp, state.clone(), entry.fetch_offset, data));
                     continue;
                 }
-                // Nothing new: only the leader's high watermark to take.
+                // Nothing new: only the leader's high watermark and log
+                // start to take.
                 let end = state
                     .partition
                     .take_leader_high_watermark(data.high_watermark);
                 state.lag = (data.high_watermark - end).max(0);
+                leader_log_starts.push((
+                    state.partition.clone(),
+                    state.leader_epoch,
+                    data.log_start_offset,
+                ));
             }
         }
     }
@@ -103,6 +115,11 @@ pub(super) async fn fetch(
                 }
                 let lag = (data.high_watermark - appended.log_end_offset).max(0);
                 update_state(shared, tp, state.leader_epoch, partition, |s| s.lag = lag);
+                leader_log_starts.push((
+                    partition.clone(),
+                    state.leader_epoch,
+                    data.log_start_offset,
+                ));
             }
             // Truncated or re-led meanwhile: the next round refetches.
             Err(AppendFailure::Stale) => {}
@@ -125,6 +142,21 @@ pub(super) async fn fetch(
                     s.retry_at = Some(retry);
                 });
             }
+        }
+    }
+    let mut log_start_moved = false;
+    for (partition, leader_epoch, log_start) in leader_log_starts {
+        log_start_moved |= partition.take_leader_log_start(leader_epoch, log_start);
+    }
+    if log_start_moved {
+        // Before the next round reports the new log start to the leader,
+        // whose DeleteRecords answer waits for it.
+        let logs = context.logs.clone();
+        let written = tokio::task::spawn_blocking(move || logs.write_log_start_checkpoint())
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot checkpoint the log start offsets");
         }
     }
     if any_error {
