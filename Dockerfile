@@ -1,7 +1,8 @@
-# One image with both binaries: the broker (the entrypoint) and the
-# operator (run with `--entrypoint /usr/local/bin/tideline-operator`).
+# One image with the three binaries: the broker (the entrypoint), the
+# operator (run with `--entrypoint /usr/local/bin/tideline-operator`) and
+# the `tideline` CLI (`kubectl exec events-0 -- tideline cluster health`).
 #
-# Build stage: the Rust toolchain builds release binaries of the two
+# Build stage: the Rust toolchain builds release binaries of the three
 # packages from the locked dependency versions.
 FROM rust:1.95-slim-bookworm AS build
 RUN apt-get update \
@@ -9,7 +10,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p tideline-broker -p tideline-operator
+RUN cargo build --release --locked -p tideline-broker -p tideline-operator -p tideline-cli
 
 # Runtime stage: a slim Debian with the binaries, run as an unprivileged
 # user that owns the data directory (the broker's volume is mounted there).
@@ -20,6 +21,7 @@ RUN groupadd --system --gid 10001 tideline \
     && chown -R tideline:tideline /var/lib/tideline
 COPY --from=build /src/target/release/tideline-broker /usr/local/bin/tideline-broker
 COPY --from=build /src/target/release/tideline-operator /usr/local/bin/tideline-operator
+COPY --from=build /src/target/release/tideline /usr/local/bin/tideline
 USER 10001:10001
 WORKDIR /var/lib/tideline
 ENV TIDELINE_LOG_DIRS=/var/lib/tideline/data

@@ -466,6 +466,55 @@ fn produce_then_consume_round_trips_binary_keys_values_and_headers() {
         tideline_with_input(&b, &["topic", "produce", "text", "-D", "\\0"], b"a\nb\0c\0").ok();
     assert!(nul.stderr.contains("produced 2 of 2"), "{}", nul.stderr);
     assert_eq!(values(&["--offset", "3"]), ["a", "b", "c"]);
+
+    // --follow keeps printing what arrives after it started.
+    let mut follower = std::process::Command::new(tideline_tests::cli::cli_bin())
+        .args([
+            "-b", &b, "topic", "consume", "text", "--offset", "latest", "--follow",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if lines_tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // The consumer's assignment takes a moment; keep producing until it
+    // prints, then check it keeps up with new records.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        tideline_with_input(&b, &["topic", "produce", "text"], b"early\n").ok();
+        if let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(1)) {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "--follow printed nothing");
+    };
+    assert_eq!(first, "early");
+    tideline_with_input(&b, &["topic", "produce", "text"], b"late1\nlate2\n").ok();
+    let mut seen: Vec<String> = Vec::new();
+    while seen.len() < 2 {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("--follow prints new records");
+        if line != "early" {
+            seen.push(line);
+        }
+    }
+    assert_eq!(seen, ["late1", "late2"]);
+    assert!(
+        follower.try_wait().unwrap().is_none(),
+        "--follow keeps running"
+    );
+    follower.kill().unwrap();
+    let _ = follower.wait();
 }
 
 #[test]
@@ -590,6 +639,20 @@ fn group_commands_show_lag_as_the_broker_computes_it_and_seek_only_an_empty_grou
     assert_eq!(committed(), vec![5, ends[1], 25]);
     tideline(&b, &["group", "seek", "billing", "--to", "7"]).ok();
     assert_eq!(committed(), vec![7, 7, 7]);
+    let future = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 3_600_000;
+    tideline(
+        &b,
+        &["group", "seek", "billing", "--to", &format!("@{future}")],
+    )
+    .ok();
+    assert_eq!(committed(), ends, "after every record: the end");
+    tideline(&b, &["group", "seek", "billing", "--to", "@0"]).ok();
+    assert_eq!(committed(), vec![0, 0, 0], "before every record: the start");
+    tideline(&b, &["group", "seek", "billing", "--to", "latest"]).ok();
     tideline(&b, &["group", "seek", "billing", "--to", "earliest"]).ok();
     assert_eq!(committed(), vec![0, 0, 0]);
 
@@ -928,8 +991,8 @@ fn partition_commands_move_replicas_under_load_and_the_checker_stays_clean() {
         "{}",
         moved.stderr
     );
-    for p in 0..2 {
-        let mut want = targets[p].clone();
+    for (p, target) in targets.iter().enumerate() {
+        let mut want = target.clone();
         want.sort();
         assert_eq!(replicas(p), want, "partition {p}");
     }
@@ -1065,4 +1128,68 @@ fn partition_commands_move_replicas_under_load_and_the_checker_stays_clean() {
         .ok()
         .json();
     assert!(value.is_array());
+    // Every partition has an in-sync leader: an unclean election is not needed.
+    let unclean = tideline(
+        &b,
+        &[
+            "partition",
+            "elect",
+            "--type",
+            "unclean",
+            "--topic",
+            "moving",
+            "--format",
+            "json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(unclean, serde_json::json!([]));
+}
+
+/// Runs `tideline` with its stdin on a terminal (through `script`), typing
+/// `answer`.
+fn at_a_terminal(bootstrap: &str, args: &str, answer: &str) -> i32 {
+    let command = format!(
+        "{} -b {bootstrap} {args}",
+        tideline_tests::cli::cli_bin().display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    output.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn destructive_commands_ask_at_a_terminal_unless_given_yes() {
+    let broker = Broker::start_with(&[]);
+    let b = broker.bootstrap();
+    create_topic(&b, "precious", 1, &[]);
+    assert_eq!(at_a_terminal(&b, "topic delete precious", "n\n"), 2);
+    assert_eq!(
+        partition_count(&b, "precious"),
+        Some(1),
+        "kept when refused"
+    );
+    assert_eq!(at_a_terminal(&b, "topic delete precious", "y\n"), 0);
+    wait_until("precious deleted", Duration::from_secs(20), || {
+        partition_count(&b, "precious").is_none()
+    });
+    create_topic(&b, "again", 1, &[]);
+    assert_eq!(at_a_terminal(&b, "topic delete again --yes", ""), 0);
+    wait_until("again deleted", Duration::from_secs(20), || {
+        partition_count(&b, "again").is_none()
+    });
 }

@@ -68,6 +68,7 @@ fn the_image_builds_copies_and_runs_the_workspace_binaries() {
     let packages = [
         root().join("broker/Cargo.toml"),
         root().join("operator/Cargo.toml"),
+        root().join("cli/Cargo.toml"),
     ];
     let cargo_build = build
         .iter()
@@ -85,7 +86,7 @@ fn the_image_builds_copies_and_runs_the_workspace_binaries() {
     }
     assert_eq!(
         expected_binaries,
-        vec!["tideline-broker", "tideline-operator"]
+        vec!["tideline-broker", "tideline-operator", "tideline"]
     );
 
     let copied: Vec<(String, String)> = runtime
