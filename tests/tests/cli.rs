@@ -839,6 +839,10 @@ fn bad_input_gets_one_line_of_advice_and_a_nonzero_exit() {
         ),
         (vec!["topic", "produce", "t", "--acks", "2"], "--acks"),
         (vec!["partition", "throttle", "set", "fast"], "rate"),
+        (
+            vec!["cluster", "config", "get", "no.such.setting"],
+            "not a broker setting",
+        ),
     ] {
         let out = tideline(&b, &args);
         assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);

@@ -185,12 +185,10 @@ async fn wait_for_low_watermark(
 mod tests {
     use super::*;
     use crate::config::LogConfig;
-    use crate::log::batch::test_support::batch;
-    use crate::log::TopicPartition;
     use crate::metadata::records::{BrokerRegistration, PartitionRecord};
     use crate::metadata::TopicImage;
-    use crate::partition::testing::make_leader;
-    use crate::partition::{Acks, Append, LogManager};
+    use crate::partition::testing::led_partition;
+    use crate::partition::LogManager;
 
     const ME: i32 = 1;
 
@@ -233,23 +231,8 @@ mod tests {
     /// A partition `t-0` in `dir` led here with `replicas`, holding `n`
     /// records, every replica having fetched them (log starts still 0).
     fn led(dir: &std::path::Path, replicas: Vec<i32>, n: i64) -> (LogManager, Arc<Partition>) {
-        let manager = LogManager::open(dir, 0, true).unwrap();
-        let (partition, _) = manager
-            .open_partition(
-                &TopicPartition::new("t", 0),
-                uuid::Uuid::new_v4(),
-                LogConfig::default(),
-            )
-            .unwrap();
-        make_leader(&partition, ME, 0, replicas.clone());
-        let records = batch(&[b"value"], 0, (-1, -1, -1));
-        for _ in 0..n {
-            let append = Append::Client {
-                records: &records,
-                acks: Acks::Leader,
-            };
-            partition.append(append).unwrap();
-        }
+        let (manager, partition) =
+            led_partition(dir, ME, LogConfig::default(), n, replicas.clone());
         for &follower in replicas.iter().filter(|&&r| r != ME) {
             partition.record_follower_fetch(follower, n, 0, 0).unwrap();
         }

@@ -92,36 +92,18 @@ mod tests {
 
     use super::*;
     use crate::config::LogConfig;
-    use crate::log::batch::test_support::batch;
-    use crate::log::TopicPartition;
     use crate::metadata::records::PartitionRecord;
-    use crate::partition::testing::make_leader;
-    use crate::partition::{Acks, Append, LogManager};
+    use crate::partition::LogManager;
 
     const ME: i32 = 1;
 
-    /// A partition of `dir` holding `n` one-record batches, led here with
-    /// `replicas`; its high watermark is `n` once the followers have it.
     fn led_partition(
         dir: &std::path::Path,
         config: LogConfig,
         n: i64,
         replicas: Vec<i32>,
     ) -> (LogManager, Arc<Partition>) {
-        let manager = LogManager::open(dir, 0, true).unwrap();
-        let (partition, _) = manager
-            .open_partition(&TopicPartition::new("t", 0), uuid::Uuid::new_v4(), config)
-            .unwrap();
-        make_leader(&partition, ME, 0, replicas);
-        let records = batch(&[b"value"], 0, (-1, -1, -1));
-        for _ in 0..n {
-            let append = Append::Client {
-                records: &records,
-                acks: Acks::Leader,
-            };
-            partition.append(append).unwrap();
-        }
-        (manager, partition)
+        crate::partition::testing::led_partition(dir, ME, config, n, replicas)
     }
 
     #[test]

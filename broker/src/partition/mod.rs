@@ -213,4 +213,34 @@ pub(crate) mod testing {
         record.leader_epoch = leader_epoch;
         partition.apply_record(&record, me, 0);
     }
+
+    /// Partition `t-0` of a log manager in `dir`, led by broker `me` with
+    /// `replicas`, holding `n` one-record batches; its high watermark is
+    /// `n` once the followers have them.
+    pub fn led_partition(
+        dir: &std::path::Path,
+        me: i32,
+        config: crate::config::LogConfig,
+        n: i64,
+        replicas: Vec<i32>,
+    ) -> (LogManager, Arc<Partition>) {
+        let manager = LogManager::open(dir, 0, true).unwrap();
+        let (partition, _) = manager
+            .open_partition(
+                &crate::log::TopicPartition::new("t", 0),
+                uuid::Uuid::new_v4(),
+                config,
+            )
+            .unwrap();
+        make_leader(&partition, me, 0, replicas);
+        let records = crate::log::batch::test_support::batch(&[b"value"], 0, (-1, -1, -1));
+        for _ in 0..n {
+            let append = Append::Client {
+                records: &records,
+                acks: Acks::Leader,
+            };
+            partition.append(append).unwrap();
+        }
+        (manager, partition)
+    }
 }

@@ -13,6 +13,7 @@ use crate::error::{CliError, Result, EXIT_CLUSTER, EXIT_OK};
 use crate::output::{emit, progress, progress_done, Table};
 use crate::properties::split_pair;
 use crate::Context;
+use tideline_protocol::configs;
 
 pub async fn run(context: &mut Context, command: ClusterCommand) -> Result<i32> {
     match command {
@@ -197,17 +198,27 @@ async fn config(context: &mut Context, command: ConfigCommand) -> Result<i32> {
     };
     match command {
         ConfigCommand::Get { keys, broker } => {
+            if let Some(unknown) = keys.iter().find(|k| configs::broker_def(k).is_none()) {
+                return Err(CliError::usage(
+                    format!("{unknown} is not a broker setting"),
+                    "list every setting with `tideline cluster config get --broker ID`",
+                ));
+            }
             let resource = resource(broker);
             let entries = context
                 .admin()
                 .await?
                 .describe_configs(&resource, &keys)
                 .await?;
-            if let Some(missing) = keys.iter().find(|k| !entries.iter().any(|e| &e.name == *k)) {
-                return Err(CliError::usage(
-                    format!("{} has no setting {missing}", resource.describe()),
-                    "list every setting with `tideline cluster config get`",
-                ));
+            // The cluster-wide default lists only the settings given one.
+            for missing in keys
+                .iter()
+                .filter(|k| !entries.iter().any(|e| &e.name == *k))
+            {
+                eprintln!(
+                    "{missing}: not set on {} (a broker's value: --broker ID)",
+                    resource.describe()
+                );
             }
             emit(&context.format, &entries, || {
                 let mut table = Table::new(&["NAME", "VALUE", "SOURCE"]);

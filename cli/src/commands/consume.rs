@@ -2,16 +2,19 @@
 //! member of a group, until the end of the partitions (or `--num`, or
 //! forever with `--follow`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::template::{Printer, RecordView};
+use crate::admin::metadata::TopicInfo;
+use crate::admin::offsets::{leaders, TopicPartition, EARLIEST, LATEST};
+use crate::admin::Admin;
 use crate::args::ConsumeArgs;
 use crate::error::{CliError, Result, EXIT_OK};
 use crate::output::progress;
@@ -64,6 +67,16 @@ pub async fn run(context: &mut Context, args: ConsumeArgs) -> Result<i32> {
         None => topic.partitions.iter().map(|p| p.partition).collect(),
     };
 
+    // Without a group, the start of each partition is resolved here, with
+    // the leaders known from the metadata answer: left to librdkafka, a
+    // logical offset costs a separate lookup before the first fetch.
+    let starts = match args.group {
+        None => {
+            let admin = context.admin().await?;
+            start_offsets(admin, &topic, &partitions, start.unwrap_or(Start::Earliest)).await?
+        }
+        Some(_) => BTreeMap::new(),
+    };
     let reset = match (&args.group, start) {
         (Some(_), Some(Start::Latest)) => "latest",
         (Some(_), None | Some(Start::Earliest)) => "earliest",
@@ -75,25 +88,26 @@ pub async fn run(context: &mut Context, args: ConsumeArgs) -> Result<i32> {
         }
         (None, _) => "earliest",
     };
-    let group_id = args
-        .group
-        .clone()
-        .unwrap_or_else(|| "tideline-cli".to_string());
-    let config = context.options.rdkafka_config_with(&[
-        ("group.id", &group_id),
+    let auto_commit = if args.group.is_some() {
+        "true"
+    } else {
+        "false"
+    };
+    let mut config = context.options.rdkafka_config_with(&[
         ("enable.partition.eof", "true"),
         ("auto.offset.reset", reset),
         // Offsets are stored after a record is printed, and committed then.
         ("enable.auto.offset.store", "false"),
-        (
-            "enable.auto.commit",
-            if args.group.is_some() {
-                "true"
-            } else {
-                "false"
-            },
-        ),
+        ("enable.auto.commit", auto_commit),
+        // librdkafka (2.4+) waits fetch.queue.backoff.ms, 1 s by default,
+        // before fetching again once queued.min.messages are buffered: a
+        // pause a second long whenever stdout falls behind. A CLI that
+        // streams to stdout wants the next fetch as soon as there is room.
+        ("fetch.queue.backoff.ms", "10"),
     ]);
+    // librdkafka's consumer needs a group id even to read assigned
+    // partitions; without --group nothing is committed under it.
+    config.set("group.id", args.group.as_deref().unwrap_or("tideline-cli"));
     let consumer: BaseConsumer = config
         .create()
         .map_err(|e| CliError::usage(format!("-X: {e}"), "check the -X properties"))?;
@@ -108,28 +122,10 @@ pub async fn run(context: &mut Context, args: ConsumeArgs) -> Result<i32> {
         consumer.subscribe(&[&args.topic]).map_err(kafka_error)?;
     } else {
         let mut assignment = TopicPartitionList::new();
-        let offset = match start.unwrap_or(Start::Earliest) {
-            Start::Earliest => Offset::Beginning,
-            Start::Latest => Offset::End,
-            Start::At(o) => Offset::Offset(o),
-            Start::Tail(n) => Offset::OffsetTail(n),
-            Start::Timestamp(ts) => Offset::Offset(ts),
-        };
-        for &p in &partitions {
+        for (p, offset) in starts {
             assignment
-                .add_partition_offset(&args.topic, p, offset)
+                .add_partition_offset(&args.topic, p, Offset::Offset(offset))
                 .map_err(kafka_error)?;
-        }
-        if let Some(Start::Timestamp(_)) = start {
-            assignment = consumer
-                .offsets_for_times(assignment, context.options.timeout)
-                .map_err(kafka_error)?;
-            // A timestamp after the last record gives no offset: the end.
-            for mut element in assignment.elements() {
-                if !matches!(element.offset(), Offset::Offset(_)) {
-                    let _ = element.set_offset(Offset::End);
-                }
-            }
         }
         consumer.assign(&assignment).map_err(kafka_error)?;
     }
@@ -202,11 +198,50 @@ pub async fn run(context: &mut Context, args: ConsumeArgs) -> Result<i32> {
         progress(&format!("consumed {printed} records"));
     }
     if args.group.is_some() && printed > 0 {
-        consumer
-            .commit_consumer_state(CommitMode::Sync)
-            .map_err(kafka_error)?;
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            // The periodic commit already took everything printed.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) | Ok(()) => {}
+            Err(e) => return Err(kafka_error(e)),
+        }
     }
     Ok(EXIT_OK)
+}
+
+/// The first offset to read in each of `partitions` of `topic`.
+async fn start_offsets(
+    admin: &mut Admin,
+    topic: &TopicInfo,
+    partitions: &[i32],
+    start: Start,
+) -> Result<BTreeMap<i32, i64>> {
+    let wanted: Vec<(TopicPartition, i32)> = leaders(std::slice::from_ref(topic))
+        .into_iter()
+        .filter(|((_, p), _)| partitions.contains(p))
+        .collect();
+    let by_partition = |offsets: BTreeMap<TopicPartition, i64>| -> BTreeMap<i32, i64> {
+        offsets.into_iter().map(|((_, p), o)| (p, o)).collect()
+    };
+    Ok(match start {
+        Start::At(offset) => partitions.iter().map(|&p| (p, offset)).collect(),
+        Start::Earliest => by_partition(admin.list_offsets(&wanted, EARLIEST).await?),
+        Start::Latest => by_partition(admin.list_offsets(&wanted, LATEST).await?),
+        Start::Tail(n) => {
+            let earliest = by_partition(admin.list_offsets(&wanted, EARLIEST).await?);
+            let latest = by_partition(admin.list_offsets(&wanted, LATEST).await?);
+            latest
+                .into_iter()
+                .map(|(p, end)| (p, (end - n).max(earliest.get(&p).copied().unwrap_or(0))))
+                .collect()
+        }
+        Start::Timestamp(ts) => {
+            let latest = by_partition(admin.list_offsets(&wanted, LATEST).await?);
+            // A timestamp after the last record gives -1: the end.
+            by_partition(admin.list_offsets(&wanted, ts).await?)
+                .into_iter()
+                .map(|(p, o)| (p, if o < 0 { latest[&p] } else { o }))
+                .collect()
+        }
+    })
 }
 
 /// Whether every partition being read has reported its end since its last
