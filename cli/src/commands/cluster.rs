@@ -239,16 +239,7 @@ async fn config(context: &mut Context, command: ConfigCommand) -> Result<i32> {
                 .iter()
                 .map(|p| split_pair(p, "config set").map(|(k, v)| Change::Set(k, v)))
                 .collect::<Result<Vec<_>>>()?;
-            context
-                .admin()
-                .await?
-                .alter_configs(&resource, &changes)
-                .await?;
-            eprintln!(
-                "set {} setting(s) on {}",
-                changes.len(),
-                resource.describe()
-            );
+            alter(context, &resource, &changes, "set", "on").await?;
         }
         ConfigCommand::Delete { keys, broker } => {
             let resource = resource(broker);
@@ -258,17 +249,29 @@ async fn config(context: &mut Context, command: ConfigCommand) -> Result<i32> {
                 resource.describe()
             ))?;
             let changes: Vec<Change> = keys.into_iter().map(Change::Delete).collect();
-            context
-                .admin()
-                .await?
-                .alter_configs(&resource, &changes)
-                .await?;
-            eprintln!(
-                "removed {} setting(s) from {}",
-                changes.len(),
-                resource.describe()
-            );
+            alter(context, &resource, &changes, "removed", "from").await?;
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Sends `changes` and says what was done (`set 2 setting(s) on broker 1`).
+async fn alter(
+    context: &mut Context,
+    resource: &Resource,
+    changes: &[Change],
+    done: &str,
+    preposition: &str,
+) -> Result<()> {
+    context
+        .admin()
+        .await?
+        .alter_configs(resource, changes)
+        .await?;
+    eprintln!(
+        "{done} {} setting(s) {preposition} {}",
+        changes.len(),
+        resource.describe()
+    );
+    Ok(())
 }
