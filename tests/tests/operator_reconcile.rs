@@ -385,8 +385,10 @@ fn the_cluster_controller_applies_reports_updates_live_and_rolls_brokers_safely(
         fully_replicated(&bootstrap)
     });
 
-    // ...then restarts one broker at a time, the controller last.
-    let controller = h.status("demo")["controllerId"].as_i64().unwrap() as i32;
+    // ...then restarts one broker at a time, the controller last. The
+    // controller is judged at each restart, from the status of the reconcile
+    // that chose it: a resumed broker may call an election (the quorum has no
+    // pre-vote), so the controller before the roll need not be the one after.
     let mut order = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while order.len() < 3 || (0..3).any(|i| !pod_exists(&h.fake, "demo", i)) {
@@ -405,18 +407,20 @@ fn the_cluster_controller_applies_reports_updates_live_and_rolls_brokers_safely(
             "broker {deleted} restarted while a partition was under-replicated; status {}",
             h.status("demo")
         );
+        let status = h.status("demo");
+        assert_eq!(status["restartingBroker"]["broker"], deleted);
+        if order.len() < 2 {
+            assert_ne!(
+                status["controllerId"], deleted,
+                "the active controller is restarted last; order so far {order:?}"
+            );
+        }
         order.push(deleted);
-        assert_eq!(h.status("demo")["restartingBroker"]["broker"], deleted);
         brokers.brokers[deleted as usize].restart();
         put_pod(&h.fake, "demo", deleted, "rev-2");
         // Not yet back in every ISR: the next restart has to wait.
     }
     assert_eq!(order.len(), 3, "every broker restarted once: {order:?}");
-    assert_eq!(
-        *order.last().unwrap(),
-        controller,
-        "the active controller goes last: {order:?}"
-    );
     assert_eq!(h.event_count("RestartingBroker"), 3);
     wait_until("the roll finishes", Duration::from_secs(60), || {
         h.reconcile_cluster("demo").unwrap();
