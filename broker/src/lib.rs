@@ -26,4 +26,5 @@ pub mod partition;
 pub mod replication;
 pub mod server;
 pub mod startup;
+pub mod transactions;
 pub mod util;

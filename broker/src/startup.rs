@@ -235,6 +235,24 @@ fn spawn_background_tasks(
             b.groups.expire_offsets();
         },
     ));
+    // Transactions open past their timeout are aborted; idle
+    // transactional ids are forgotten.
+    let b = broker.clone();
+    let mut stop = shutdown.clone();
+    let txn = settings.transactions.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut abort = tokio::time::interval(txn.abort_timed_out_interval);
+        let mut expire = tokio::time::interval(txn.remove_expired_interval);
+        abort.tick().await;
+        expire.tick().await;
+        loop {
+            tokio::select! {
+                _ = abort.tick() => { b.transactions.abort_timed_out().await; }
+                _ = expire.tick() => { b.transactions.remove_expired(); }
+                _ = stop.changed() => break,
+            }
+        }
+    }));
     // How close the kernel is to writing back: decides direct writes
     // (`log.direct.io.enable=auto`), and whether an append may be throttled
     // and so must leave the async worker.

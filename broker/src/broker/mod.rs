@@ -26,6 +26,7 @@ use crate::metadata::{MetadataImage, MetadataQuorum, TopicImage};
 use crate::ops::metrics::Metrics;
 use crate::partition::{LogManager, Partition};
 use crate::replication::ReplicaManager;
+use crate::transactions::{TransactionCoordinator, TxnConfig};
 
 pub struct Broker {
     pub config: Arc<BrokerConfig>,
@@ -35,6 +36,7 @@ pub struct Broker {
     pub logs: Arc<LogManager>,
     pub metrics: Arc<Metrics>,
     pub groups: Arc<GroupCoordinator>,
+    pub transactions: Arc<TransactionCoordinator>,
     pub replicas: Arc<ReplicaManager>,
     /// Incremental fetch sessions (KIP-227) of consumers and followers.
     pub fetch_sessions: FetchSessionCache,
@@ -55,6 +57,15 @@ impl Broker {
     ) -> Broker {
         let groups =
             GroupCoordinator::new(coordinator_config(&config), logs.clone(), config.node_id);
+        let transactions = TransactionCoordinator::new(
+            TxnConfig {
+                max_timeout_ms: config.settings.transactions.max_timeout_ms,
+                id_expiration_ms: config.settings.transactions.id_expiration_ms,
+            },
+            logs.clone(),
+            quorum.clone(),
+            config.node_id,
+        );
         let controller = Controller::new(quorum.clone(), config.clone());
         let replicas = ReplicaManager::new(
             &config,
@@ -66,6 +77,7 @@ impl Broker {
         Broker {
             controller,
             groups,
+            transactions,
             replicas,
             fetch_sessions: FetchSessionCache::new(
                 config.settings.fetch_session_slots,

@@ -70,6 +70,8 @@ impl Broker {
         tokio::task::block_in_place(|| self.replicas.apply_metadata(&image));
         // Offsets partitions this broker now leads make it their groups' coordinator.
         tokio::task::block_in_place(|| self.groups.on_metadata(&image));
+        // And __transaction_state partitions make it their ids' coordinator.
+        tokio::task::block_in_place(|| self.transactions.on_metadata(&image));
     }
 
     /// Creates a topic with the broker defaults, for Metadata and Produce

@@ -75,6 +75,7 @@ pub struct Settings {
     pub replication: ReplicationSettings,
     pub groups: GroupSettings,
     pub offsets_topic: OffsetsTopicSettings,
+    pub transactions: TransactionSettings,
     pub topics: TopicSettings,
     pub leader_balance: LeaderBalanceSettings,
     pub liveness: LivenessSettings,
@@ -101,6 +102,7 @@ impl Settings {
             replication: ReplicationSettings::read(r)?,
             groups: GroupSettings::read(r)?,
             offsets_topic: OffsetsTopicSettings::read(r)?,
+            transactions: TransactionSettings::read(r)?,
             topics: TopicSettings::read(r)?,
             leader_balance: LeaderBalanceSettings::read(r)?,
             liveness: LivenessSettings::read(r)?,
@@ -274,6 +276,44 @@ impl OffsetsTopicSettings {
             replication_factor: r.long("offsets.topic.replication.factor")?,
             segment_bytes: r.long("offsets.topic.segment.bytes")?,
             num_partitions: r.int("offsets.topic.num.partitions")?,
+        })
+    }
+}
+
+/// The transaction coordinator and how `__transaction_state` is created.
+#[derive(Debug, Clone)]
+pub struct TransactionSettings {
+    /// `transaction.state.log.num.partitions`.
+    pub num_partitions: i32,
+    /// `transaction.state.log.replication.factor` (capped at the live brokers).
+    pub replication_factor: i64,
+    /// `transaction.state.log.min.isr` (capped at the replication factor).
+    pub min_isr: i64,
+    /// `transaction.state.log.segment.bytes`.
+    pub segment_bytes: i64,
+    /// `transaction.max.timeout.ms`.
+    pub max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`.
+    pub id_expiration_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub abort_timed_out_interval: Duration,
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`.
+    pub remove_expired_interval: Duration,
+}
+
+impl TransactionSettings {
+    fn read(r: &Reader<'_>) -> Result<Self, ConfigError> {
+        Ok(TransactionSettings {
+            num_partitions: r.int("transaction.state.log.num.partitions")?,
+            replication_factor: r.long("transaction.state.log.replication.factor")?,
+            min_isr: r.long("transaction.state.log.min.isr")?,
+            segment_bytes: r.long("transaction.state.log.segment.bytes")?,
+            max_timeout_ms: r.int("transaction.max.timeout.ms")?,
+            id_expiration_ms: r.long("transactional.id.expiration.ms")?,
+            abort_timed_out_interval: r
+                .millis("transaction.abort.timed.out.transaction.cleanup.interval.ms")?,
+            remove_expired_interval: r
+                .millis("transaction.remove.expired.transaction.cleanup.interval.ms")?,
         })
     }
 }

@@ -18,6 +18,7 @@ pub mod produce;
 pub mod producer_ids;
 pub mod reassignments;
 pub mod topics;
+pub mod transactions;
 
 use std::net::SocketAddr;
 
@@ -59,6 +60,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
 ];
 
 pub fn is_supported(api_key: ApiKey, version: i16) -> bool {
@@ -127,7 +133,24 @@ pub async fn handle(
         RequestKind::OffsetForLeaderEpoch(r) => {
             leader_epochs::offsets_for_leader_epoch(broker, r).into()
         }
-        RequestKind::InitProducerId(r) => producer_ids::init_producer_id(broker, r).await.into(),
+        RequestKind::InitProducerId(r) => producer_ids::init_producer_id(broker, r, version)
+            .await
+            .into(),
+        RequestKind::AddPartitionsToTxn(r) => {
+            transactions::add_partitions_to_txn(broker, r, version)
+                .await
+                .into()
+        }
+        RequestKind::AddOffsetsToTxn(r) => transactions::add_offsets_to_txn(broker, r, version)
+            .await
+            .into(),
+        RequestKind::EndTxn(r) => transactions::end_txn(broker, r, version).await.into(),
+        RequestKind::DescribeTransactions(r) => {
+            transactions::describe_transactions(broker, r).into()
+        }
+        RequestKind::ListTransactions(r) => {
+            transactions::list_transactions(broker, r, version).into()
+        }
         other => {
             // `is_supported` filters requests before decoding, so this is a bug.
             tracing::error!(request = ?std::mem::discriminant(&other), "request without a handler");

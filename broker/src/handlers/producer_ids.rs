@@ -1,6 +1,7 @@
 //! InitProducerId for idempotent producers: a fresh producer id with epoch 0
 //! from this broker's block of ids (granted through the metadata log, so ids
-//! are never reused, even across restarts).
+//! are never reused, even across restarts). With a transactional id the
+//! transaction coordinator answers (`transactions`).
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
@@ -10,6 +11,7 @@ use crate::error::ResponseError;
 pub async fn init_producer_id(
     broker: &Broker,
     request: InitProducerIdRequest,
+    version: i16,
 ) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
@@ -23,11 +25,8 @@ pub async fn init_producer_id(
         response.error_code = ResponseError::InvalidRequest.code();
         return response;
     }
-    if request.transactional_id.is_some() {
-        // Transactions need the transaction coordinator, which this broker
-        // does not run; Kafka answers this way when it is unavailable.
-        response.error_code = ResponseError::CoordinatorNotAvailable.code();
-        return response;
+    if let Some(txn_id) = &request.transactional_id {
+        return super::transactions::init_producer_id(broker, &request, txn_id, version).await;
     }
     match broker.next_producer_id().await {
         Ok(id) => {
