@@ -877,6 +877,36 @@ impl Group {
         }
     }
 
+    /// TxnOffsetCommit's check (Kafka's `doTxnCommitOffsets`): a producer
+    /// outside the group (no member id, generation -1) may commit; a
+    /// member must be one, at the current generation.
+    pub fn validate_txn_commit(
+        &self,
+        member_id: &str,
+        instance: &Option<String>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
+        if self.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if let Some(instance) = instance {
+            if self
+                .static_members
+                .get(instance)
+                .is_some_and(|id| id != member_id)
+            {
+                return Err(ResponseError::FencedInstanceId);
+            }
+        }
+        if !member_id.is_empty() && self.member(member_id).is_none() {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if generation >= 0 && generation != self.generation_id {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     /// The group as it is stored in the offsets topic.
     pub fn snapshot(&self, now: i64) -> GroupMetadataValue {
         GroupMetadataValue {

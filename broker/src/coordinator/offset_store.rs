@@ -3,6 +3,14 @@
 //! is rebuilt by replaying the partition when this broker becomes its
 //! coordinator; commits are appended to the partition first and applied to
 //! the view once written, so what a client reads back is what the log holds.
+//!
+//! Offsets committed inside a transaction (TxnOffsetCommit) are written in
+//! a transactional batch and stay pending, per producer, until the
+//! transaction's COMMIT marker reaches this partition (they become the
+//! committed offsets then) or its ABORT marker (they are dropped). When a
+//! commit lands, the transaction's offsets replace the committed ones,
+//! even a plain commit made after them: groups that commit inside
+//! transactions do not also commit outside them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -27,6 +35,15 @@ pub struct OffsetStore {
     /// Committed offsets by group, then by (topic, partition).
     offsets: HashMap<String, BTreeMap<(String, i32), OffsetValue>>,
     groups: HashMap<String, GroupMetadataValue>,
+    /// Offsets of open transactions, by producer id.
+    pending: HashMap<i64, HashMap<OffsetKey, OffsetValue>>,
+}
+
+/// A producer writing offsets inside its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
 }
 
 /// One record of the offsets topic: a key and a value, `None` for a tombstone.
@@ -79,7 +96,16 @@ impl OffsetStore {
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
                 for record in set.records {
                     last = last.max(record.offset);
-                    if record.offset >= offset {
+                    if record.offset < offset {
+                        continue;
+                    }
+                    if record.control {
+                        if let Some(commit) = record.key.as_ref().and_then(control_commit) {
+                            store.complete_transaction(record.producer_id, commit);
+                        }
+                    } else if record.transactional {
+                        store.apply_pending(record.producer_id, record.key, record.value);
+                    } else {
                         store.apply(record.key, record.value);
                     }
                 }
@@ -135,6 +161,57 @@ impl OffsetStore {
         }
     }
 
+    /// Records an offset committed inside `producer_id`'s transaction.
+    pub fn apply_pending(&mut self, producer_id: i64, key: Option<Bytes>, value: Option<Bytes>) {
+        let Some(OffsetsKey::Offset {
+            group,
+            topic,
+            partition,
+        }) = key.and_then(|k| OffsetsKey::decode(k).ok())
+        else {
+            return;
+        };
+        let Some(Ok(value)) = value.map(OffsetValue::decode) else {
+            return;
+        };
+        let key = OffsetKey {
+            group,
+            topic,
+            partition,
+        };
+        self.pending
+            .entry(producer_id)
+            .or_default()
+            .insert(key, value);
+    }
+
+    /// A transaction's marker reached this partition: its offsets become
+    /// the committed ones (commit) or are dropped (abort).
+    pub fn complete_transaction(&mut self, producer_id: i64, commit: bool) {
+        let Some(pending) = self.pending.remove(&producer_id) else {
+            return;
+        };
+        if commit {
+            for (key, value) in pending {
+                self.offsets
+                    .entry(key.group)
+                    .or_default()
+                    .insert((key.topic, key.partition), value);
+            }
+        }
+    }
+
+    /// Whether an open transaction holds offsets of `group` (for the given
+    /// partition, or any when `None`).
+    pub fn has_pending(&self, group: &str, partition: Option<(&str, i32)>) -> bool {
+        self.pending.values().any(|offsets| {
+            offsets.keys().any(|k| {
+                k.group == group
+                    && partition.is_none_or(|(t, p)| k.topic == t && k.partition == p)
+            })
+        })
+    }
+
     /// The last stored metadata of every group.
     pub fn groups(&self) -> &HashMap<String, GroupMetadataValue> {
         &self.groups
@@ -169,16 +246,21 @@ impl OffsetStore {
 
     /// A record batch (ready for `PartitionLog::append`) holding records.
     pub fn batch(records: &[StoreRecord], now_ms: i64) -> Vec<u8> {
+        Self::batch_of(records, None, now_ms)
+    }
+
+    /// A record batch of records, transactional when a producer is given.
+    pub fn batch_of(records: &[StoreRecord], txn: Option<TxnProducer>, now_ms: i64) -> Vec<u8> {
         let records: Vec<Record> = records
             .iter()
             .enumerate()
             .map(|(i, (key, value))| Record {
-                transactional: false,
+                transactional: txn.is_some(),
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id: txn.map_or(-1, |t| t.producer_id),
+                producer_epoch: txn.map_or(-1, |t| t.producer_epoch),
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
                 sequence: -1,
@@ -199,6 +281,17 @@ impl OffsetStore {
         )
         .expect("encoding an uncompressed batch cannot fail");
         buf.to_vec()
+    }
+}
+
+/// Whether a control record's key is a COMMIT marker (`None`: not a
+/// transaction marker). Its key is `version i16 | type i16` with type 0
+/// ABORT and 1 COMMIT.
+fn control_commit(key: &Bytes) -> Option<bool> {
+    match key.get(2..4)? {
+        [0, 0] => Some(false),
+        [0, 1] => Some(true),
+        _ => None,
     }
 }
 

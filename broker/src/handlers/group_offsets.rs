@@ -1,5 +1,6 @@
-//! Committed offsets: OffsetCommit, OffsetFetch (single group before v8,
-//! several groups from v8) and OffsetDelete. Offsets live in the group's
+//! Committed offsets: OffsetCommit, TxnOffsetCommit (offsets inside a
+//! transaction), OffsetFetch (single group before v8, several groups from
+//! v8; `require_stable` from v7) and OffsetDelete. Offsets live in the group's
 //! `__consumer_offsets` partition; see `coordinator::groups`.
 
 use kafka_protocol::messages::offset_commit_response::{
@@ -12,13 +13,18 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
-    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::coordinator::offset_store::TxnProducer;
 use crate::coordinator::offsets_format::OffsetValue;
 use crate::error::ResponseError;
 use crate::metadata::MetadataImage;
@@ -127,6 +133,109 @@ pub async fn offset_commit(
     response
 }
 
+/// TxnOffsetCommit: offsets committed inside a transaction, pending in
+/// the group's offsets partition until the transaction's marker lands.
+pub async fn txn_offset_commit(
+    broker: &Broker,
+    request: TxnOffsetCommitRequest,
+    version: i16,
+) -> TxnOffsetCommitResponse {
+    let image = broker.image();
+    let max_metadata = broker.groups.config().max_metadata_bytes;
+    let now = now_ms();
+    let mut checked: Vec<PartitionErrors> = Vec::new();
+    let mut to_commit = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.to_string();
+        let mut partitions = Vec::new();
+        for p in &topic.partitions {
+            let metadata = p.committed_metadata.as_deref().unwrap_or("");
+            let error = if !partition_exists(&image, &name, p.partition_index) {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else if metadata.len() > max_metadata {
+                Some(ResponseError::OffsetMetadataTooLarge)
+            } else {
+                to_commit.push((
+                    name.clone(),
+                    p.partition_index,
+                    OffsetValue {
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 2 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: metadata.to_string(),
+                        commit_timestamp: now,
+                        expire_timestamp: None,
+                    },
+                ));
+                None
+            };
+            partitions.push((p.partition_index, error));
+        }
+        checked.push((name, partitions));
+    }
+    let txn = TxnProducer {
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+    };
+    // Members are named from v3 on; older producers commit as outsiders.
+    let (member, instance, generation) = if version >= 3 {
+        (
+            request.member_id.to_string(),
+            request.group_instance_id.as_ref().map(|s| s.to_string()),
+            request.generation_id,
+        )
+    } else {
+        (String::new(), None, -1)
+    };
+    let outcome = broker.groups.commit_txn_offsets(
+        &request.group_id,
+        txn,
+        &member,
+        &instance,
+        generation,
+        &to_commit,
+    );
+    let outcome = match outcome {
+        Ok(Some(write)) => write
+            .wait(Instant::now() + COMMIT_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                ResponseError::RequestTimedOut => ResponseError::RequestTimedOut,
+                _ => ResponseError::CoordinatorNotAvailable,
+            }),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    // PRODUCER_FENCED is newer than TxnOffsetCommit v0-2.
+    let outcome = outcome.map_err(|e| match e {
+        ResponseError::ProducerFenced if version < 3 => ResponseError::InvalidProducerEpoch,
+        e => e,
+    });
+    let mut response = TxnOffsetCommitResponse::default();
+    response.topics = checked
+        .into_iter()
+        .map(|(name, partitions)| {
+            let mut t = TxnOffsetCommitResponseTopic::default();
+            t.name = TopicName(str_bytes(name));
+            t.partitions = partitions
+                .into_iter()
+                .map(|(index, error)| {
+                    let mut p = TxnOffsetCommitResponsePartition::default();
+                    p.partition_index = index;
+                    p.error_code = error.or_else(|| outcome.err()).map_or(0, |e| e.code());
+                    p
+                })
+                .collect();
+            t
+        })
+        .collect();
+    response
+}
+
 pub fn offset_fetch(
     broker: &Broker,
     request: OffsetFetchRequest,
@@ -142,19 +251,31 @@ pub fn offset_fetch(
                     .collect()
             });
             let mut g = OffsetFetchResponseGroup::default();
+            let unstable = |topic: &str, index: i32| {
+                request.require_stable
+                    && broker
+                        .groups
+                        .has_pending_offsets(&group.group_id, Some((topic, index)))
+                        .unwrap_or(false)
+            };
             match broker.groups.fetch_offsets(&group.group_id, requested) {
                 Ok(topics) => {
                     g.topics = topics
                         .into_iter()
                         .map(|(name, partitions)| {
                             let mut t = OffsetFetchResponseTopics::default();
-                            t.name = TopicName(str_bytes(name));
+                            t.name = TopicName(str_bytes(name.clone()));
                             t.partitions = partitions
                                 .into_iter()
                                 .map(|(index, value)| {
                                     let mut p = OffsetFetchResponsePartitions::default();
                                     p.partition_index = index;
-                                    let (offset, epoch, metadata) = unpack(value);
+                                    let (offset, epoch, metadata) = if unstable(&name, index) {
+                                        p.error_code = ResponseError::UnstableOffsetCommit.code();
+                                        unpack(None)
+                                    } else {
+                                        unpack(value)
+                                    };
                                     p.committed_offset = offset;
                                     p.committed_leader_epoch = epoch;
                                     p.metadata = Some(str_bytes(metadata));
@@ -178,6 +299,16 @@ pub fn offset_fetch(
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect::<Vec<_>>()
     });
+    // v7 may ask for offsets no open transaction will still change
+    // (`require_stable`, KIP-447).
+    let unstable = |topic: &str, index: i32| {
+        version >= 7
+            && request.require_stable
+            && broker
+                .groups
+                .has_pending_offsets(&request.group_id, Some((topic, index)))
+                .unwrap_or(false)
+    };
     match broker
         .groups
         .fetch_offsets(&request.group_id, requested.clone())
@@ -187,13 +318,18 @@ pub fn offset_fetch(
                 .into_iter()
                 .map(|(name, partitions)| {
                     let mut t = OffsetFetchResponseTopic::default();
-                    t.name = TopicName(str_bytes(name));
+                    t.name = TopicName(str_bytes(name.clone()));
                     t.partitions = partitions
                         .into_iter()
                         .map(|(index, value)| {
                             let mut p = OffsetFetchResponsePartition::default();
                             p.partition_index = index;
-                            let (offset, epoch, metadata) = unpack(value);
+                            let (offset, epoch, metadata) = if unstable(&name, index) {
+                                p.error_code = ResponseError::UnstableOffsetCommit.code();
+                                unpack(None)
+                            } else {
+                                unpack(value)
+                            };
                             p.committed_offset = offset;
                             if version >= 5 {
                                 p.committed_leader_epoch = epoch;

@@ -63,6 +63,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 4),
     (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
 ];
@@ -145,6 +146,9 @@ pub async fn handle(
             .await
             .into(),
         RequestKind::EndTxn(r) => transactions::end_txn(broker, r, version).await.into(),
+        RequestKind::TxnOffsetCommit(r) => group_offsets::txn_offset_commit(broker, r, version)
+            .await
+            .into(),
         RequestKind::DescribeTransactions(r) => {
             transactions::describe_transactions(broker, r).into()
         }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::{GroupCoordinator, GroupEntry, TopicOffsets};
 use crate::coordinator::group::{Group, GroupState};
-use crate::coordinator::offset_store::{offset_record, OffsetKey, StoreRecord};
+use crate::coordinator::offset_store::{offset_record, OffsetKey, StoreRecord, TxnProducer};
 use crate::coordinator::offsets_format::OffsetValue;
 use crate::error::ResponseError;
 use crate::partition::ReplicationWait;
@@ -48,20 +48,70 @@ impl GroupCoordinator {
         if offsets.is_empty() {
             return Ok(None);
         }
-        let records: Vec<StoreRecord> = offsets
-            .iter()
-            .map(|(topic, p, value)| {
-                offset_record(
-                    &OffsetKey {
-                        group: group_id.to_string(),
-                        topic: topic.clone(),
-                        partition: *p,
-                    },
-                    Some(value),
-                )
-            })
-            .collect();
+        let records = offset_records(group_id, offsets);
         state.append(partition, &records).map(Some)
+    }
+
+    /// TxnOffsetCommit: offsets written inside `txn`'s transaction, pending
+    /// until its marker reaches the offsets partition. The committer is
+    /// checked as Kafka does for transactional commits (see
+    /// `Group::validate_txn_commit`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_txn_offsets(
+        &self,
+        group_id: &str,
+        txn: TxnProducer,
+        member_id: &str,
+        instance: &Option<String>,
+        generation: i32,
+        offsets: &[(String, i32, OffsetValue)],
+    ) -> Result<Option<ReplicationWait>, ResponseError> {
+        let mut state = self.state.lock();
+        let partition = state.route(group_id)?;
+        match state.groups.get(group_id) {
+            Some(entry) => entry
+                .group
+                .validate_txn_commit(member_id, instance, generation)?,
+            None if generation < 0 && member_id.is_empty() => {
+                let group = Group::new(group_id, self.config.limits);
+                state.groups.insert(
+                    group_id.to_string(),
+                    GroupEntry {
+                        group,
+                        state_since_ms: now_ms(),
+                    },
+                );
+            }
+            None => return Err(ResponseError::IllegalGeneration),
+        }
+        if offsets.is_empty() {
+            return Ok(None);
+        }
+        let records = offset_records(group_id, offsets);
+        state.append_as(partition, &records, Some(txn)).map(Some)
+    }
+
+    /// A transaction marker was written to offsets partition `partition`:
+    /// the producer's pending offsets there become committed, or go.
+    pub fn complete_transaction(&self, partition: i32, producer_id: i64, commit: bool) {
+        if let Some(p) = self.state.lock().partitions.get_mut(&partition) {
+            p.store.complete_transaction(producer_id, commit);
+        }
+    }
+
+    /// Whether an open transaction holds offsets of the group (of one
+    /// partition, or any): OffsetFetch with `require_stable` answers
+    /// UNSTABLE_OFFSET_COMMIT then, and the client retries.
+    pub fn has_pending_offsets(
+        &self,
+        group_id: &str,
+        partition: Option<(&str, i32)>,
+    ) -> Result<bool, ResponseError> {
+        let state = self.state.lock();
+        let index = state.route(group_id)?;
+        Ok(state.partitions[&index]
+            .store
+            .has_pending(group_id, partition))
     }
 
     /// Committed offsets of a group: of the given partitions, or all of
@@ -145,6 +195,22 @@ impl GroupCoordinator {
         }
         Ok(results)
     }
+}
+
+fn offset_records(group_id: &str, offsets: &[(String, i32, OffsetValue)]) -> Vec<StoreRecord> {
+    offsets
+        .iter()
+        .map(|(topic, p, value)| {
+            offset_record(
+                &OffsetKey {
+                    group: group_id.to_string(),
+                    topic: topic.clone(),
+                    partition: *p,
+                },
+                Some(value),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! so the view and the log agree.
 
 use super::State;
-use crate::coordinator::offset_store::{OffsetStore, StoreRecord};
+use crate::coordinator::offset_store::{OffsetStore, StoreRecord, TxnProducer};
+use crate::log::AppendError;
 use crate::error::ResponseError;
 use crate::partition::{Append, AppendFailure, ReplicationWait};
 use crate::util::now_ms;
@@ -18,11 +19,22 @@ impl State {
         partition: i32,
         records: &[StoreRecord],
     ) -> Result<ReplicationWait, ResponseError> {
+        self.append_as(partition, records, None)
+    }
+
+    /// Appends records, inside `txn`'s transaction when given: they are
+    /// then pending until its marker (see `offset_store`).
+    pub(super) fn append_as(
+        &mut self,
+        partition: i32,
+        records: &[StoreRecord],
+        txn: Option<TxnProducer>,
+    ) -> Result<ReplicationWait, ResponseError> {
         let Some(part) = self.partitions.get_mut(&partition) else {
             return Err(ResponseError::NotCoordinator);
         };
         let now = now_ms();
-        let batch = OffsetStore::batch(records, now);
+        let batch = OffsetStore::batch_of(records, txn, now);
         let appended = part.partition.append(Append::Coordinator {
             records: &batch,
             leader_epoch: part.leader_epoch,
@@ -30,7 +42,14 @@ impl State {
         match appended {
             Ok(appended) => {
                 for (key, value) in records {
-                    part.store.apply_decoded(key.clone(), value.clone());
+                    match txn {
+                        Some(t) => part.store.apply_pending(
+                            t.producer_id,
+                            Some(key.encode()),
+                            value.clone(),
+                        ),
+                        None => part.store.apply_decoded(key.clone(), value.clone()),
+                    }
                 }
                 // Always set for coordinator appends.
                 appended
@@ -38,6 +57,9 @@ impl State {
                     .ok_or(ResponseError::CoordinatorNotAvailable)
             }
             Err(AppendFailure::NotLeader) => Err(ResponseError::NotCoordinator),
+            Err(AppendFailure::Log(AppendError::InvalidProducerEpoch { .. })) => {
+                Err(ResponseError::ProducerFenced)
+            }
             Err(e) => {
                 tracing::error!(partition = %part.partition.tp, error = %e, "cannot write to the offsets topic");
                 Err(ResponseError::CoordinatorNotAvailable)
