@@ -19,7 +19,7 @@ use tideline_tests::{
 
 /// (rules file, its promtool tests, how many rules it holds)
 const RULE_FILES: [(&str, &str, usize); 2] = [
-    ("tideline.rules.yml", "tests/tideline.rules.test.yml", 11),
+    ("tideline.rules.yml", "tests/tideline.rules.test.yml", 12),
     (
         "tideline-operator.rules.yml",
         "tests/tideline-operator.rules.test.yml",

@@ -260,12 +260,10 @@ fn ends(bootstrap: &str, topic: &str) -> (i64, i64) {
 
 #[test]
 fn a_transaction_left_open_past_its_timeout_is_aborted_and_readers_move_on() {
-    let broker = Broker::start(
-        BrokerOpts::new().set(
-            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
-            200,
-        ),
-    );
+    let broker = Broker::start(BrokerOpts::new().set(
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        200,
+    ));
     let bootstrap = broker.bootstrap();
     let topic = unique_topic("txn-hanging");
     create_topic(&bootstrap, &topic, 1, &[]);
@@ -282,7 +280,12 @@ fn a_transaction_left_open_past_its_timeout_is_aborted_and_readers_move_on() {
         .create()
         .unwrap();
     plain
-        .send(BaseRecord::to(&topic).partition(0).key("later").payload("later"))
+        .send(
+            BaseRecord::to(&topic)
+                .partition(0)
+                .key("later")
+                .payload("later"),
+        )
         .map_err(|(e, _)| e)
         .unwrap();
     plain.flush(TIMEOUT).unwrap();
@@ -294,10 +297,14 @@ fn a_transaction_left_open_past_its_timeout_is_aborted_and_readers_move_on() {
     );
 
     // ...until the coordinator aborts it after its timeout.
-    let (committed_end, end) = wait_for("the LSO to move past the aborted transaction", TIMEOUT, || {
-        let ends = ends(&bootstrap, &topic);
-        (ends.0 > 0).then_some(ends)
-    });
+    let (committed_end, end) = wait_for(
+        "the LSO to move past the aborted transaction",
+        TIMEOUT,
+        || {
+            let ends = ends(&bootstrap, &topic);
+            (ends.0 > 0).then_some(ends)
+        },
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(1_500),
         "aborted before its timeout"

@@ -64,6 +64,7 @@ impl Broker {
             },
             logs.clone(),
             quorum.clone(),
+            metrics.clone(),
             config.node_id,
         );
         let controller = Controller::new(quorum.clone(), config.clone());

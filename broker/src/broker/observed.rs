@@ -35,6 +35,7 @@ impl Broker {
                 .map(|space| (space.total - space.free, space.total)),
             log_dir: self.logs.health().snapshot(),
             groups: self.group_gauges(),
+            open_transactions: self.transactions.open_count(),
         }
     }
 

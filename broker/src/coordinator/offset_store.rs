@@ -206,8 +206,7 @@ impl OffsetStore {
     pub fn has_pending(&self, group: &str, partition: Option<(&str, i32)>) -> bool {
         self.pending.values().any(|offsets| {
             offsets.keys().any(|k| {
-                k.group == group
-                    && partition.is_none_or(|(t, p)| k.topic == t && k.partition == p)
+                k.group == group && partition.is_none_or(|(t, p)| k.topic == t && k.partition == p)
             })
         })
     }

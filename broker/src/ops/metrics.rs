@@ -56,6 +56,10 @@ pub struct Metrics {
     sendfile_sent: IntCounter,
     fetch_session_evictions: IntCounter,
     fetch_requests: IntCounterVec,
+    transactions_completed: IntCounterVec,
+    transactions_timed_out: IntCounter,
+    transaction_completion: prometheus::Histogram,
+    transactions_open: IntGauge,
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -392,6 +396,47 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            transactions_completed: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tideline_transactions_completed_total",
+                        "Transactions this broker coordinated to completion, by result (commit or abort).",
+                    ),
+                    &["result"],
+                )
+                .unwrap(),
+            ),
+            transactions_timed_out: register(
+                &r,
+                IntCounter::new(
+                    "tideline_transactions_timed_out_total",
+                    "Transactions this coordinator aborted because they stayed open longer than transaction.timeout.ms.",
+                )
+                .unwrap(),
+            ),
+            transaction_completion: register(
+                &r,
+                prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "tideline_transaction_marker_duration_seconds",
+                        "From a transaction's Prepare state to its Complete state: writing its markers to every partition.",
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5, 5.0, 10.0, 30.0,
+                    ]),
+                )
+                .unwrap(),
+            ),
+            transactions_open: register(
+                &r,
+                IntGauge::new(
+                    "tideline_transactions_open",
+                    "Transactions this broker coordinates that are open (Ongoing) or being completed (PrepareCommit, PrepareAbort).",
+                )
+                .unwrap(),
+            ),
             fetch_session_evictions: register(
                 &r,
                 IntCounter::new(
@@ -455,6 +500,19 @@ impl Metrics {
 
     pub fn record_fetch(&self, topic: &str, bytes: u64) {
         self.bytes_out.with_label_values(&[topic]).inc_by(bytes);
+    }
+
+    /// A coordinated transaction finished after `seconds` of marker writes.
+    pub fn record_transaction_completed(&self, commit: bool, seconds: f64) {
+        let result = if commit { "commit" } else { "abort" };
+        self.transactions_completed
+            .with_label_values(&[result])
+            .inc();
+        self.transaction_completion.observe(seconds);
+    }
+
+    pub fn record_transaction_timed_out(&self) {
+        self.transactions_timed_out.inc();
     }
 
     /// Sets the gauges computed from state to `state`, then renders every
@@ -525,6 +583,7 @@ impl Metrics {
             raise_to(&self.log_dir_write_errors.with_label_values(&[kind]), total);
         }
         self.refresh_groups(&state.groups);
+        self.transactions_open.set(state.open_transactions as i64);
     }
 
     /// Committed offsets, lag and membership of the groups coordinated here.
@@ -578,6 +637,8 @@ pub struct StateSnapshot {
     pub disk_used_and_total: Option<(u64, u64)>,
     pub log_dir: HealthSnapshot,
     pub groups: Vec<GroupGauges>,
+    /// Transactions coordinated here that are open or being completed.
+    pub open_transactions: usize,
 }
 
 #[derive(Debug)]

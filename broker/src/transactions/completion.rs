@@ -93,6 +93,8 @@ impl TransactionCoordinator {
                 }
             }
         }
+        self.metrics
+            .record_transaction_completed(commit, started.elapsed().as_secs_f64());
         tracing::debug!(
             transactional_id = txn_id,
             commit,

@@ -39,6 +39,7 @@ use parking_lot::Mutex;
 use crate::coordinator::offsets_format::partition_for;
 use crate::error::ResponseError;
 use crate::metadata::MetadataQuorum;
+use crate::ops::metrics::Metrics;
 use crate::partition::{Append, AppendFailure, LogManager, Partition};
 use crate::util::now_ms;
 use markers::MarkerSender;
@@ -106,6 +107,7 @@ pub struct TransactionCoordinator {
     node_id: i32,
     state: Mutex<State>,
     markers: MarkerSender,
+    metrics: Arc<Metrics>,
 }
 
 /// What a write decided: the new state of the id, and what the caller
@@ -120,6 +122,7 @@ impl TransactionCoordinator {
         config: TxnConfig,
         logs: Arc<LogManager>,
         quorum: Arc<MetadataQuorum>,
+        metrics: Arc<Metrics>,
         node_id: i32,
     ) -> Arc<Self> {
         Arc::new(TransactionCoordinator {
@@ -129,11 +132,22 @@ impl TransactionCoordinator {
             node_id,
             state: Mutex::new(State::default()),
             markers: MarkerSender::new(quorum, node_id),
+            metrics,
         })
     }
 
     pub fn config(&self) -> &TxnConfig {
         &self.config
+    }
+
+    /// Transactions coordinated here that are open or being completed.
+    pub fn open_count(&self) -> usize {
+        self.state
+            .lock()
+            .txns
+            .values()
+            .filter(|m| !m.state().is_idle())
+            .count()
     }
 
     /// Whether this broker coordinates `txn_id` right now.

@@ -39,6 +39,7 @@ impl TransactionCoordinator {
                         transactional_id = txn_id,
                         "aborting a transaction open longer than its timeout"
                     );
+                    self.metrics.record_transaction_timed_out();
                     aborted += 1;
                 }
                 Ok(false) => {}

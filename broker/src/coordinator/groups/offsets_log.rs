@@ -4,8 +4,8 @@
 
 use super::State;
 use crate::coordinator::offset_store::{OffsetStore, StoreRecord, TxnProducer};
-use crate::log::AppendError;
 use crate::error::ResponseError;
+use crate::log::AppendError;
 use crate::partition::{Append, AppendFailure, ReplicationWait};
 use crate::util::now_ms;
 
