@@ -31,6 +31,8 @@
 //!   under faults) and a checker for lost, duplicated and reordered records.
 //! - [`member`]: consumer-group members as separate processes (the
 //!   `tideline-group-member` binary), so a test can SIGKILL one.
+//! - [`eos`]: the exactly-once checker and its consume-transform-produce
+//!   process (the `tideline-eos-copier` binary).
 
 pub mod broker;
 pub mod cli;
@@ -38,6 +40,7 @@ pub mod clients;
 pub mod cluster;
 pub mod data;
 pub mod disk;
+pub mod eos;
 pub mod fake_kube;
 pub mod http;
 pub mod jepsen;

@@ -116,6 +116,14 @@ impl Member {
             .collect()
     }
 
+    /// Whether the process has ended (by itself or killed).
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(Some(_))),
+            None => true,
+        }
+    }
+
     /// SIGKILL: no LeaveGroup, no commit; the coordinator must notice the
     /// missing heartbeats.
     pub fn kill(&mut self) {

@@ -52,9 +52,12 @@ pub enum MarkerOutcome {
     Fenced,
 }
 
+/// Each partition's error code, or why the request failed as a whole.
+type Reply = Result<Vec<((String, i32), i16)>, String>;
+
 struct Job {
     marker: Marker,
-    reply: oneshot::Sender<Result<Vec<((String, i32), i16)>, String>>,
+    reply: oneshot::Sender<Reply>,
 }
 
 pub struct MarkerSender {

@@ -234,9 +234,7 @@ impl TxnMetadata {
     /// again.
     pub fn fence_and_abort(&self, now_ms: i64) -> TxnMetadata {
         let mut next = self.with(TxnState::PrepareAbort, now_ms);
-        if next.value.producer_epoch < i16::MAX {
-            next.value.producer_epoch += 1;
-        }
+        next.value.producer_epoch = next.value.producer_epoch.saturating_add(1);
         next.last_producer_epoch = NO_PRODUCER_EPOCH;
         next
     }
@@ -373,9 +371,7 @@ impl TxnMetadata {
         if version2 {
             next.value.client_version = 2;
             next.last_producer_epoch = self.value.producer_epoch;
-            if next.value.producer_epoch < i16::MAX {
-                next.value.producer_epoch += 1;
-            }
+            next.value.producer_epoch = next.value.producer_epoch.saturating_add(1);
             if let Some(pid) = new_producer_id {
                 // The markers still carry the old id at its last epoch;
                 // the new id takes over when the transaction completes.
