@@ -75,6 +75,10 @@ impl MarkerSender {
         }
     }
 
+    pub fn quorum(&self) -> &Arc<MetadataQuorum> {
+        &self.quorum
+    }
+
     /// Writes one transaction's marker to every partition in `partitions`,
     /// on their current leaders, and says how each went.
     pub async fn write(

@@ -15,7 +15,9 @@
 //! markers to every partition of a prepared transaction (through
 //! `markers`, on whichever broker leads it) and then the Complete state,
 //! retrying until it is done or this broker stops coordinating the id;
-//! `upkeep` aborts transactions past their timeout and forgets expired ids.
+//! `upkeep` aborts transactions past their timeout and forgets expired ids;
+//! `verification` is the partition leader's question to a coordinator
+//! before a producer's first transactional batch (KIP-890 part 1).
 
 mod completion;
 pub mod log_format;
@@ -24,6 +26,7 @@ pub mod metadata;
 mod replay;
 mod requests;
 mod upkeep;
+mod verification;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -107,6 +110,8 @@ pub struct TransactionCoordinator {
     node_id: i32,
     state: Mutex<State>,
     markers: MarkerSender,
+    /// Connections for verifying with other coordinators.
+    peers: verification::PeerPool,
     metrics: Arc<Metrics>,
 }
 
@@ -131,7 +136,8 @@ impl TransactionCoordinator {
             logs,
             node_id,
             state: Mutex::new(State::default()),
-            markers: MarkerSender::new(quorum, node_id),
+            markers: MarkerSender::new(quorum.clone(), node_id),
+            peers: verification::PeerPool::new(quorum, node_id),
             metrics,
         })
     }
