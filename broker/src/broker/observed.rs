@@ -52,6 +52,7 @@ impl Broker {
                     log_start_offset: offsets.log_start_offset,
                     log_end_offset: offsets.log_end_offset,
                     high_watermark: partition.high_watermark(),
+                    last_stable_offset: partition.last_stable_offset(),
                 }
             })
             .collect()

@@ -53,7 +53,12 @@ pub async fn handle(
                 (Some(_), None) => out.error_code = ResponseError::NotLeaderOrFollower.code(),
                 (Some(a), Some(partition)) => {
                     out.leader_epoch = a.leader_epoch;
-                    let high_watermark = partition.high_watermark();
+                    // read_committed (1) consumers see only stable records.
+                    let high_watermark = if request.isolation_level == 1 {
+                        partition.last_stable_offset()
+                    } else {
+                        partition.high_watermark()
+                    };
                     // A timestamp lookup reads the time index and a batch
                     // from the segment: off the async worker.
                     let found = tokio::task::block_in_place(|| {

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod configs;
 pub mod coordinator;
 pub mod delete_records;
+pub mod describe_producers;
 pub mod elections;
 pub mod fetch;
 pub mod group_offsets;
@@ -19,6 +20,7 @@ pub mod producer_ids;
 pub mod reassignments;
 pub mod topics;
 pub mod transactions;
+pub mod txn_markers;
 
 use std::net::SocketAddr;
 
@@ -66,6 +68,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 pub fn is_supported(api_key: ApiKey, version: i16) -> bool {
@@ -155,6 +159,10 @@ pub async fn handle(
         RequestKind::ListTransactions(r) => {
             transactions::list_transactions(broker, r, version).into()
         }
+        RequestKind::DescribeProducers(r) => {
+            describe_producers::describe_producers(broker, r).into()
+        }
+        RequestKind::WriteTxnMarkers(r) => txn_markers::write_txn_markers(broker, r).await.into(),
         other => {
             // `is_supported` filters requests before decoding, so this is a bug.
             tracing::error!(request = ?std::mem::discriminant(&other), "request without a handler");

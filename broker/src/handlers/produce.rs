@@ -219,7 +219,8 @@ fn append_partition(
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
-        AppendError::Transactional => ResponseError::InvalidTxnState,
+        // Only markers carry a coordinator epoch.
+        AppendError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
         // Retriable: the client tries again, and the append succeeds
         // once space returns or leadership moves off this broker.
         AppendError::Io(_) | AppendError::Storage(_) => ResponseError::KafkaStorageError,

@@ -1,7 +1,8 @@
 //! Storage: the partition logs and their on-disk formats.
 //!
 //! `batch` (the record-batch format, and rewriting batches), `compression`
-//! (the batch codecs), `index` (offset and time indexes), `segment` (one
+//! (the batch codecs), `control` (transaction markers), `txn_index` (a
+//! segment's aborted transactions), `index` (offset and time indexes), `segment` (one
 //! `.log` file and its indexes), `direct_tail` (the active segment's newest
 //! bytes in memory, written with `O_DIRECT`), `producer_state`
 //! (idempotence), `partition_log` (one partition, including swapping in the
@@ -15,6 +16,7 @@ pub mod batch;
 pub mod change_listener;
 pub mod cleaner;
 pub mod compression;
+pub mod control;
 pub mod direct_tail;
 pub mod flusher;
 pub mod index;
@@ -23,6 +25,7 @@ pub mod partition_log;
 pub mod producer_state;
 pub mod segment;
 pub mod topic_partition;
+pub mod txn_index;
 
 pub use change_listener::ChangeListener;
 pub use partition_log::{

@@ -30,9 +30,13 @@ use std::sync::Arc;
 
 use super::batch::{self, codec, BatchError, BatchHeader, HEADER_SIZE};
 use super::compression::CompressionType;
+use super::control::{self, TxnMarker};
 use super::flusher::RollFlushes;
 use super::leader_epochs::LeaderEpochCache;
-use super::producer_state::{BatchMetadata, ProducerState, SequenceCheck};
+use super::producer_state::{
+    BatchMetadata, CompletedTxn, MarkerCheck, ProducerEntry, ProducerState, SequenceCheck,
+};
+use super::txn_index::AbortedTxn;
 use super::segment::{BatchPosition, Segment};
 use crate::config::log_config::{LogConfig, TimestampType};
 use crate::disk::{AppendOrigin, LogDirHealth, StorageRefusal};
@@ -51,8 +55,8 @@ pub enum AppendError {
     InvalidProducerEpoch { current: i16 },
     #[error("timestamp {timestamp} is out of the allowed range")]
     InvalidTimestamp { timestamp: i64 },
-    #[error("transactional batches are not supported")]
-    Transactional,
+    #[error("transaction marker from coordinator epoch {got}, the partition has seen {current}")]
+    CoordinatorFenced { current: i32, got: i32 },
     #[error("replicated batch at offset {got} does not continue the log at {expected}")]
     NonContiguous { expected: i64, got: i64 },
     #[error("{0}")]
@@ -228,10 +232,12 @@ impl PartitionLog {
         log.log_start_offset = log_start_checkpoint
             .max(first_base)
             .min(log.log_end_offset());
-        log.producers = match snapshot {
-            Some(state) => state,
-            None => log.rebuild_producer_state()?,
-        };
+        match snapshot {
+            Some(state) => log.producers = state,
+            // After a crash the aborted-transaction indexes are rebuilt
+            // too: they may lag the markers in the log.
+            None => log.rebuild_producer_state(!clean)?,
+        }
         log.leader_epochs = match LeaderEpochCache::load(dir) {
             Some(cache) => cache,
             None => log.rebuild_leader_epochs()?,
@@ -242,12 +248,46 @@ impl PartitionLog {
         Ok((log, report))
     }
 
-    fn rebuild_producer_state(&self) -> io::Result<ProducerState> {
+    /// Rebuilds the producer state from every batch in the log and, with
+    /// `indexes`, each segment's aborted-transaction index from its markers.
+    fn rebuild_producer_state(&mut self, indexes: bool) -> io::Result<()> {
         let mut state = ProducerState::default();
+        let mut aborted_by_segment = Vec::new();
         for segment in self.segments.values() {
-            segment.for_each_batch(|b| state.record(&b.header))?;
+            let mut aborted = Vec::new();
+            let mut failed = None;
+            segment.for_each_batch(|b| {
+                let marker = if b.header.is_control() {
+                    match segment.read_at(b.position, b.header.total_size()) {
+                        Ok(bytes) => control::parse_marker(&b.header, &bytes),
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                if let Some(done) = state.record(&b.header, marker) {
+                    if !done.commit {
+                        aborted.push(aborted_entry(&state, done));
+                    }
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            aborted_by_segment.push((segment.base_offset, aborted));
         }
-        Ok(state)
+        if indexes {
+            for (base, aborted) in aborted_by_segment {
+                if let Some(segment) = self.segments.get_mut(&base) {
+                    segment.set_aborted(aborted);
+                }
+            }
+        }
+        self.producers = state;
+        Ok(())
     }
 
     /// The epoch cache of a log written before it existed, from the
@@ -358,6 +398,59 @@ impl PartitionLog {
         self.producers.producer_count()
     }
 
+    /// The first offset `read_committed` consumers may not read yet (see
+    /// `ProducerState::first_unstable_offset`).
+    pub fn first_unstable_offset(&self, high_watermark: i64) -> Option<i64> {
+        self.producers.first_unstable_offset(high_watermark)
+    }
+
+    /// The last stable offset: `read_committed` consumers read below it.
+    pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        self.first_unstable_offset(high_watermark)
+            .map_or(high_watermark, |f| f.min(high_watermark))
+    }
+
+    /// Forgets ended transactions whose markers the ISR has.
+    pub fn prune_replicated_transactions(&mut self, high_watermark: i64) {
+        if self.producers.has_unreplicated() {
+            self.producers.prune_replicated(high_watermark);
+        }
+    }
+
+    /// The first offset of `producer_id`'s open transaction here.
+    pub fn ongoing_transaction(&self, producer_id: i64) -> Option<i64> {
+        self.producers.ongoing_transaction(producer_id)
+    }
+
+    /// Every producer with state in this partition.
+    pub fn producers(&self) -> Vec<(i64, ProducerEntry)> {
+        self.producers
+            .producers()
+            .map(|(pid, e)| (pid, e.clone()))
+            .collect()
+    }
+
+    /// The aborted transactions a `read_committed` fetch from `from` up to
+    /// `upper_bound` must be told of: those whose marker is at or after
+    /// `from` and that began before `upper_bound`, as (producer id, first
+    /// offset), oldest first.
+    pub fn aborted_transactions(&self, from: i64, upper_bound: i64) -> Vec<(i64, i64)> {
+        let first = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(from, |(&b, _)| b);
+        let mut found: Vec<(i64, i64)> = self
+            .segments
+            .range(first..)
+            .flat_map(|(_, s)| s.aborted())
+            .filter(|a| a.last_offset >= from && a.first_offset < upper_bound)
+            .map(|a| (a.producer_id, a.first_offset))
+            .collect();
+        found.sort_by_key(|&(_, first)| first);
+        found
+    }
+
     fn active(&self) -> &Segment {
         self.segments
             .values()
@@ -403,9 +496,6 @@ impl PartitionLog {
                 });
             }
             let header = batch::validate_produced(&records[pos..pos + size])?;
-            if header.is_transactional() {
-                return Err(AppendError::Transactional);
-            }
             if self.config.timestamp_type == TimestampType::CreateTime {
                 self.check_timestamps(&header, now_ms)?;
             }
@@ -436,6 +526,57 @@ impl PartitionLog {
         }
 
         let (bytes, spans) = self.recompress_produced(records, spans, origin)?;
+        let markers = vec![None; spans.len()];
+        self.write_new(&bytes, &spans, &markers, leader_epoch, origin, now_ms)
+    }
+
+    /// Appends a transaction marker for `producer_id` (WriteTxnMarkers on
+    /// the leader). A marker from an older producer epoch or an older
+    /// coordinator is refused.
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: TxnMarker,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        let result = match self.producers.check_marker(
+            producer_id,
+            producer_epoch,
+            marker.coordinator_epoch,
+        ) {
+            MarkerCheck::StaleProducerEpoch { current } => {
+                Err(AppendError::InvalidProducerEpoch { current })
+            }
+            MarkerCheck::StaleCoordinatorEpoch { current } => Err(AppendError::CoordinatorFenced {
+                current,
+                got: marker.coordinator_epoch,
+            }),
+            MarkerCheck::Accept => {
+                let bytes = control::marker_batch(producer_id, producer_epoch, marker, now_ms);
+                let header = BatchHeader::parse(&bytes).map_err(AppendError::Corrupt);
+                header.and_then(|header| {
+                    let spans = [(0, bytes.len(), header)];
+                    let origin = AppendOrigin::Coordinator;
+                    self.write_new(&bytes, &spans, &[Some(marker)], leader_epoch, origin, now_ms)
+                })
+            }
+        };
+        self.reported_append(result)
+    }
+
+    /// Assigns offsets to validated batches (`spans` in `bytes`) and
+    /// writes them, as the leader at `leader_epoch`.
+    fn write_new(
+        &mut self,
+        bytes: &[u8],
+        spans: &[(usize, usize, BatchHeader)],
+        markers: &[Option<TxnMarker>],
+        leader_epoch: i32,
+        origin: AppendOrigin,
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
         self.health.admit(origin, bytes.len())?;
         self.maybe_roll(bytes.len() as u64, now_ms)?;
         let log_append_time = match self.config.timestamp_type {
@@ -448,7 +589,7 @@ impl PartitionLog {
         // Each batch is written as a rewritten copy of its header and the
         // rest of it as received: the records are not copied again.
         let mut header_bytes = Vec::with_capacity(spans.len());
-        for (pos, size, header) in &spans {
+        for (pos, size, header) in spans {
             let mut copy: [u8; HEADER_SIZE] = bytes[*pos..pos + HEADER_SIZE]
                 .try_into()
                 .expect("a validated batch has a header");
@@ -469,7 +610,7 @@ impl PartitionLog {
             parts.push(header);
             parts.push(&bytes[pos + HEADER_SIZE..pos + size]);
         }
-        let count = self.write_batches(&parts, &headers, now_ms)?;
+        let count = self.write_batches(&parts, &headers, markers, now_ms)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -565,7 +706,11 @@ impl PartitionLog {
         self.health.admit(AppendOrigin::Replication, bytes.len())?;
         self.maybe_roll(bytes.len() as u64, now_ms)?;
         let headers: Vec<BatchHeader> = spans.iter().map(|(_, _, h)| *h).collect();
-        let count = self.write_batches(&[bytes], &headers, now_ms)?;
+        let markers: Vec<Option<TxnMarker>> = spans
+            .iter()
+            .map(|(pos, size, h)| control::parse_marker(h, &records[*pos..pos + size]))
+            .collect();
+        let count = self.write_batches(&[bytes], &headers, &markers, now_ms)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -576,14 +721,16 @@ impl PartitionLog {
         })
     }
 
-    /// Writes validated batches with their offsets and epochs assigned to
-    /// the active segment, and records them in the producer state and the
-    /// leader-epoch cache; fsyncs per `flush.messages`. Returns the record count.
-    /// Writes batches given in pieces (in order) and records them.
+    /// Writes validated batches with their offsets and epochs assigned
+    /// (given in pieces, in order) to the active segment, and records them
+    /// in the producer state (with what each control batch's marker says),
+    /// the aborted-transaction index and the leader-epoch cache; fsyncs per
+    /// `flush.messages`. Returns the record count.
     fn write_batches(
         &mut self,
         parts: &[&[u8]],
         headers: &[BatchHeader],
+        markers: &[Option<TxnMarker>],
         now_ms: i64,
     ) -> Result<i64, AppendError> {
         if headers
@@ -603,8 +750,13 @@ impl PartitionLog {
         self.active_mut()
             .append_parts(parts, headers, interval, now_ms)?;
         let mut count = 0;
-        for header in headers {
-            self.producers.record(header);
+        for (header, marker) in headers.iter().zip(markers) {
+            if let Some(done) = self.producers.record(header, *marker) {
+                if !done.commit {
+                    let entry = aborted_entry(&self.producers, done);
+                    self.active_mut().record_abort(entry);
+                }
+            }
             count += header.records_count as i64;
         }
         self.unflushed_messages += count;
@@ -679,7 +831,13 @@ impl PartitionLog {
     }
 
     fn after_truncation(&mut self, offset: i64) -> io::Result<()> {
-        self.producers.truncate_to(offset);
+        if self.producers.has_seen_transactions() {
+            // The truncation may have removed a marker, reopening its
+            // transaction: only the log itself tells.
+            self.rebuild_producer_state(false)?;
+        } else {
+            self.producers.truncate_to(offset);
+        }
         self.recovery_point = self.recovery_point().min(self.log_end_offset());
         self.roll_flushes.invalidate();
         // Always rewritten: `restart_at` cleared the cache in memory.
@@ -1030,6 +1188,14 @@ impl PartitionLog {
                     file: s.file(),
                 })
                 .collect(),
+            // Ended transactions whose marker may still be truncated count
+            // as open here: the high watermark is not known to the log.
+            first_unstable_offset: self.producers.first_unstable_offset(i64::MIN),
+            aborted: self
+                .segments
+                .values()
+                .flat_map(|s| s.aborted().iter().copied())
+                .collect(),
         }
     }
 
@@ -1043,6 +1209,19 @@ impl PartitionLog {
 
     pub fn health(&self) -> &Arc<LogDirHealth> {
         &self.health
+    }
+}
+
+/// The aborted-transaction index entry of `done`, with the last stable
+/// offset the producer state has right after it.
+fn aborted_entry(state: &ProducerState, done: CompletedTxn) -> AbortedTxn {
+    AbortedTxn {
+        producer_id: done.producer_id,
+        first_offset: done.first_offset,
+        last_offset: done.last_offset,
+        last_stable_offset: state
+            .first_unstable_offset(done.last_offset + 1)
+            .unwrap_or(done.last_offset + 1),
     }
 }
 
@@ -1527,5 +1706,87 @@ mod failed_writes {
             .filter(|n| n.ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    fn txn_append(log: &mut PartitionLog, pid: i64, seq: i32) -> AppendInfo {
+        let records = crate::log::batch::test_support::transactional(batch(&[b"t"], 0, (pid, 0, seq)));
+        log.append(&records, 0, AppendOrigin::Client, 0).unwrap()
+    }
+
+    fn marker(commit: bool, coordinator_epoch: i32) -> TxnMarker {
+        TxnMarker {
+            commit,
+            coordinator_epoch,
+        }
+    }
+
+    #[test]
+    fn transactions_bound_the_last_stable_offset_and_aborts_are_indexed_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = || LogConfig {
+            segment_bytes: 300,
+            ..LogConfig::default()
+        };
+        let mut log = open_log(dir.path(), config());
+        append(&mut log, b"plain", 0).unwrap(); // offset 0
+        txn_append(&mut log, 1, 0); // 1: producer 1 opens a transaction
+        txn_append(&mut log, 2, 0); // 2: producer 2 too
+        txn_append(&mut log, 1, 1); // 3
+        let end = log.log_end_offset();
+        assert_eq!(log.last_stable_offset(end), 1);
+        assert_eq!(log.ongoing_transaction(1), Some(1));
+
+        // Producer 1 aborts (marker at 4), producer 2 commits (marker at 5).
+        log.append_marker(1, 0, marker(false, 3), 0, 0).unwrap();
+        assert_eq!(log.last_stable_offset(log.log_end_offset()), 2);
+        assert_eq!(
+            log.last_stable_offset(4),
+            1,
+            "an ended transaction is unstable until its marker is replicated"
+        );
+        log.append_marker(2, 0, marker(true, 3), 0, 0).unwrap();
+        let end = log.log_end_offset();
+        assert_eq!(end, 6);
+        assert_eq!(log.last_stable_offset(end), end);
+        assert_eq!(log.ongoing_transaction(1), None);
+        assert_eq!(log.aborted_transactions(0, end), vec![(1, 1)]);
+        assert_eq!(log.aborted_transactions(5, end), vec![], "marker before 5");
+        assert_eq!(log.aborted_transactions(0, 1), vec![], "begins at 1");
+
+        // Markers of an older coordinator or producer epoch are fenced.
+        assert!(matches!(
+            log.append_marker(2, 0, marker(true, 2), 0, 0),
+            Err(AppendError::CoordinatorFenced { current: 3, got: 2 })
+        ));
+        txn_append(&mut log, 2, 1); // 6: producer 2's next transaction
+        let bumped = crate::log::batch::test_support::transactional(batch(&[b"t"], 0, (2, 1, 0)));
+        log.append(&bumped, 0, AppendOrigin::Client, 0).unwrap(); // 7, epoch 1
+        assert!(matches!(
+            log.append_marker(2, 0, marker(false, 3), 0, 0),
+            Err(AppendError::InvalidProducerEpoch { current: 1 })
+        ));
+
+        // A crash: the producer state and the aborted-transaction index
+        // are rebuilt from the log, open transaction included.
+        let txnindex = dir
+            .path()
+            .join(format!("{}.txnindex", super::super::segment::file_stem(0)));
+        log.flush(0).unwrap();
+        drop(log);
+        std::fs::remove_file(txnindex).ok();
+        let (log, _) = PartitionLog::open_for_test(dir.path(), config(), false);
+        let end = log.log_end_offset();
+        assert_eq!(log.aborted_transactions(0, end), vec![(1, 1)]);
+        assert_eq!(log.ongoing_transaction(2), Some(6));
+        assert_eq!(log.last_stable_offset(end), 6);
+
+        // A truncation that removes a marker reopens its transaction.
+        let mut log = log;
+        log.truncate_to(5).unwrap();
+        assert_eq!(log.ongoing_transaction(2), Some(2));
+        assert_eq!(log.last_stable_offset(5), 2);
+        log.truncate_to(4).unwrap();
+        assert_eq!(log.aborted_transactions(0, 4), vec![], "the abort is gone");
+        assert_eq!(log.ongoing_transaction(1), Some(1));
     }
 }

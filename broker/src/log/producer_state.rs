@@ -3,15 +3,22 @@
 //! (and answered with its original offset) and a gap in sequence numbers is
 //! refused, as Kafka's `ProducerStateManager` does.
 //!
-//! The state is rebuilt from batch headers when a log is recovered and saved
+//! It also follows transactions (KIP-98): a producer's first transactional
+//! batch opens its transaction in the partition, and a marker (control
+//! batch) ends it. The open transactions bound the last stable offset,
+//! below which `read_committed` consumers read; so do ended ones until
+//! their marker is replicated (it may still be truncated away).
+//!
+//! The state is rebuilt from the log when a log is recovered and saved
 //! as a snapshot (`producer-state.json`) on clean shutdown.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::batch::BatchHeader;
+use super::control::TxnMarker;
 
 /// Kafka keeps the metadata of the last five batches per producer, matching
 /// the client's `max.in.flight.requests.per.connection` limit for idempotence.
@@ -25,10 +32,63 @@ pub struct BatchMetadata {
     pub last_offset: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<BatchMetadata>,
+    /// The first offset of the producer's open transaction here.
+    #[serde(default)]
+    pub txn_first_offset: Option<i64>,
+    /// The coordinator epoch of the last marker; an older coordinator's
+    /// markers are fenced.
+    #[serde(default = "no_coordinator_epoch")]
+    pub coordinator_epoch: i32,
+    /// The largest timestamp of the producer's last batch.
+    #[serde(default)]
+    pub last_timestamp: i64,
+}
+
+fn no_coordinator_epoch() -> i32 {
+    -1
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        ProducerEntry {
+            epoch: 0,
+            batches: VecDeque::new(),
+            txn_first_offset: None,
+            coordinator_epoch: no_coordinator_epoch(),
+            last_timestamp: -1,
+        }
+    }
+}
+
+impl ProducerEntry {
+    /// The last sequence number written (-1: none).
+    pub fn last_sequence(&self) -> i32 {
+        self.batches.back().map_or(-1, |b| b.last_seq)
+    }
+}
+
+/// A transaction a marker ended in this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The marker's offset.
+    pub last_offset: i64,
+    pub commit: bool,
+}
+
+/// Why a marker may not be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerCheck {
+    Accept,
+    /// The marker's producer epoch is older than the producer's.
+    StaleProducerEpoch { current: i16 },
+    /// The marker comes from an older coordinator.
+    StaleCoordinatorEpoch { current: i32 },
 }
 
 /// The verdict on a batch about to be appended.
@@ -51,6 +111,18 @@ pub enum SequenceCheck {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: first offset → producer id.
+    #[serde(default)]
+    ongoing: BTreeMap<i64, i64>,
+    /// Ended transactions whose marker may not be replicated yet: marker
+    /// offset → first offset (dropped once the high watermark passes).
+    #[serde(default)]
+    unreplicated: BTreeMap<i64, i64>,
+    /// A transactional batch was seen: a truncation must rebuild the
+    /// state from the log (it may remove a marker and reopen a
+    /// transaction), not just forget batches.
+    #[serde(default)]
+    transactional: bool,
 }
 
 fn next_sequence(seq: i32) -> i32 {
@@ -104,18 +176,66 @@ impl ProducerState {
         }
     }
 
-    /// Records an appended batch (offsets already assigned).
-    pub fn record(&mut self, header: &BatchHeader) {
-        if !header.has_producer_id() {
-            return;
+    /// Whether a marker for `producer_id` at `producer_epoch` from a
+    /// coordinator at `coordinator_epoch` may be written (Kafka's
+    /// `checkProducerEpoch` and `checkCoordinatorEpoch` for markers).
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> MarkerCheck {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return MarkerCheck::Accept;
+        };
+        if producer_epoch < entry.epoch {
+            MarkerCheck::StaleProducerEpoch {
+                current: entry.epoch,
+            }
+        } else if coordinator_epoch < entry.coordinator_epoch {
+            MarkerCheck::StaleCoordinatorEpoch {
+                current: entry.coordinator_epoch,
+            }
+        } else {
+            MarkerCheck::Accept
         }
-        let entry = self.producers.entry(header.producer_id).or_default();
+    }
+
+    /// Records an appended batch (offsets already assigned); `marker` is
+    /// what a control batch says. Returns the transaction a marker ended.
+    pub fn record(&mut self, header: &BatchHeader, marker: Option<TxnMarker>) -> Option<CompletedTxn> {
+        if !header.has_producer_id() {
+            return None;
+        }
+        let pid = header.producer_id;
+        let entry = self.producers.entry(pid).or_default();
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
         }
+        entry.last_timestamp = header.max_timestamp;
+        if header.is_control() {
+            let marker = marker?;
+            entry.coordinator_epoch = marker.coordinator_epoch;
+            let first_offset = entry.txn_first_offset.take()?;
+            self.ongoing.remove(&first_offset);
+            self.unreplicated.insert(header.base_offset, first_offset);
+            return Some(CompletedTxn {
+                producer_id: pid,
+                first_offset,
+                last_offset: header.base_offset,
+                commit: marker.commit,
+            });
+        }
+        if header.is_transactional() {
+            self.transactional = true;
+            if entry.txn_first_offset.is_none() {
+                entry.txn_first_offset = Some(header.base_offset);
+                self.ongoing.insert(header.base_offset, pid);
+            }
+        }
         if header.base_sequence < 0 {
-            return;
+            return None;
         }
         if entry.batches.len() == BATCHES_KEPT {
             entry.batches.pop_front();
@@ -126,10 +246,52 @@ impl ProducerState {
             first_offset: header.base_offset,
             last_offset: header.last_offset(),
         });
+        None
+    }
+
+    /// The first offset a `read_committed` consumer may not read yet, given
+    /// the high watermark: the start of the oldest open transaction, or of
+    /// an ended one whose marker is not below the high watermark.
+    pub fn first_unstable_offset(&self, high_watermark: i64) -> Option<i64> {
+        let open = self.ongoing.keys().next().copied();
+        let unreplicated = self.unreplicated.range(high_watermark..).map(|(_, &f)| f).min();
+        match (open, unreplicated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Forgets ended transactions whose marker is below the high watermark.
+    pub fn prune_replicated(&mut self, high_watermark: i64) {
+        if self.unreplicated.first_key_value().is_some_and(|(&m, _)| m < high_watermark) {
+            self.unreplicated = self.unreplicated.split_off(&high_watermark);
+        }
+    }
+
+    pub fn has_unreplicated(&self) -> bool {
+        !self.unreplicated.is_empty()
+    }
+
+    /// Whether transactional batches were seen (see `transactional`).
+    pub fn has_seen_transactions(&self) -> bool {
+        self.transactional
+    }
+
+    /// The open transaction of `producer_id`: its first offset.
+    pub fn ongoing_transaction(&self, producer_id: i64) -> Option<i64> {
+        self.producers.get(&producer_id)?.txn_first_offset
+    }
+
+    /// Every producer with state here (DescribeProducers).
+    pub fn producers(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(&pid, e)| (pid, e))
     }
 
     /// Forgets batches at or after `offset` (the log was truncated there).
+    /// Only for a state that has seen no transactions (see
+    /// `has_seen_transactions`); one that has is rebuilt from the log.
     pub fn truncate_to(&mut self, offset: i64) {
+        debug_assert!(!self.transactional);
         for entry in self.producers.values_mut() {
             entry.batches.retain(|b| b.last_offset < offset);
         }
@@ -170,7 +332,7 @@ mod tests {
         let mut state = ProducerState::default();
         let first = header(7, 0, 0, 3, 0);
         assert_eq!(state.check(&first), SequenceCheck::Accept);
-        state.record(&first);
+        state.record(&first, None);
         // The same batch again is a duplicate with the original offsets.
         match state.check(&header(7, 0, 0, 3, 99)) {
             SequenceCheck::Duplicate(meta) => assert_eq!(meta.first_offset, 0),
@@ -185,10 +347,10 @@ mod tests {
         );
         let next = header(7, 0, 3, 1, 3);
         assert_eq!(state.check(&next), SequenceCheck::Accept);
-        state.record(&next);
+        state.record(&next, None);
         let bumped = header(7, 1, 0, 1, 4);
         assert_eq!(state.check(&bumped), SequenceCheck::Accept);
-        state.record(&bumped);
+        state.record(&bumped, None);
         assert_eq!(
             state.check(&header(7, 0, 4, 1, 5)),
             SequenceCheck::StaleEpoch { current: 1 }
@@ -200,7 +362,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("producer-state.json");
         let mut state = ProducerState::default();
-        state.record(&header(1, 0, 0, 2, 10));
+        state.record(&header(1, 0, 0, 2, 10), None);
         state.save(&path).unwrap();
         let loaded = ProducerState::load(&path).unwrap();
         assert!(matches!(

@@ -24,6 +24,7 @@ use super::batch::{self, BatchHeader, HEADER_SIZE};
 use super::direct_tail::DirectTail;
 use super::flusher::{self, PendingFile};
 use super::index::{OffsetIndex, TimeIndex};
+use super::txn_index::{AbortedTxn, TxnIndex};
 use crate::disk::sendfile::FileRegion;
 use crate::disk::write;
 use crate::util::remove_if_exists;
@@ -56,6 +57,8 @@ pub struct Segment {
     size: u64,
     index: OffsetIndex,
     time_index: TimeIndex,
+    /// The transactions aborted by markers in this segment.
+    txn_index: TxnIndex,
     bytes_since_index_entry: u64,
     /// Offset after the last batch in this segment.
     pub next_offset: i64,
@@ -140,6 +143,7 @@ impl Segment {
             size: 0,
             index: OffsetIndex::empty(dir.join(format!("{stem}.index")), base_offset),
             time_index: TimeIndex::empty(dir.join(format!("{stem}.timeindex")), base_offset),
+            txn_index: TxnIndex::empty(dir.join(format!("{stem}.txnindex"))),
             bytes_since_index_entry: 0,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -178,7 +182,24 @@ impl Segment {
     pub fn install_cleaned(&mut self, dir: &Path) -> io::Result<()> {
         self.rename_log(log_path(dir, self.base_offset))?;
         self.index.rewrite()?;
-        self.time_index.rewrite()
+        self.time_index.rewrite()?;
+        self.txn_index.rewrite()
+    }
+
+    /// The transactions aborted by markers in this segment.
+    pub fn aborted(&self) -> &[AbortedTxn] {
+        self.txn_index.entries()
+    }
+
+    /// Notes a transaction an ABORT marker in this segment ended.
+    pub fn record_abort(&mut self, aborted: AbortedTxn) {
+        self.txn_index.append(aborted);
+    }
+
+    /// Sets the aborted transactions (rebuilt from the log, or the
+    /// cleaner's sources' for its output); written by the next flush.
+    pub fn set_aborted(&mut self, aborted: Vec<AbortedTxn>) {
+        self.txn_index.replace(aborted);
     }
 
     /// Opens an existing segment. With `recover`, every batch is validated,
@@ -203,6 +224,7 @@ impl Segment {
             size,
             index: OffsetIndex::empty(index_path.clone(), base_offset),
             time_index: TimeIndex::empty(time_path.clone(), base_offset),
+            txn_index: TxnIndex::load(dir.join(format!("{stem}.txnindex")))?,
             bytes_since_index_entry: 0,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -512,7 +534,8 @@ impl Segment {
             self.unflushed_bytes = 0;
         }
         self.index.flush()?;
-        self.time_index.flush()
+        self.time_index.flush()?;
+        self.txn_index.flush()
     }
 
     /// Cuts off what a failed write left past the good length.
@@ -533,6 +556,7 @@ impl Segment {
         self.trim_tail()?;
         self.index.flush()?;
         self.time_index.flush()?;
+        self.txn_index.flush()?;
         Ok((self.unflushed_bytes > 0).then(|| PendingFile {
             file: self.file.clone(),
             path: self.path.clone(),
@@ -568,6 +592,7 @@ impl Segment {
         {
             tracing::warn!(segment = %self.path.display(), error = %e, "cannot rewrite truncated indexes yet");
         }
+        self.txn_index.truncate_to(offset);
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
         let mut last = None;
@@ -585,6 +610,7 @@ impl Segment {
             self.path.as_path(),
             self.index.path(),
             self.time_index.path(),
+            self.txn_index.path(),
         ] {
             remove_if_exists(path)?;
         }

@@ -49,6 +49,7 @@ pub struct Metrics {
     replicated_bytes: IntCounter,
     replica_max_lag: IntGauge,
     high_watermark: IntGaugeVec,
+    last_stable_offset: IntGaugeVec,
     fetch_sessions: IntGauge,
     direct_io_buffer: IntGauge,
     direct_io_written: IntCounter,
@@ -464,6 +465,17 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            last_stable_offset: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "tideline_last_stable_offset",
+                        "Last stable offset of a partition hosted here (read_committed consumers read below it; below the high watermark while a transaction is open).",
+                    ),
+                    &["topic", "partition"],
+                )
+                .unwrap(),
+            ),
             registry: r,
         }
     }
@@ -531,6 +543,7 @@ impl Metrics {
         self.log_start.reset();
         self.log_end.reset();
         self.high_watermark.reset();
+        self.last_stable_offset.reset();
         for partition in &state.partitions {
             let labels = [partition.topic.as_str(), &partition.partition.to_string()];
             self.log_size
@@ -545,6 +558,9 @@ impl Metrics {
             self.high_watermark
                 .with_label_values(&labels)
                 .set(partition.high_watermark);
+            self.last_stable_offset
+                .with_label_values(&labels)
+                .set(partition.last_stable_offset);
         }
         self.replica_max_lag.set(state.replica_max_lag);
         self.fetch_sessions.set(state.fetch_sessions as i64);
@@ -649,6 +665,7 @@ pub struct PartitionGauges {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
 }
 
 /// Partition counts by state. `offline` and `fenced_brokers` come from the

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::disk::AppendOrigin;
 use crate::error::ResponseError;
 use crate::log::compression::CompressionType;
+use crate::log::control::TxnMarker;
 use crate::log::{AppendError, AppendInfo};
 use crate::util::now_ms;
 
@@ -59,6 +60,13 @@ pub enum Append<'a> {
         records: &'a [u8],
         leader_epoch: i32,
     },
+    /// A transaction marker (WriteTxnMarkers), on the leader at its current
+    /// epoch; always waited for, like a coordinator's records.
+    TxnMarker {
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: TxnMarker,
+    },
     /// A follower's: batches fetched at `fetch_offset` from the leader of
     /// `leader_epoch`, already carrying their offsets, stored as they are;
     /// the follower takes the leader's high watermark (capped by its log end).
@@ -74,7 +82,7 @@ impl Append<'_> {
     pub fn origin(&self) -> AppendOrigin {
         match self {
             Append::Client { .. } => AppendOrigin::Client,
-            Append::Coordinator { .. } => AppendOrigin::Coordinator,
+            Append::Coordinator { .. } | Append::TxnMarker { .. } => AppendOrigin::Coordinator,
             Append::Replication { .. } => AppendOrigin::Replication,
         }
     }
@@ -204,6 +212,20 @@ impl Partition {
                 let wait = self.wait_for(&info, leader_epoch, min_isr);
                 (info, Some(wait))
             }
+            Append::TxnMarker {
+                producer_id,
+                producer_epoch,
+                marker,
+            } => {
+                let (leader_epoch, _) = self.leader_role(None)?;
+                let min_isr = log.config().min_insync_replicas;
+                let may_block = log.append_may_wait_for_device();
+                let info = off_worker_if(may_block, || {
+                    log.append_marker(producer_id, producer_epoch, marker, leader_epoch, now)
+                })?;
+                let wait = self.wait_for(&info, leader_epoch, min_isr);
+                (info, Some(wait))
+            }
             Append::Replication {
                 records,
                 leader_epoch,
@@ -228,6 +250,7 @@ impl Partition {
             log_end_offset: log.log_end_offset(),
             replication,
         };
+        log.prune_replicated_transactions(self.high_watermark());
         drop(log);
         self.after_append(&append, &appended);
         Ok(appended)
@@ -262,7 +285,7 @@ impl Partition {
     fn after_append(&self, append: &Append<'_>, appended: &Appended) {
         let end = appended.log_end_offset;
         match append {
-            Append::Client { .. } | Append::Coordinator { .. } => {
+            Append::Client { .. } | Append::Coordinator { .. } | Append::TxnMarker { .. } => {
                 if !appended.info.duplicate {
                     self.notify(end);
                     self.update_leader_high_watermark();

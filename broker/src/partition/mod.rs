@@ -74,6 +74,9 @@ impl Partition {
     fn new(tp: TopicPartition, topic_id: Uuid, log: PartitionLog, high_watermark: i64) -> Self {
         let (end_offset, _) = watch::channel(log.log_end_offset());
         let high_watermark = high_watermark.clamp(log.log_start_offset(), log.log_end_offset());
+        let mut log = log;
+        // Ended transactions a rebuild found are settled below it.
+        log.prune_replicated_transactions(high_watermark);
         let (high_watermark, _) = watch::channel(high_watermark);
         let (replica_log_starts, _) = watch::channel(());
         Partition {
@@ -183,6 +186,24 @@ impl Partition {
     /// (a fetch, an offset lookup, a coordinator loading its state).
     pub fn read_log<R>(&self, read: impl FnOnce(&PartitionLog) -> R) -> R {
         read(&self.log.lock())
+    }
+
+    /// `read_committed` consumers read below this offset: the high
+    /// watermark, or the start of the oldest transaction not yet ended
+    /// (and replicated) if that is lower.
+    pub fn last_stable_offset(&self) -> i64 {
+        let high_watermark = self.high_watermark();
+        self.log.lock().last_stable_offset(high_watermark)
+    }
+
+    /// The first offset of `producer_id`'s open transaction here.
+    pub fn ongoing_transaction(&self, producer_id: i64) -> Option<i64> {
+        self.log.lock().ongoing_transaction(producer_id)
+    }
+
+    /// Every producer with state here, for DescribeProducers.
+    pub fn producers(&self) -> Vec<(i64, crate::log::producer_state::ProducerEntry)> {
+        self.log.lock().producers()
     }
 
     pub fn min_insync_replicas(&self) -> i32 {

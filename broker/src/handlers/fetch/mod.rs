@@ -35,8 +35,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::time::Instant;
 
 use super::str_bytes;
@@ -125,6 +127,9 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Rep
         request.replica_id.0
     };
     let follower = (replica_id >= 0).then_some(replica_id);
+    // isolation.level=read_committed (1): consumers read below the last
+    // stable offset and are told which transactions there were aborted.
+    let read_committed = follower.is_none() && request.isolation_level == 1;
 
     // v13 names topics by id (KIP-516); earlier versions by name.
     let uses_topic_ids = version >= 13;
@@ -263,6 +268,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Rep
             &mut targets.targets,
             max_bytes,
             follower.is_some(),
+            read_committed,
         );
         let nothing_to_wait_for = match &listener {
             Some(_) => targets.targets.is_empty() && watching_changes.is_none(),
@@ -496,6 +502,7 @@ fn collect(
     targets: &mut [Target],
     max_bytes: usize,
     for_follower: bool,
+    read_committed: bool,
 ) -> (usize, bool) {
     file_regions.clear();
     cold.clear();
@@ -526,24 +533,43 @@ fn collect(
             limit = 0;
         }
         let hw = partition.high_watermark();
-        let (slice, start) = partition.read_log(|log| {
-            // Followers replicate everything; consumers see committed records.
+        let (slice, start, lso, aborted) = partition.read_log(|log| {
+            let lso = log.last_stable_offset(hw);
+            // Followers replicate everything; consumers see committed
+            // records, and read_committed ones only stable ones.
             let upper_bound = if for_follower {
                 log.log_end_offset()
+            } else if read_committed {
+                lso
             } else {
                 hw
             };
             let start = log.log_start_offset();
             let min_one = total == 0 && limit > 0;
             target.pending = target.fetch_offset < upper_bound;
-            (
-                log.read(target.fetch_offset, limit, min_one, upper_bound),
-                start,
-            )
+            let slice = log.read(target.fetch_offset, limit, min_one, upper_bound);
+            let aborted = match &slice {
+                Ok(Some(_)) if read_committed => {
+                    log.aborted_transactions(target.fetch_offset, upper_bound)
+                }
+                _ => Vec::new(),
+            };
+            (slice, start, lso, aborted)
         });
         data.high_watermark = hw;
-        data.last_stable_offset = hw;
+        data.last_stable_offset = lso;
         data.log_start_offset = start;
+        data.aborted_transactions = read_committed.then(|| {
+            aborted
+                .into_iter()
+                .map(|(producer_id, first_offset)| {
+                    let mut a = AbortedTransaction::default();
+                    a.producer_id = ProducerId(producer_id);
+                    a.first_offset = first_offset;
+                    a
+                })
+                .collect()
+        });
         data.error_code = 0;
         match slice {
             Ok(Some(slice)) => match records(slice, file_regions) {

@@ -291,6 +291,16 @@ pub mod test_support {
         assign_header(header, rest, base_offset, leader_epoch, log_append_time);
     }
 
+    /// Marks a batch made by [`batch`] transactional (KIP-98).
+    pub fn transactional(mut bytes: Vec<u8>) -> Vec<u8> {
+        let attributes = i16::from_be_bytes(bytes[field::ATTRIBUTES].try_into().expect("2"))
+            | super::ATTR_TRANSACTIONAL;
+        bytes[field::ATTRIBUTES].copy_from_slice(&attributes.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[CRC_START..]);
+        bytes[field::CRC].copy_from_slice(&crc.to_be_bytes());
+        bytes
+    }
+
     fn put_varint(buf: &mut Vec<u8>, value: i64) {
         let mut v = ((value << 1) ^ (value >> 63)) as u64;
         loop {

@@ -14,6 +14,7 @@ pub struct Record<'a> {
     pub offset: i64,
     pub timestamp: i64,
     pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
     /// A null value: a delete of its key.
     pub tombstone: bool,
 }
@@ -78,11 +79,17 @@ pub fn parse<'a>(header: &BatchHeader, mut data: &'a [u8]) -> io::Result<Vec<Rec
             Some(key)
         };
         let value_length = read_varint(&mut body).ok_or_else(|| bad("value length"))?;
+        let value = if value_length < 0 {
+            None
+        } else {
+            Some(body.get(..value_length as usize).ok_or_else(|| bad("value"))?)
+        };
         records.push(Record {
             raw,
             offset: header.base_offset + offset_delta,
             timestamp: header.base_timestamp.saturating_add(ts_delta),
             key,
+            value,
             tombstone: value_length < 0,
         });
     }

@@ -12,7 +12,9 @@
 //! surviving one is rebuilt with the survivors (`batch::codec`). A batch
 //! left with no records is dropped, except the last batch of each producer
 //! id in the range, which stays as an empty batch so producer state and
-//! sequence numbers survive a rebuild from the log. Fetches at a removed
+//! sequence numbers survive a rebuild from the log. The records of aborted
+//! transactions are removed (they neither count as a key's latest value
+//! nor stay), while transaction markers are always kept. Fetches at a removed
 //! offset get the next surviving batch (`Segment::find_batch` finds the
 //! first batch whose last offset is at or after it).
 
@@ -29,18 +31,38 @@ use crate::log::batch::{codec, records, BatchHeader};
 pub struct OffsetMap {
     latest: HashMap<Vec<u8>, i64>,
     last_producer_batch: HashMap<i64, i64>,
+    /// Aborted transactions by producer id: (first offset, marker offset).
+    aborted: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+impl OffsetMap {
+    /// Whether `header` heads a batch of an aborted transaction.
+    fn is_aborted(&self, header: &BatchHeader) -> bool {
+        header.is_transactional()
+            && !header.is_control()
+            && self.aborted.get(&header.producer_id).is_some_and(|txns| {
+                txns.iter()
+                    .any(|&(first, last)| first <= header.base_offset && header.base_offset < last)
+            })
+    }
 }
 
 /// Builds the key → latest offset map over the plan's range.
 pub fn build_offset_map(plan: &CleanPlan) -> io::Result<OffsetMap> {
     let mut map = OffsetMap::default();
+    for a in &plan.aborted {
+        map.aborted
+            .entry(a.producer_id)
+            .or_default()
+            .push((a.first_offset, a.last_offset));
+    }
     for segment in plan.groups.iter().flatten() {
         for_each_batch(segment, |header, bytes| {
             if header.has_producer_id() {
                 map.last_producer_batch
                     .insert(header.producer_id, header.base_offset);
             }
-            if header.is_control() || header.records_count == 0 {
+            if header.is_control() || header.records_count == 0 || map.is_aborted(&header) {
                 return Ok(());
             }
             let data = codec::decompress(&header, &bytes)?;
@@ -75,6 +97,10 @@ pub(super) fn filter_batch(
     }
     if header.records_count == 0 {
         return Ok(last_of_producer.then_some(bytes));
+    }
+    if map.is_aborted(header) {
+        stats.records_removed += header.records_count as u64;
+        return Ok(last_of_producer.then(|| codec::empty_batch(&bytes, header)));
     }
     let data = codec::decompress(header, &bytes)?;
     let records = records::parse(header, &data)?;

@@ -54,6 +54,10 @@ pub struct LogSnapshot {
     pub log_start_offset: i64,
     pub active_base: i64,
     pub segments: Vec<SegmentSnapshot>,
+    /// Where the oldest transaction not surely ended starts.
+    pub first_unstable_offset: Option<i64>,
+    /// Every aborted transaction of the log (from the segments' indexes).
+    pub aborted: Vec<super::txn_index::AbortedTxn>,
 }
 
 /// What a pass did.

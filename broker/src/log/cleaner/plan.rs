@@ -4,6 +4,8 @@
 //!   log start on, stopping at the first segment holding a record younger
 //!   than `min.compaction.lag.ms` (by the segment's largest batch
 //!   timestamp): consumers are promised that long to see every record.
+//!   It also stops before the first unstable offset: an open transaction
+//!   may still be aborted, and its records must not hide older values.
 //! * The *dirty* part of that range starts at the cleaner checkpoint (kept
 //!   per partition by the `LogManager` in `cleaner-offset-checkpoint`, Kafka's
 //!   checkpoint format); everything below it was cleaned before. A pass runs
@@ -24,6 +26,7 @@ use std::path::PathBuf;
 use super::{invalid, LogSnapshot, SegmentSnapshot};
 use crate::config::LogConfig;
 use crate::log::batch::{BatchHeader, HEADER_SIZE};
+use crate::log::txn_index::AbortedTxn;
 
 /// One pass's decisions.
 pub struct CleanPlan {
@@ -37,6 +40,8 @@ pub struct CleanPlan {
     pub dirty_bytes: u64,
     pub cleanable_bytes: u64,
     pub groups: Vec<Vec<SegmentSnapshot>>,
+    /// The log's aborted transactions: their records are removed.
+    pub(super) aborted: Vec<AbortedTxn>,
 }
 
 /// Decides whether a pass is due and what it covers.
@@ -58,7 +63,10 @@ pub fn plan(
         if s.next_offset <= snapshot.log_start_offset && s.base_offset < snapshot.log_start_offset {
             continue; // below the log start: retention's business
         }
-        if config.min_compaction_lag_ms > 0 && s.max_timestamp > lag_horizon {
+        let unstable = snapshot
+            .first_unstable_offset
+            .is_some_and(|f| s.next_offset > f);
+        if unstable || (config.min_compaction_lag_ms > 0 && s.max_timestamp > lag_horizon) {
             first_uncleanable = s.base_offset;
             break;
         }
@@ -126,5 +134,6 @@ pub fn plan(
         dirty_bytes,
         cleanable_bytes,
         groups,
+        aborted: snapshot.aborted.clone(),
     }))
 }

@@ -67,6 +67,14 @@ impl PartitionLog {
         if !unchanged {
             return Ok(false);
         }
+        // The markers stay (the cleaner keeps control batches), so the
+        // output's aborted transactions are its inputs'.
+        let aborted = replaced
+            .iter()
+            .filter_map(|r| self.segments.get(&r.base_offset))
+            .flat_map(|s| s.aborted().iter().copied())
+            .collect();
+        cleaned.set_aborted(aborted);
         cleaned.rename_log(swap_path(&self.dir, cleaned.base_offset))?;
         sync_dir(&self.dir)?;
         for r in replaced {
@@ -92,12 +100,14 @@ pub(super) fn complete_swap(dir: &Path, swap_base: i64, bases: &mut Vec<i64>) ->
     let replaced = |b: i64| b >= swap_base && b < end;
     for &base in bases.iter().filter(|&&b| replaced(b)) {
         let stem = segment::file_stem(base);
-        for ext in ["log", "index", "timeindex"] {
+        for ext in ["log", "index", "timeindex", "txnindex"] {
             remove_if_exists(&dir.join(format!("{stem}.{ext}")))?;
         }
     }
     bases.retain(|&b| !replaced(b));
-    for ext in ["index", "timeindex"] {
+    // The aborted-transaction index is rebuilt with the producer state:
+    // a crash mid-swap was not a clean shutdown.
+    for ext in ["index", "timeindex", "txnindex"] {
         remove_if_exists(&dir.join(format!("{stem}.{ext}")))?;
     }
     sync_dir(dir)?;
