@@ -79,7 +79,18 @@ fn run_to_completion(opts: &CopierOpts, copiers: &mut Vec<Member>) {
             let name = format!("copier-{}", copiers.len() + 1);
             copiers.push(opts.spawn(&name));
         }
-        assert!(Instant::now() < deadline, "the copy did not finish");
+        assert!(
+            Instant::now() < deadline,
+            "the copy did not finish; the last copier printed {:?}",
+            copiers
+                .last()
+                .expect("a copier")
+                .lines()
+                .iter()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

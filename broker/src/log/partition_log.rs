@@ -36,8 +36,8 @@ use super::leader_epochs::LeaderEpochCache;
 use super::producer_state::{
     BatchMetadata, CompletedTxn, MarkerCheck, ProducerEntry, ProducerState, SequenceCheck,
 };
-use super::txn_index::AbortedTxn;
 use super::segment::{BatchPosition, Segment};
+use super::txn_index::AbortedTxn;
 use crate::config::log_config::{LogConfig, TimestampType};
 use crate::disk::{AppendOrigin, LogDirHealth, StorageRefusal};
 
@@ -541,28 +541,37 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
-        let result = match self.producers.check_marker(
-            producer_id,
-            producer_epoch,
-            marker.coordinator_epoch,
-        ) {
-            MarkerCheck::StaleProducerEpoch { current } => {
-                Err(AppendError::InvalidProducerEpoch { current })
-            }
-            MarkerCheck::StaleCoordinatorEpoch { current } => Err(AppendError::CoordinatorFenced {
-                current,
-                got: marker.coordinator_epoch,
-            }),
-            MarkerCheck::Accept => {
-                let bytes = control::marker_batch(producer_id, producer_epoch, marker, now_ms);
-                let header = BatchHeader::parse(&bytes).map_err(AppendError::Corrupt);
-                header.and_then(|header| {
-                    let spans = [(0, bytes.len(), header)];
-                    let origin = AppendOrigin::Coordinator;
-                    self.write_new(&bytes, &spans, &[Some(marker)], leader_epoch, origin, now_ms)
-                })
-            }
-        };
+        let result =
+            match self
+                .producers
+                .check_marker(producer_id, producer_epoch, marker.coordinator_epoch)
+            {
+                MarkerCheck::StaleProducerEpoch { current } => {
+                    Err(AppendError::InvalidProducerEpoch { current })
+                }
+                MarkerCheck::StaleCoordinatorEpoch { current } => {
+                    Err(AppendError::CoordinatorFenced {
+                        current,
+                        got: marker.coordinator_epoch,
+                    })
+                }
+                MarkerCheck::Accept => {
+                    let bytes = control::marker_batch(producer_id, producer_epoch, marker, now_ms);
+                    let header = BatchHeader::parse(&bytes).map_err(AppendError::Corrupt);
+                    header.and_then(|header| {
+                        let spans = [(0, bytes.len(), header)];
+                        let origin = AppendOrigin::Coordinator;
+                        self.write_new(
+                            &bytes,
+                            &spans,
+                            &[Some(marker)],
+                            leader_epoch,
+                            origin,
+                            now_ms,
+                        )
+                    })
+                }
+            };
         self.reported_append(result)
     }
 
@@ -1709,7 +1718,8 @@ mod failed_writes {
     }
 
     fn txn_append(log: &mut PartitionLog, pid: i64, seq: i32) -> AppendInfo {
-        let records = crate::log::batch::test_support::transactional(batch(&[b"t"], 0, (pid, 0, seq)));
+        let records =
+            crate::log::batch::test_support::transactional(batch(&[b"t"], 0, (pid, 0, seq)));
         log.append(&records, 0, AppendOrigin::Client, 0).unwrap()
     }
 

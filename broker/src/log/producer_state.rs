@@ -86,9 +86,13 @@ pub struct CompletedTxn {
 pub enum MarkerCheck {
     Accept,
     /// The marker's producer epoch is older than the producer's.
-    StaleProducerEpoch { current: i16 },
+    StaleProducerEpoch {
+        current: i16,
+    },
     /// The marker comes from an older coordinator.
-    StaleCoordinatorEpoch { current: i32 },
+    StaleCoordinatorEpoch {
+        current: i32,
+    },
 }
 
 /// The verdict on a batch about to be appended.
@@ -203,7 +207,11 @@ impl ProducerState {
 
     /// Records an appended batch (offsets already assigned); `marker` is
     /// what a control batch says. Returns the transaction a marker ended.
-    pub fn record(&mut self, header: &BatchHeader, marker: Option<TxnMarker>) -> Option<CompletedTxn> {
+    pub fn record(
+        &mut self,
+        header: &BatchHeader,
+        marker: Option<TxnMarker>,
+    ) -> Option<CompletedTxn> {
         if !header.has_producer_id() {
             return None;
         }
@@ -254,7 +262,11 @@ impl ProducerState {
     /// an ended one whose marker is not below the high watermark.
     pub fn first_unstable_offset(&self, high_watermark: i64) -> Option<i64> {
         let open = self.ongoing.keys().next().copied();
-        let unreplicated = self.unreplicated.range(high_watermark..).map(|(_, &f)| f).min();
+        let unreplicated = self
+            .unreplicated
+            .range(high_watermark..)
+            .map(|(_, &f)| f)
+            .min();
         match (open, unreplicated) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -263,7 +275,11 @@ impl ProducerState {
 
     /// Forgets ended transactions whose marker is below the high watermark.
     pub fn prune_replicated(&mut self, high_watermark: i64) {
-        if self.unreplicated.first_key_value().is_some_and(|(&m, _)| m < high_watermark) {
+        if self
+            .unreplicated
+            .first_key_value()
+            .is_some_and(|(&m, _)| m < high_watermark)
+        {
             self.unreplicated = self.unreplicated.split_off(&high_watermark);
         }
     }

@@ -163,7 +163,10 @@ mod tests {
         let mut loaded = loaded;
         loaded.truncate_to(20);
         loaded.flush().unwrap();
-        assert_eq!(TxnIndex::load(path.clone()).unwrap().entries(), &[entry(7, 3, 10)]);
+        assert_eq!(
+            TxnIndex::load(path.clone()).unwrap().entries(),
+            &[entry(7, 3, 10)]
+        );
         loaded.truncate_to(0);
         loaded.flush().unwrap();
         assert!(!path.exists(), "an empty index has no file");

@@ -134,11 +134,15 @@ fn main() {
         .committed_offsets(wanted, TIMEOUT)
         .expect("committed offsets");
     let mut assignment = TopicPartitionList::new();
+    // The next offset to copy per partition, followed here: librdkafka's
+    // position is unknown for a partition nothing was read from yet.
+    let mut next_to_copy: BTreeMap<i32, i64> = BTreeMap::new();
     for p in &partitions {
         let start = match committed.find_partition(&a.input, *p).map(|e| e.offset()) {
             Some(Offset::Offset(o)) => Offset::Offset(o),
             _ => Offset::Beginning,
         };
+        next_to_copy.insert(*p, if let Offset::Offset(o) = start { o } else { 0 });
         assignment
             .add_partition_offset(&a.input, *p, start)
             .unwrap();
@@ -167,7 +171,7 @@ fn main() {
             }
         }
         if records.is_empty() {
-            if caught_up(&consumer, &a.input, &partitions)
+            if caught_up(&consumer, &a.input, &next_to_copy)
                 && idle_since.elapsed() > Duration::from_secs(1)
             {
                 println!("DONE");
@@ -176,6 +180,9 @@ fn main() {
             continue;
         }
         idle_since = Instant::now();
+        for (p, offset, _, _) in &records {
+            next_to_copy.insert(*p, offset + 1);
+        }
         batch_number += 1;
         let tag = format!("{instance}-{batch_number}");
         // Where each partition's batch starts and where it ends.
@@ -251,6 +258,7 @@ fn main() {
                     consumer
                         .seek(&a.input, *p, Offset::Offset(*o), TIMEOUT)
                         .expect("seek back");
+                    next_to_copy.insert(*p, *o);
                 }
             }
         }
@@ -279,19 +287,12 @@ fn finish(
     }
 }
 
-/// Every partition's position is at its end.
-fn caught_up(consumer: &BaseConsumer, topic: &str, partitions: &[i32]) -> bool {
-    let Ok(positions) = consumer.position() else {
-        return false;
-    };
-    partitions.iter().all(|p| {
-        let end = match consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
-            Ok((_, high)) => high,
-            Err(_) => return false,
-        };
-        match positions.find_partition(topic, *p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o >= end,
-            _ => end == 0,
+/// Every partition's next offset to copy is at its end.
+fn caught_up(consumer: &BaseConsumer, topic: &str, next_to_copy: &BTreeMap<i32, i64>) -> bool {
+    next_to_copy.iter().all(|(p, next)| {
+        match consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
+            Ok((_, high)) => *next >= high,
+            Err(_) => false,
         }
     })
 }

@@ -82,7 +82,10 @@ pub fn parse<'a>(header: &BatchHeader, mut data: &'a [u8]) -> io::Result<Vec<Rec
         let value = if value_length < 0 {
             None
         } else {
-            Some(body.get(..value_length as usize).ok_or_else(|| bad("value"))?)
+            Some(
+                body.get(..value_length as usize)
+                    .ok_or_else(|| bad("value"))?,
+            )
         };
         records.push(Record {
             raw,
