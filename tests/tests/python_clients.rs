@@ -41,12 +41,16 @@ fn require_module(module: &str, package: &str) {
 }
 
 fn run_script(script: &str, bootstrap: &str) {
+    run_script_with(script, &[bootstrap]);
+}
+
+fn run_script_with(script: &str, args: &[&str]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("python")
         .join(script);
     let out = Command::new(python())
         .arg(&path)
-        .arg(bootstrap)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", path.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -64,6 +68,16 @@ fn kafka_python_smoke() {
     require_module("kafka", "kafka-python");
     let broker = Broker::start_with(&[]);
     run_script("smoke_kafka_python.py", &broker.bootstrap());
+}
+
+/// kafka-python's transactional producer and read_committed consumer.
+#[test]
+fn kafka_python_transactions_commit_abort_and_fence() {
+    require_module("kafka", "kafka-python");
+    let broker = Broker::start_with(&[]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "py-txn", 1, &[]);
+    run_script_with("transactions_kafka_python.py", &[&bootstrap, "py-txn"]);
 }
 
 #[test]

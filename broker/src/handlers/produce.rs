@@ -12,6 +12,13 @@
 //! each produce request as it arrives and lets the waits of several requests
 //! overlap (their responses still go out in order), so a connection's
 //! throughput is not one request per replication round trip.
+//!
+//! A transactional producer's first batch to a partition in a transaction
+//! is verified first (KIP-890 part 1, [`verify`]): the coordinator must
+//! confirm the partition is in the producer's open transaction, or the
+//! batch is refused with INVALID_TXN_STATE rather than left hanging.
+
+use std::collections::HashMap;
 
 use futures::future::join_all;
 use tokio::time::{Duration, Instant};
@@ -22,8 +29,12 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::error::ResponseError;
+use crate::log::batch::BatchHeader;
 use crate::log::AppendError;
-use crate::partition::{Acks, Append, AppendFailure, Appended, ReplicationWait};
+use crate::partition::{Acks, Append, AppendFailure, Appended, ReplicationWait, VerificationGuard};
+
+/// The outcome of each partition's KIP-890 verification, by (topic, partition).
+pub type Verified = HashMap<(String, i32), Result<VerificationGuard, ResponseError>>;
 
 /// An appended batch an `acks=all` response must wait for.
 struct PendingReplication {
@@ -46,11 +57,100 @@ pub async fn handle(
     request: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
-    append(broker, request, version).finish(broker).await
+    let verified = verify(broker, &request).await;
+    append(broker, request, version, &verified)
+        .finish(broker)
+        .await
+}
+
+/// KIP-890 part 1: asks the coordinator of the request's transactional id
+/// whether each partition whose first batch would open the producer's
+/// transaction there is in that transaction. Partitions where it is
+/// already open (or that this broker does not lead) need no answer.
+pub async fn verify(broker: &Broker, request: &ProduceRequest) -> Verified {
+    let mut verified = Verified::new();
+    let Some(txn_id) = request.transactional_id.as_ref() else {
+        return verified;
+    };
+    let mut asked = Vec::new();
+    let mut producer = None;
+    for topic in &request.topic_data {
+        for data in &topic.partition_data {
+            let Some(header) = data
+                .records
+                .as_ref()
+                .and_then(|r| BatchHeader::parse(r).ok())
+            else {
+                continue;
+            };
+            if !header.is_transactional() || header.is_control() {
+                continue;
+            }
+            // v13 names topics by id; the rest of the produce path says
+            // no to an unknown one.
+            let Some(partition) = broker.partition(topic.name.0.as_str(), data.index) else {
+                continue;
+            };
+            if partition.ongoing_transaction(header.producer_id).is_some() {
+                continue;
+            }
+            let guard = partition.begin_verification(header.producer_id);
+            producer.get_or_insert((header.producer_id, header.producer_epoch));
+            asked.push((partition, guard));
+        }
+    }
+    let Some((producer_id, producer_epoch)) = producer else {
+        return verified;
+    };
+    let partitions: Vec<(String, i32)> = asked
+        .iter()
+        .map(|(p, _)| (p.tp.topic.clone(), p.tp.partition))
+        .collect();
+    let answers = broker
+        .transactions
+        .verify(txn_id.0.as_str(), producer_id, producer_epoch, &partitions)
+        .await;
+    for ((partition, guard), answer) in asked.into_iter().zip(answers) {
+        let outcome = match answer {
+            Ok(()) => Ok(guard),
+            Err(e) => {
+                partition.abandon_verification(producer_id, guard);
+                Err(verification_error(e))
+            }
+        };
+        verified.insert(
+            (partition.tp.topic.clone(), partition.tp.partition),
+            outcome,
+        );
+    }
+    verified
+}
+
+/// What a producer is told when its transaction could not be verified, as
+/// Kafka maps it: coordinator trouble is retriable (NOT_ENOUGH_REPLICAS,
+/// which every client retries), a fenced producer is fenced, and anything
+/// else means the partition is not in the transaction.
+fn verification_error(e: ResponseError) -> ResponseError {
+    match e {
+        ResponseError::NotCoordinator
+        | ResponseError::CoordinatorNotAvailable
+        | ResponseError::CoordinatorLoadInProgress
+        | ResponseError::ConcurrentTransactions
+        | ResponseError::RequestTimedOut => ResponseError::NotEnoughReplicas,
+        ResponseError::ProducerFenced | ResponseError::InvalidProducerEpoch => {
+            ResponseError::InvalidProducerEpoch
+        }
+        _ => ResponseError::InvalidTxnState,
+    }
 }
 
 /// Validates and appends every partition's batches; nothing here waits.
-pub fn append(broker: &Broker, request: ProduceRequest, version: i16) -> PendingProduce {
+pub fn append(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+    verified: &Verified,
+) -> PendingProduce {
     let acks = request.acks;
     let valid_acks = Acks::from_request(acks);
     let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
@@ -88,7 +188,17 @@ pub fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Pending
                 )),
                 (_, _, None) => Err((ResponseError::CorruptMessage, "no records".to_string())),
                 (Some(acks), Some(topic), Some(records)) => {
-                    append_partition(broker, topic, partition_data.index, records, acks, version)
+                    match verified.get(&(topic.name.clone(), partition_data.index)) {
+                        Some(Err(e)) => Err((
+                            *e,
+                            "the transaction coordinator did not confirm this partition is in the producer's transaction".to_string(),
+                        )),
+                        verification => {
+                            let guard = verification.and_then(|v| v.as_ref().ok()).copied();
+                            let partition = partition_data.index;
+                            append_partition(broker, topic, partition, records, acks, guard, version)
+                        }
+                    }
                 }
             };
             match result {
@@ -167,6 +277,7 @@ fn append_partition(
     index: i32,
     records: &[u8],
     acks: Acks,
+    verified: Option<VerificationGuard>,
     version: i16,
 ) -> Result<Appended, (ResponseError, String)> {
     let Some(assignment) = topic.partitions.get(index as usize) else {
@@ -187,7 +298,12 @@ fn append_partition(
     let Some(partition) = broker.partition(&topic.name, index) else {
         return not_leader();
     };
-    let e = match partition.append(Append::Client { records, acks }) {
+    let append = Append::Client {
+        records,
+        acks,
+        verified,
+    };
+    let e = match partition.append(append) {
         Ok(appended) => {
             if !appended.info.duplicate {
                 broker.metrics.record_produce(
@@ -199,6 +315,12 @@ fn append_partition(
             return Ok(appended);
         }
         Err(AppendFailure::NotLeader | AppendFailure::Stale) => return not_leader(),
+        Err(e @ AppendFailure::UnverifiedTransaction) => {
+            broker
+                .metrics
+                .record_produce_error(ResponseError::InvalidTxnState);
+            return Err((ResponseError::InvalidTxnState, e.to_string()));
+        }
         Err(e @ AppendFailure::NotEnoughReplicas { .. }) => {
             broker
                 .metrics

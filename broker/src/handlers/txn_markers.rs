@@ -119,6 +119,8 @@ fn refusal(e: &AppendFailure, topic: &str, partition: i32) -> ResponseError {
     let code = match e {
         AppendFailure::NotLeader | AppendFailure::Stale => ResponseError::NotLeaderOrFollower,
         AppendFailure::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        // Only client appends are verified.
+        AppendFailure::UnverifiedTransaction => ResponseError::InvalidTxnState,
         AppendFailure::Log(AppendError::InvalidProducerEpoch { .. }) => {
             ResponseError::InvalidProducerEpoch
         }

@@ -1716,6 +1716,29 @@ mod failed_writes {
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
+}
+
+/// Transactions in the log: open ones bound the last stable offset,
+/// markers end them, aborts are indexed, and a crash or a truncation
+/// rebuilds all of it from the log.
+#[cfg(test)]
+mod transactions {
+    use super::*;
+    use crate::disk::AppendOrigin;
+    use crate::log::batch::test_support::batch;
+
+    fn open_log(dir: &Path, config: LogConfig) -> PartitionLog {
+        PartitionLog::open_for_test(dir, config, true).0
+    }
+
+    fn append(log: &mut PartitionLog, value: &[u8], epoch: i32) -> Result<AppendInfo, AppendError> {
+        log.append(
+            &batch(&[value], 0, (-1, -1, -1)),
+            epoch,
+            AppendOrigin::Client,
+            0,
+        )
+    }
 
     fn txn_append(log: &mut PartitionLog, pid: i64, seq: i32) -> AppendInfo {
         let records =

@@ -80,7 +80,7 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registr
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        Metrics {
+        let metrics = Metrics {
             requests: register(
                 &r,
                 IntCounterVec::new(
@@ -477,7 +477,12 @@ impl Metrics {
                 .unwrap(),
             ),
             registry: r,
+        };
+        // Served from the start, so a rate over them is 0 rather than absent.
+        for result in ["commit", "abort"] {
+            metrics.transactions_completed.with_label_values(&[result]);
         }
+        metrics
     }
 
     pub fn request_started(&self, api: ApiKey) -> HistogramTimer {

@@ -21,7 +21,7 @@ use crate::log::control::TxnMarker;
 use crate::log::{AppendError, AppendInfo};
 use crate::util::now_ms;
 
-use super::Partition;
+use super::{Partition, VerificationGuard};
 
 /// What a client's produce waits for before it is answered (`acks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,14 @@ impl Acks {
 #[derive(Debug, Clone, Copy)]
 pub enum Append<'a> {
     /// A producer's batches (Produce), on the leader at its current epoch.
-    Client { records: &'a [u8], acks: Acks },
+    /// A transactional batch that would open its producer's transaction
+    /// here needs `verified`: the guard of a verification with the
+    /// coordinator (KIP-890) that no marker has overtaken since.
+    Client {
+        records: &'a [u8],
+        acks: Acks,
+        verified: Option<VerificationGuard>,
+    },
     /// A coordinator's records, written while it leads the partition at
     /// `leader_epoch`. They are always waited for (the ISR must have them
     /// before the coordinator answers), but not refused below
@@ -109,6 +116,10 @@ pub enum AppendFailure {
     /// written.
     #[error("{isr_size} in-sync replica(s), min.insync.replicas is {min_isr}")]
     NotEnoughReplicas { isr_size: i32, min_isr: i32 },
+    /// A transactional batch would open a transaction the coordinator has
+    /// not confirmed (KIP-890): a late or zombie write. Nothing was written.
+    #[error("the producer's transaction does not include this partition")]
+    UnverifiedTransaction,
     /// A follower's fetched batches no longer fit: the log or the role
     /// changed since the fetch (a truncation, a new leader). Nothing was
     /// written; the next fetch starts from the log as it is.
@@ -183,8 +194,18 @@ impl Partition {
         let origin = append.origin();
         let now = now_ms();
         let (info, replication) = match append {
-            Append::Client { records, acks } => {
+            Append::Client {
+                records,
+                acks,
+                verified,
+            } => {
                 let (leader_epoch, isr_size) = self.leader_role(None)?;
+                let opens = self.opens_transaction(&log, records);
+                if let Some(producer_id) = opens {
+                    if !self.verifications.is_current(producer_id, verified) {
+                        return Err(AppendFailure::UnverifiedTransaction);
+                    }
+                }
                 let min_isr = log.config().min_insync_replicas;
                 if acks == Acks::All && isr_size < min_isr {
                     return Err(AppendFailure::NotEnoughReplicas { isr_size, min_isr });
@@ -197,6 +218,10 @@ impl Partition {
                     || log.append_may_wait_for_device();
                 let info =
                     off_worker_if(may_block, || log.append(records, leader_epoch, origin, now))?;
+                if let Some(producer_id) = opens {
+                    // The transaction is open here now: no more guard needed.
+                    self.verifications.finish(producer_id);
+                }
                 let wait = (acks == Acks::All).then(|| self.wait_for(&info, leader_epoch, min_isr));
                 (info, wait)
             }
@@ -223,6 +248,9 @@ impl Partition {
                 let info = off_worker_if(may_block, || {
                     log.append_marker(producer_id, producer_epoch, marker, leader_epoch, now)
                 })?;
+                // A verification started before the marker is for the
+                // transaction it ended: a batch holding its guard is late.
+                self.verifications.finish(producer_id);
                 let wait = self.wait_for(&info, leader_epoch, min_isr);
                 (info, Some(wait))
             }
@@ -254,6 +282,17 @@ impl Partition {
         drop(log);
         self.after_append(&append, &appended);
         Ok(appended)
+    }
+
+    /// The producer whose transaction the first batch of `records` would
+    /// open here: a transactional data batch of a producer with no open
+    /// transaction in this partition.
+    fn opens_transaction(&self, log: &crate::log::PartitionLog, records: &[u8]) -> Option<i64> {
+        let header = crate::log::batch::BatchHeader::parse(records).ok()?;
+        let opens = header.is_transactional()
+            && !header.is_control()
+            && log.ongoing_transaction(header.producer_id).is_none();
+        opens.then_some(header.producer_id)
     }
 
     /// A leader's append needs this broker to lead, at `expected_epoch` if
@@ -347,7 +386,11 @@ mod tests {
     }
 
     fn client(records: &[u8], acks: Acks) -> Append<'_> {
-        Append::Client { records, acks }
+        Append::Client {
+            records,
+            acks,
+            verified: None,
+        }
     }
 
     fn follow(partition: &Partition, leader: i32, leader_epoch: i32) {

@@ -530,6 +530,7 @@ mod tests {
                 let append = crate::partition::Append::Client {
                     records: &batch,
                     acks: crate::partition::Acks::Leader,
+                    verified: None,
                 };
                 partition.append(append).unwrap();
             }

@@ -24,6 +24,7 @@ mod follower;
 mod leadership;
 pub mod manager;
 pub mod replica_state;
+pub mod verification;
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub use delete_records::DeletedRecords;
 pub use leadership::{IsrProposal, Leadership, RoleChange};
 pub use manager::LogManager;
 pub use replica_state::{FollowerProgress, ReplicaState};
+pub use verification::VerificationGuard;
 
 /// A partition hosted by this broker: its log, its replication state, and
 /// three signals: the log end offset moved (follower fetches wait on it),
@@ -58,6 +60,8 @@ pub struct Partition {
     replica_log_starts: watch::Sender<()>,
     /// Fetch sessions holding this partition (see `change_listener`).
     listeners: Listeners,
+    /// KIP-890 verifications of transactional producers in flight.
+    verifications: verification::Verifications,
 }
 
 /// Where a partition's log stands, read at one instant.
@@ -88,6 +92,7 @@ impl Partition {
             high_watermark,
             replica_log_starts,
             listeners: Listeners::default(),
+            verifications: verification::Verifications::default(),
         }
     }
 
@@ -201,6 +206,17 @@ impl Partition {
         self.log.lock().ongoing_transaction(producer_id)
     }
 
+    /// Starts a KIP-890 verification of `producer_id`'s transaction here:
+    /// append with the guard once the coordinator confirmed it.
+    pub fn begin_verification(&self, producer_id: i64) -> VerificationGuard {
+        self.verifications.begin(producer_id)
+    }
+
+    /// The coordinator did not confirm the verification.
+    pub fn abandon_verification(&self, producer_id: i64, guard: VerificationGuard) {
+        self.verifications.abandon(producer_id, guard);
+    }
+
     /// Every producer with state here, for DescribeProducers.
     pub fn producers(&self) -> Vec<(i64, crate::log::producer_state::ProducerEntry)> {
         self.log.lock().producers()
@@ -259,6 +275,7 @@ pub(crate) mod testing {
             let append = Append::Client {
                 records: &records,
                 acks: Acks::Leader,
+                verified: None,
             };
             partition.append(append).unwrap();
         }

@@ -267,7 +267,10 @@ async fn handle_frame(
     }
     let timer = broker.metrics.request_started(api_key);
     if let RequestKind::Produce(request) = request {
-        let pending = handlers::produce::append(broker, request, api_version);
+        // Verifying a transaction (KIP-890) may ask another broker; the
+        // connection's next request waits, so appends keep their order.
+        let verified = handlers::produce::verify(broker, &request).await;
+        let pending = handlers::produce::append(broker, request, api_version, &verified);
         let broker = broker.clone();
         return Ok(Box::pin(async move {
             let response = pending.finish(&broker).await;

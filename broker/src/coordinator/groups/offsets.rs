@@ -72,8 +72,12 @@ impl GroupCoordinator {
             Some(entry) => entry
                 .group
                 .validate_txn_commit(member_id, instance, generation)?,
-            None if generation < 0 && member_id.is_empty() => {
+            None => {
+                // Kafka creates the group (Empty, generation 0) and checks
+                // the commit against it: an unknown member or a generation
+                // it never had is refused.
                 let group = Group::new(group_id, self.config.limits);
+                group.validate_txn_commit(member_id, instance, generation)?;
                 state.groups.insert(
                     group_id.to_string(),
                     GroupEntry {
@@ -82,7 +86,6 @@ impl GroupCoordinator {
                     },
                 );
             }
-            None => return Err(ResponseError::IllegalGeneration),
         }
         if offsets.is_empty() {
             return Ok(None);

@@ -127,9 +127,11 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Rep
         request.replica_id.0
     };
     let follower = (replica_id >= 0).then_some(replica_id);
-    // isolation.level=read_committed (1): consumers read below the last
-    // stable offset and are told which transactions there were aborted.
-    let read_committed = follower.is_none() && request.isolation_level == 1;
+    let reader = match (follower, request.isolation_level) {
+        (Some(_), _) => Reader::Follower,
+        (None, 1) => Reader::Committed,
+        (None, _) => Reader::Uncommitted,
+    };
 
     // v13 names topics by id (KIP-516); earlier versions by name.
     let uses_topic_ids = version >= 13;
@@ -267,8 +269,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Rep
             &mut cold,
             &mut targets.targets,
             max_bytes,
-            follower.is_some(),
-            read_committed,
+            reader,
         );
         let nothing_to_wait_for = match &listener {
             Some(_) => targets.targets.is_empty() && watching_changes.is_none(),
@@ -492,6 +493,17 @@ fn finish_session(
     response
 }
 
+/// Who reads, and so how far: a follower replicates the whole log, a
+/// consumer reads below the high watermark, and one with
+/// `isolation.level=read_committed` (1) below the last stable offset, told
+/// which transactions there were aborted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Follower,
+    Uncommitted,
+    Committed,
+}
+
 /// Reads every target into the response; returns bytes read and whether
 /// any partition reported an error (which ends the wait, as in Kafka).
 fn collect(
@@ -501,9 +513,9 @@ fn collect(
     cold: &mut Vec<ColdRead>,
     targets: &mut [Target],
     max_bytes: usize,
-    for_follower: bool,
-    read_committed: bool,
+    reader: Reader,
 ) -> (usize, bool) {
+    let read_committed = reader == Reader::Committed;
     file_regions.clear();
     cold.clear();
     let mut total = 0usize;
@@ -537,12 +549,10 @@ fn collect(
             let lso = log.last_stable_offset(hw);
             // Followers replicate everything; consumers see committed
             // records, and read_committed ones only stable ones.
-            let upper_bound = if for_follower {
-                log.log_end_offset()
-            } else if read_committed {
-                lso
-            } else {
-                hw
+            let upper_bound = match reader {
+                Reader::Follower => log.log_end_offset(),
+                Reader::Committed => lso,
+                Reader::Uncommitted => hw,
             };
             let start = log.log_start_offset();
             let min_one = total == 0 && limit > 0;
@@ -594,7 +604,7 @@ fn collect(
                     if target.throttled {
                         broker.replicas.leader_throttle.record(len);
                     }
-                    if !for_follower {
+                    if reader != Reader::Follower {
                         broker.metrics.record_fetch(&partition.tp.topic, len as u64);
                     }
                 }
