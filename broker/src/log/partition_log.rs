@@ -1517,11 +1517,15 @@ mod failed_writes {
     use crate::disk::{AppendOrigin, DirState};
     use crate::log::batch::test_support::batch;
 
-    fn open_log(dir: &Path, config: LogConfig) -> PartitionLog {
+    pub(super) fn open_log(dir: &Path, config: LogConfig) -> PartitionLog {
         PartitionLog::open_for_test(dir, config, true).0
     }
 
-    fn append(log: &mut PartitionLog, value: &[u8], epoch: i32) -> Result<AppendInfo, AppendError> {
+    pub(super) fn append(
+        log: &mut PartitionLog,
+        value: &[u8],
+        epoch: i32,
+    ) -> Result<AppendInfo, AppendError> {
         log.append(
             &batch(&[value], 0, (-1, -1, -1)),
             epoch,
@@ -1723,22 +1727,10 @@ mod failed_writes {
 /// rebuilds all of it from the log.
 #[cfg(test)]
 mod transactions {
+    use super::failed_writes::{append, open_log};
     use super::*;
     use crate::disk::AppendOrigin;
     use crate::log::batch::test_support::batch;
-
-    fn open_log(dir: &Path, config: LogConfig) -> PartitionLog {
-        PartitionLog::open_for_test(dir, config, true).0
-    }
-
-    fn append(log: &mut PartitionLog, value: &[u8], epoch: i32) -> Result<AppendInfo, AppendError> {
-        log.append(
-            &batch(&[value], 0, (-1, -1, -1)),
-            epoch,
-            AppendOrigin::Client,
-            0,
-        )
-    }
 
     fn txn_append(log: &mut PartitionLog, pid: i64, seq: i32) -> AppendInfo {
         let records =
