@@ -52,7 +52,10 @@ pub struct Args {
 
     /// `produce`: produce (and consume concurrently); `consume`: only read an
     /// existing topic from the beginning; `commit`: send --messages offset
-    /// commits for every partition of the topic from --consumers committers.
+    /// commits for every partition of the topic from --consumers committers;
+    /// `eos`: copy --messages records from --topic to `<topic>-eos-out` in
+    /// transactions of --records-per-txn, then read the copy back with
+    /// read_uncommitted and read_committed.
     #[arg(long, value_enum, default_value_t = Mode::Produce)]
     pub mode: Mode,
 
@@ -107,6 +110,10 @@ pub struct Args {
     /// Producer linger.ms.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u32,
+
+    /// `--mode eos`: records copied per transaction.
+    #[arg(long, default_value_t = 100)]
+    pub records_per_txn: u64,
 
     /// Producer batch.size in bytes.
     #[arg(long, default_value_t = 1_000_000)]
@@ -199,6 +206,8 @@ pub enum Mode {
     Reassign,
     /// The performance matrix: fixed cells on brokers started by the tool.
     Matrix,
+    /// An exactly-once consume-transform-produce pipeline (`eos.rs`).
+    Eos,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +260,7 @@ impl Mode {
             Mode::Commit => "commit",
             Mode::Reassign => "reassign",
             Mode::Matrix => "matrix",
+            Mode::Eos => "eos",
         }
     }
 }
@@ -300,6 +310,11 @@ impl Args {
                 }
                 if !(self.soak_gigabytes.is_finite() && self.soak_gigabytes >= 0.0) {
                     bail!("--soak-gigabytes must be a non-negative number");
+                }
+            }
+            Mode::Eos => {
+                if self.records_per_txn == 0 {
+                    bail!("--records-per-txn must be at least 1");
                 }
             }
             Mode::Reassign => {

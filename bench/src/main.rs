@@ -17,12 +17,14 @@
 //! memory sampling in `rss.rs`, and output in `report.rs`. `--mode reassign`
 //! times a partition reassignment instead (`reassign.rs`), and `--mode
 //! matrix` runs the fixed performance matrix on brokers it starts itself
-//! (`matrix.rs`, `processes.rs`).
+//! (`matrix.rs`, `processes.rs`), and `--mode eos` an exactly-once
+//! consume-transform-produce pipeline (`eos.rs`).
 
 mod args;
 mod cluster;
 mod committer;
 mod consumer;
+mod eos;
 mod matrix;
 mod measure;
 mod payload;
@@ -76,6 +78,10 @@ fn main() -> Result<()> {
             }
         }
         Mode::Matrix => unreachable!("the matrix runs its own brokers, above"),
+        Mode::Eos => {
+            eos::run(&args, &admin)?.print(&args);
+            return Ok(());
+        }
         Mode::Reassign => {
             let partitions = cluster::ensure_topic(&admin, &args)?;
             Report {

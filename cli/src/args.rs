@@ -1,5 +1,5 @@
 //! The command line: global connection and output flags, then one
-//! subcommand tree per area (cluster, topic, group, partition).
+//! subcommand tree per area (cluster, topic, group, partition, txn).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -47,6 +47,9 @@ pub enum Command {
     /// Partitions: reassignments, leader elections, replication throttles
     #[command(subcommand)]
     Partition(PartitionCommand),
+    /// Transactions: open ones, a partition's producers, aborting a hanging one
+    #[command(subcommand)]
+    Txn(TxnCommand),
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell)
     Completion { shell: clap_complete::Shell },
 }
@@ -285,6 +288,41 @@ pub enum GroupCommand {
         /// Only these partitions (default: all of the topic's)
         #[arg(long, short = 'p')]
         partition: Vec<i32>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TxnCommand {
+    /// Transactions of every coordinator, with their states
+    List {
+        /// Only transactions in this state (Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort, Empty); repeatable
+        #[arg(long)]
+        state: Vec<String>,
+        /// Only these producer ids; repeatable
+        #[arg(long)]
+        producer_id: Vec<i64>,
+        /// Only transactions open at least this many milliseconds
+        #[arg(long)]
+        duration_ms: Option<i64>,
+    },
+    /// A transactional id's state, producer, timeout and partitions, from its coordinator
+    Describe { transactional_id: String },
+    /// The producers with state in a partition, and where their open transactions start
+    Producers {
+        #[arg(long, short = 't')]
+        topic: String,
+        #[arg(long, short = 'p')]
+        partition: i32,
+    },
+    /// Ends a hanging transaction in a partition with an ABORT marker (as kafka-transactions.sh abort)
+    Abort {
+        #[arg(long, short = 't')]
+        topic: String,
+        #[arg(long, short = 'p')]
+        partition: i32,
+        /// The first offset of the transaction to abort (see `txn producers`)
+        #[arg(long)]
+        start_offset: i64,
     },
 }
 

@@ -600,3 +600,48 @@ pub fn topic_as_seen_by_rdkafka(
     overrides.sort();
     Some((t.partitions().len(), overrides))
 }
+
+/// Every record a consumer with `isolation` sees in the partitions, read
+/// from the start up to the end the client reports (the last stable offset
+/// for read_committed), as (partition, value).
+pub fn visible(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+) -> Vec<(i32, String)> {
+    let mut config = consumer_config(bootstrap);
+    config
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true");
+    let c = consumer(&config);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut at_end = std::collections::HashSet::new();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while at_end.len() < partitions as usize {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: no end of partition reached ({isolation}); seen {seen:?}"
+        );
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+                seen.push((m.partition(), value));
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("{topic}: consumer error {e}"),
+            None => {}
+        }
+    }
+    seen.sort();
+    seen
+}

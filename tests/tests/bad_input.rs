@@ -4,7 +4,9 @@
 //! frames, frames cut short, absurd size prefixes. Kafka's behaviour is to
 //! close the offending connection and carry on serving everyone else. Also
 //! checked: a Produce whose record batch fails its CRC is refused with
-//! CORRUPT_MESSAGE (2) and nothing is appended; a record over the broker's
+//! CORRUPT_MESSAGE (2) and nothing is appended; a keyless record for a
+//! compacted topic gets INVALID_RECORD (87) naming it in `record_errors`;
+//! a record over the broker's
 //! `message.max.bytes` is refused with MESSAGE_TOO_LARGE (10); and an
 //! ApiVersions request at a version the broker does not know gets a v0
 //! response with UNSUPPORTED_VERSION (35) and the supported API list, as
@@ -17,10 +19,11 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, RequestHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::Compression;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::topic_partition_list::Offset;
 use tideline_tests::clients::{consume_range, watermarks};
-use tideline_tests::wire::{produce_request, record_batch, RawConn};
+use tideline_tests::wire::{produce_request, record_batch, record_batch_of, RawConn};
 use tideline_tests::{
     consumer_config, create_topic, producer_config, unique_topic, Broker, TestProducer, TestRecord,
 };
@@ -194,6 +197,62 @@ fn produce_with_bad_crc_gets_corrupt_message() {
     let values: Vec<_> = got[&0].iter().map(|r| r.value.clone().unwrap()).collect();
     assert_eq!(values, vec![b"first".to_vec(), b"second".to_vec()]);
     assert_still_serving(&mut broker, &topic);
+}
+
+/// A keyless record in a batch for a compacted topic: Kafka refuses the
+/// batch with INVALID_RECORD (87) and names the record in `record_errors`
+/// (Produce v8+); nothing of it is stored, and a keyed batch still is.
+#[test]
+fn a_keyless_record_for_a_compacted_topic_gets_invalid_record_naming_it() {
+    let mut broker = Broker::start_with(&[]);
+    let topic = unique_topic("compacted-keys");
+    create_topic(
+        &broker.bootstrap(),
+        &topic,
+        1,
+        &[("cleanup.policy", "compact")],
+    );
+    let mut conn = RawConn::connect(broker.kafka_addr());
+    let version = conn.negotiate::<ProduceRequest>(12);
+    assert!(version >= 8, "record_errors came with Produce v8");
+
+    let keyed = |k: &str| TestRecord {
+        key: Some(k.as_bytes().to_vec()),
+        value: Some(b"v".to_vec()),
+        ..TestRecord::default()
+    };
+    for compression in [Compression::None, Compression::Zstd] {
+        let records = [
+            keyed("a"),
+            TestRecord::value(b"no key".to_vec()),
+            keyed("c"),
+        ];
+        let batch = record_batch_of(&records, compression);
+        let resp = conn
+            .request(&produce_request(&topic, 0, batch), version)
+            .expect("Produce");
+        let part = &resp.responses[0].partition_responses[0];
+        assert_eq!(part.error_code, 87, "INVALID_RECORD, got {part:?}");
+        assert_eq!(part.record_errors.len(), 1, "{part:?}");
+        assert_eq!(part.record_errors[0].batch_index, 1, "the keyless record");
+        let message = part.record_errors[0].batch_index_error_message.as_deref();
+        assert!(
+            message.is_some_and(|m| m.contains("without key")),
+            "{message:?}"
+        );
+        assert_eq!(
+            watermarks(&broker.bootstrap(), &topic, 0),
+            (0, 0),
+            "nothing stored"
+        );
+    }
+    let batch = record_batch_of(&[keyed("a"), keyed("b")], Compression::None);
+    let resp = conn
+        .request(&produce_request(&topic, 0, batch), version)
+        .expect("Produce");
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(watermarks(&broker.bootstrap(), &topic, 0), (0, 2));
+    broker.assert_running();
 }
 
 #[test]

@@ -402,12 +402,18 @@ fn the_cluster_controller_applies_reports_updates_live_and_rolls_brokers_safely(
             std::thread::sleep(Duration::from_millis(500));
             continue;
         };
-        assert!(
-            fully_replicated(&bootstrap),
-            "broker {deleted} restarted while a partition was under-replicated; status {}",
-            h.status("demo")
-        );
+        // Judged on what the reconcile that chose the restart saw: the
+        // cluster may change after it (a follower that just rejoined can
+        // drop out of an ISR again for a moment).
         let status = h.status("demo");
+        assert_eq!(
+            (
+                status["underReplicatedPartitions"].as_i64(),
+                status["offlinePartitions"].as_i64()
+            ),
+            (Some(0), Some(0)),
+            "broker {deleted} restarted while a partition was under-replicated; status {status}"
+        );
         assert_eq!(status["restartingBroker"]["broker"], deleted);
         if order.len() < 2 {
             assert_ne!(

@@ -14,7 +14,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use tideline_tests::clients::consumer;
+use tideline_tests::clients::{consumer, visible};
 use tideline_tests::{consumer_config, create_topic, unique_topic, wait_for, Broker, BrokerOpts};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,47 +45,6 @@ fn send(producer: &TxnProducer, topic: &str, partition: i32, value: &str) {
         )
         .map_err(|(e, _)| e)
         .expect("queue a record");
-}
-
-/// Every record a consumer with `isolation` sees in the partitions, read
-/// from the start up to the end the client reports (the last stable offset
-/// for read_committed), as (partition, value).
-fn visible(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<(i32, String)> {
-    let mut config = consumer_config(bootstrap);
-    config
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true");
-    let c = consumer(&config);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut at_end = std::collections::HashSet::new();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + TIMEOUT;
-    while at_end.len() < partitions as usize {
-        assert!(
-            Instant::now() < deadline,
-            "{topic}: no end of partition reached ({isolation}); seen {seen:?}"
-        );
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                use rdkafka::Message;
-                at_end.remove(&m.partition());
-                let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-                seen.push((m.partition(), value));
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => panic!("{topic}: consumer error {e}"),
-            None => {}
-        }
-    }
-    seen.sort();
-    seen
 }
 
 fn sorted(list: &[(i32, &str)]) -> Vec<(i32, String)> {
@@ -317,4 +276,69 @@ fn a_transaction_left_open_past_its_timeout_is_aborted_and_readers_move_on() {
     stalled
         .commit_transaction(TIMEOUT)
         .expect_err("the timed-out producer was fenced");
+}
+
+/// A crash (SIGKILL) with a transaction open, one committed and one aborted:
+/// after the restart the producer state (the open transaction still holds
+/// the LSO), the aborted-transaction index (the aborted record stays
+/// invisible) and the coordinator's state (the open one can still commit)
+/// are all rebuilt.
+#[test]
+fn a_crash_with_open_and_ended_transactions_rebuilds_the_lso_and_the_aborted_index() {
+    let mut broker = Broker::start(BrokerOpts::new());
+    let bootstrap = broker.bootstrap();
+    let topic = unique_topic("txn-crash");
+    create_topic(&bootstrap, &topic, 1, &[]);
+
+    let open = transactional_producer(&bootstrap, "crash-open", 120_000);
+    open.begin_transaction().unwrap();
+    send(&open, &topic, 0, "open-1");
+    send(&open, &topic, 0, "open-2");
+    open.flush(TIMEOUT).unwrap();
+    let other = transactional_producer(&bootstrap, "crash-other", 60_000);
+    other.begin_transaction().unwrap();
+    send(&other, &topic, 0, "committed");
+    other.commit_transaction(TIMEOUT).unwrap();
+    other.begin_transaction().unwrap();
+    send(&other, &topic, 0, "aborted");
+    // Written before the abort (librdkafka drops what it has not sent yet).
+    other.flush(TIMEOUT).unwrap();
+    other.abort_transaction(TIMEOUT).unwrap();
+    let before = ends(&bootstrap, &topic);
+    assert_eq!(
+        before.0, 0,
+        "the open transaction holds the LSO at its start"
+    );
+    let uncommitted = visible(&bootstrap, &topic, 1, "read_uncommitted");
+    assert_eq!(uncommitted.len(), 4);
+
+    broker.kill();
+    // The aborted-transaction index is rebuilt from the markers.
+    for entry in std::fs::read_dir(broker.data_dir().join(format!("{topic}-0"))).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "txnindex") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    broker.restart();
+
+    assert_eq!(
+        ends(&bootstrap, &topic),
+        before,
+        "LSO and high watermark as before"
+    );
+    assert_eq!(
+        visible(&bootstrap, &topic, 1, "read_uncommitted"),
+        uncommitted
+    );
+    open.commit_transaction(TIMEOUT).unwrap();
+    let (committed_end, end) = wait_for("the LSO to reach the end", TIMEOUT, || {
+        let ends = ends(&bootstrap, &topic);
+        (ends.0 == ends.1).then_some(ends)
+    });
+    assert_eq!(committed_end, end);
+    assert_eq!(
+        visible(&bootstrap, &topic, 1, "read_committed"),
+        sorted(&[(0, "open-1"), (0, "open-2"), (0, "committed")])
+    );
 }

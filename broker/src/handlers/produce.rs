@@ -23,7 +23,9 @@ use std::collections::HashMap;
 use futures::future::join_all;
 use tokio::time::{Duration, Instant};
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 
 use super::str_bytes;
@@ -174,22 +176,25 @@ pub fn append(
             p.log_append_time_ms = -1;
             p.log_start_offset = -1;
             let result = match (valid_acks, topic, &partition_data.records) {
-                (None, _, _) => Err((
+                (None, _, _) => Err(refused(
                     ResponseError::InvalidRequiredAcks,
                     format!("acks={acks} is not 0, 1 or -1"),
                 )),
-                (_, None, _) if version >= 13 => Err((
+                (_, None, _) if version >= 13 => Err(refused(
                     ResponseError::UnknownTopicId,
                     "unknown topic id".to_string(),
                 )),
-                (_, None, _) => Err((
+                (_, None, _) => Err(refused(
                     ResponseError::UnknownTopicOrPartition,
                     "unknown topic".to_string(),
                 )),
-                (_, _, None) => Err((ResponseError::CorruptMessage, "no records".to_string())),
+                (_, _, None) => Err(refused(
+                    ResponseError::CorruptMessage,
+                    "no records".to_string(),
+                )),
                 (Some(acks), Some(topic), Some(records)) => {
                     match verified.get(&(topic.name.clone(), partition_data.index)) {
-                        Some(Err(e)) => Err((
+                        Some(Err(e)) => Err(refused(
                             *e,
                             "the transaction coordinator did not confirm this partition is in the producer's transaction".to_string(),
                         )),
@@ -214,9 +219,19 @@ pub fn append(
                         });
                     }
                 }
-                Err((error, message)) => {
-                    p.error_code = error.code();
-                    p.error_message = Some(str_bytes(message));
+                Err(refusal) => {
+                    p.error_code = refusal.error.code();
+                    p.error_message = Some(str_bytes(refusal.message));
+                    p.record_errors = refusal
+                        .record_errors
+                        .into_iter()
+                        .map(|(index, message)| {
+                            let mut e = BatchIndexAndErrorMessage::default();
+                            e.batch_index = index;
+                            e.batch_index_error_message = Some(str_bytes(message));
+                            e
+                        })
+                        .collect();
                 }
             }
             topic_response.partition_responses.push(p);
@@ -279,15 +294,15 @@ fn append_partition(
     acks: Acks,
     verified: Option<VerificationGuard>,
     version: i16,
-) -> Result<Appended, (ResponseError, String)> {
+) -> Result<Appended, Refusal> {
     let Some(assignment) = topic.partitions.get(index as usize) else {
-        return Err((
+        return Err(refused(
             ResponseError::UnknownTopicOrPartition,
             format!("partition {index} does not exist"),
         ));
     };
     let not_leader = || {
-        Err((
+        Err(refused(
             ResponseError::NotLeaderOrFollower,
             format!("broker {} does not lead this partition", broker.node_id()),
         ))
@@ -319,13 +334,13 @@ fn append_partition(
             broker
                 .metrics
                 .record_produce_error(ResponseError::InvalidTxnState);
-            return Err((ResponseError::InvalidTxnState, e.to_string()));
+            return Err(refused(ResponseError::InvalidTxnState, e.to_string()));
         }
         Err(e @ AppendFailure::NotEnoughReplicas { .. }) => {
             broker
                 .metrics
                 .record_produce_error(ResponseError::NotEnoughReplicas);
-            return Err((ResponseError::NotEnoughReplicas, e.to_string()));
+            return Err(refused(ResponseError::NotEnoughReplicas, e.to_string()));
         }
         Err(AppendFailure::Log(e)) => e,
     };
@@ -335,7 +350,10 @@ fn append_partition(
         | AppendError::Corrupt(crate::log::batch::BatchError::BadLength(_)) => {
             ResponseError::CorruptMessage
         }
-        AppendError::Corrupt(_) if version >= 8 => ResponseError::InvalidRecord,
+        AppendError::Corrupt(_) | AppendError::InvalidRecords { .. } if version >= 8 => {
+            ResponseError::InvalidRecord
+        }
+        AppendError::InvalidRecords { .. } => ResponseError::CorruptMessage,
         AppendError::Corrupt(_) => ResponseError::CorruptMessage,
         AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
@@ -357,5 +375,27 @@ fn append_partition(
         tracing::debug!(topic = %topic.name, partition = index, error = %e, "produce rejected");
     }
     broker.metrics.record_produce_error(code);
-    Err((code, e.to_string()))
+    let mut refusal = refused(code, e.to_string());
+    if let AppendError::InvalidRecords { errors } = e {
+        if version >= 8 {
+            refusal.record_errors = errors;
+        }
+    }
+    Err(refusal)
+}
+
+/// Why a partition's batches were not appended: the error, its message,
+/// and (Produce v8+) the rejected records' indexes in their batch.
+struct Refusal {
+    error: ResponseError,
+    message: String,
+    record_errors: Vec<(i32, String)>,
+}
+
+fn refused(error: ResponseError, message: impl Into<String>) -> Refusal {
+    Refusal {
+        error,
+        message: message.into(),
+        record_errors: Vec::new(),
+    }
 }

@@ -55,6 +55,11 @@ pub enum AppendError {
     InvalidProducerEpoch { current: i16 },
     #[error("timestamp {timestamp} is out of the allowed range")]
     InvalidTimestamp { timestamp: i64 },
+    /// Records Kafka refuses one by one (a keyless record for a compacted
+    /// topic): each record's index in its batch and why. Nothing of the
+    /// request's batches is stored.
+    #[error("one or more records have been rejected")]
+    InvalidRecords { errors: Vec<(i32, String)> },
     #[error("transaction marker from coordinator epoch {got}, the partition has seen {current}")]
     CoordinatorFenced { current: i32, got: i32 },
     #[error("replicated batch at offset {got} does not continue the log at {expected}")]
@@ -496,6 +501,9 @@ impl PartitionLog {
                 });
             }
             let header = batch::validate_produced(&records[pos..pos + size])?;
+            if self.config.cleanup_compact && origin == AppendOrigin::Client {
+                check_keys(&header, &records[pos..pos + size], &self.dir)?;
+            }
             if self.config.timestamp_type == TimestampType::CreateTime {
                 self.check_timestamps(&header, now_ms)?;
             }
@@ -1218,6 +1226,35 @@ impl PartitionLog {
 
     pub fn health(&self) -> &Arc<LogDirHealth> {
         &self.health
+    }
+}
+
+/// A compacted topic keeps the latest record per key, so a record without
+/// a key cannot be stored in one (Kafka's `validateKey`).
+fn check_keys(header: &BatchHeader, batch: &[u8], dir: &Path) -> Result<(), AppendError> {
+    let data =
+        codec::decompress(header, batch).map_err(|_| BatchError::BadRecords("undecodable"))?;
+    let records = super::batch::records::parse(header, &data)
+        .map_err(|_| BatchError::BadRecords("malformed record"))?;
+    let partition = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let errors: Vec<(i32, String)> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| {
+            let message = format!(
+                "Compacted topic cannot accept message without key in topic partition {partition}."
+            );
+            (i as i32, message)
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppendError::InvalidRecords { errors })
     }
 }
 

@@ -30,6 +30,32 @@ impl TransactionCoordinator {
     }
 
     async fn complete(self: Arc<Self>, txn_id: String, prepared: TxnMetadata, epoch: i32) {
+        self.run_completion(txn_id, prepared, epoch).await;
+        self.completions.notify_waiters();
+    }
+
+    /// Waits (at most `limit`) until `txn_id` is no longer prepared: its
+    /// markers are written and its Complete state too.
+    pub(super) async fn wait_for_completion(&self, txn_id: &str, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let woken = self.completions.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so a completion in between wakes it.
+            woken.as_mut().enable();
+            let prepared = self.state.lock().txns.get(txn_id).is_some_and(|m| {
+                matches!(m.state(), TxnState::PrepareCommit | TxnState::PrepareAbort)
+            });
+            if !prepared {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn run_completion(self: &Arc<Self>, txn_id: String, prepared: TxnMetadata, epoch: i32) {
         let started = Instant::now();
         let v = &prepared.value;
         let commit = prepared.state() == TxnState::PrepareCommit;

@@ -113,6 +113,8 @@ pub struct TransactionCoordinator {
     /// Connections for verifying with other coordinators.
     peers: verification::PeerPool,
     metrics: Arc<Metrics>,
+    /// Woken whenever a completion ends (EndTxn waits on it).
+    completions: tokio::sync::Notify,
 }
 
 /// What a write decided: the new state of the id, and what the caller
@@ -139,6 +141,7 @@ impl TransactionCoordinator {
             markers: MarkerSender::new(quorum.clone(), node_id),
             peers: verification::PeerPool::new(quorum, node_id),
             metrics,
+            completions: tokio::sync::Notify::new(),
         })
     }
 

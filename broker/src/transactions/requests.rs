@@ -11,6 +11,9 @@ use super::{Decision, TransactionCoordinator};
 use crate::error::{ApiError, ResponseError};
 use crate::util::now_ms;
 
+/// How long EndTxn waits for the markers before answering anyway.
+const END_TXN_COMPLETION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One transactional id as DescribeTransactions shows it.
 #[derive(Debug, Clone)]
 pub struct DescribedTxn {
@@ -181,22 +184,31 @@ impl TransactionCoordinator {
         } else {
             None
         };
-        self.transition(txn_id, |current| {
-            let current = current.ok_or(ResponseError::InvalidProducerIdMapping)?;
-            let rotate = version2 && current.value.producer_epoch >= i16::MAX - 2;
-            if rotate && new_id.is_none() {
-                return Err(ResponseError::ConcurrentTransactions);
-            }
-            match current.end_txn(producer_id, epoch, commit, version2, new_id, now_ms())? {
-                EndOutcome::Prepare(next) => {
-                    let answer = next.epoch_for_client();
-                    Ok(Decision::Write(next, answer))
+        let answer = self
+            .transition(txn_id, |current| {
+                let current = current.ok_or(ResponseError::InvalidProducerIdMapping)?;
+                let rotate = version2 && current.value.producer_epoch >= i16::MAX - 2;
+                if rotate && new_id.is_none() {
+                    return Err(ResponseError::ConcurrentTransactions);
                 }
-                EndOutcome::AlreadyDone => Ok(Decision::Answer(current.epoch_for_client())),
-            }
-        })
-        .await
-        .map_err(plain)
+                match current.end_txn(producer_id, epoch, commit, version2, new_id, now_ms())? {
+                    EndOutcome::Prepare(next) => {
+                        let answer = next.epoch_for_client();
+                        Ok(Decision::Write(next, answer))
+                    }
+                    EndOutcome::AlreadyDone => Ok(Decision::Answer(current.epoch_for_client())),
+                }
+            })
+            .await
+            .map_err(plain)?;
+        // Answered once the markers are written, not just the Prepare
+        // state: a client's next AddPartitionsToTxn would otherwise meet
+        // CONCURRENT_TRANSACTIONS and back off for its retry.backoff.ms
+        // (100 ms in librdkafka) per transaction. A completion that takes
+        // longer (a leader down) goes on after the answer.
+        self.wait_for_completion(txn_id, END_TXN_COMPLETION_WAIT)
+            .await;
+        Ok(answer)
     }
 
     /// DescribeTransactions of one id.

@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod partitions;
 pub mod topics;
+pub mod transactions;
 
 use std::collections::HashMap;
 use std::time::Duration;

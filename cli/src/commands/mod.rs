@@ -7,6 +7,7 @@ mod partition;
 mod produce;
 mod template;
 mod topic;
+mod txn;
 
 use crate::args::Command;
 use crate::error::Result;
@@ -19,6 +20,7 @@ pub async fn run(context: &mut Context, command: Command) -> Result<i32> {
         Command::Topic(c) => topic::run(context, c).await,
         Command::Group(c) => group::run(context, c).await,
         Command::Partition(c) => partition::run(context, c).await,
+        Command::Txn(c) => txn::run(context, c).await,
         Command::Completion { .. } => unreachable!("handled before connecting"),
     }
 }

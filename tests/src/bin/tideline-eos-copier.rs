@@ -237,6 +237,9 @@ fn main() {
         }
         let abort = rng.percent() < a.abort_percent;
         let outcome = if abort {
+            // Written first, so the aborted records are in the log for
+            // read_committed to hide (librdkafka drops unsent ones on abort).
+            producer.flush(TIMEOUT).expect("flush");
             Err(None)
         } else {
             finish(&producer, &consumer, &offsets)
