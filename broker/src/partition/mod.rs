@@ -270,7 +270,8 @@ pub(crate) mod testing {
             )
             .unwrap();
         make_leader(&partition, me, 0, replicas);
-        let records = crate::log::batch::test_support::batch(&[b"value"], 0, (-1, -1, -1));
+        // Keyed, so compacted configs take it too.
+        let records = crate::log::batch::test_support::keyed_batch(b"key", b"value");
         for _ in 0..n {
             let append = Append::Client {
                 records: &records,

@@ -56,14 +56,28 @@ impl Admin {
     /// The broker coordinating `group`, retried while the cluster is still
     /// electing one.
     pub async fn coordinator(&mut self, group: &str) -> Result<i32> {
+        self.find_coordinator(group, 0, || {
+            format!("finding the coordinator of group {group}")
+        })
+        .await
+    }
+
+    /// FindCoordinator for `key` of `key_type` (0 a group, 1 a
+    /// transactional id), retried while the coordinator is not ready.
+    pub async fn find_coordinator(
+        &mut self,
+        key: &str,
+        key_type: i8,
+        action: impl Fn() -> String,
+    ) -> Result<i32> {
         let mut attempts = 0;
         loop {
             let version = self
                 .version::<FindCoordinatorRequest>(Target::Any, 3)
                 .await?;
             let mut request = FindCoordinatorRequest::default();
-            request.key = name(group);
-            request.key_type = 0;
+            request.key = name(key);
+            request.key_type = key_type;
             let response = self.send(Target::Any, &request, version).await?;
             let retriable = matches!(
                 response.error_code,
@@ -76,7 +90,7 @@ impl Admin {
             }
             self.check(
                 Target::Any,
-                || format!("finding the coordinator of group {group}"),
+                &action,
                 response.error_code,
                 response.error_message.as_ref(),
             )?;

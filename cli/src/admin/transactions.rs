@@ -2,23 +2,17 @@
 //! DescribeTransactions, DescribeProducers, and the WriteTxnMarkers ABORT
 //! that ends a hanging transaction, as `kafka-transactions.sh` sends them.
 
-use std::time::Duration;
-
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use kafka_protocol::messages::{
-    DescribeProducersRequest, DescribeTransactionsRequest, FindCoordinatorRequest,
-    ListTransactionsRequest, ProducerId, TopicName, TransactionalId, WriteTxnMarkersRequest,
+    DescribeProducersRequest, DescribeTransactionsRequest, ListTransactionsRequest, ProducerId,
+    TopicName, TransactionalId, WriteTxnMarkersRequest,
 };
 use serde::Serialize;
 
-use super::{name, pause, Admin, Target};
+use super::{name, Admin, Target};
 use crate::error::{CliError, Result};
-
-const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const NOT_COORDINATOR: i16 = 16;
 
 /// A transaction as ListTransactions reports it.
 #[derive(Clone, Debug, Serialize)]
@@ -58,34 +52,10 @@ pub struct ActiveProducer {
 impl Admin {
     /// The broker coordinating the transactional id `txn_id`.
     pub async fn transaction_coordinator(&mut self, txn_id: &str) -> Result<i32> {
-        let mut attempts = 0;
-        loop {
-            let version = self
-                .version::<FindCoordinatorRequest>(Target::Any, 3)
-                .await?;
-            let mut request = FindCoordinatorRequest::default();
-            request.key = name(txn_id);
-            request.key_type = 1;
-            let response = self.send(Target::Any, &request, version).await?;
-            let retriable = matches!(
-                response.error_code,
-                COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS | NOT_COORDINATOR
-            );
-            if retriable && attempts < 20 {
-                attempts += 1;
-                pause(Duration::from_millis(250)).await;
-                continue;
-            }
-            self.check(
-                Target::Any,
-                || format!("finding the coordinator of transactional id {txn_id}"),
-                response.error_code,
-                response.error_message.as_ref(),
-            )?;
-            let id = response.node_id.0;
-            self.learn_addresses([(id, format!("{}:{}", response.host, response.port))]);
-            return Ok(id);
-        }
+        self.find_coordinator(txn_id, 1, || {
+            format!("finding the coordinator of transactional id {txn_id}")
+        })
+        .await
     }
 
     /// Every transaction every broker coordinates, filtered by state names,

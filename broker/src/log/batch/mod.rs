@@ -291,6 +291,40 @@ pub mod test_support {
         assign_header(header, rest, base_offset, leader_epoch, log_append_time);
     }
 
+    /// A batch of one record with `key` and `value`, no producer id.
+    pub fn keyed_batch(key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut record = Vec::new();
+        record.put_u8(0);
+        put_varint(&mut record, 0);
+        put_varint(&mut record, 0);
+        put_varint(&mut record, key.len() as i64);
+        record.extend_from_slice(key);
+        put_varint(&mut record, value.len() as i64);
+        record.extend_from_slice(value);
+        put_varint(&mut record, 0);
+        let mut records = Vec::new();
+        put_varint(&mut records, record.len() as i64);
+        records.extend_from_slice(&record);
+        let mut out = Vec::new();
+        out.put_i64(0);
+        out.put_i32((HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32);
+        out.put_i32(-1);
+        out.put_i8(2);
+        out.put_u32(0);
+        out.put_i16(0);
+        out.put_i32(0);
+        out.put_i64(0);
+        out.put_i64(0);
+        out.put_i64(-1);
+        out.put_i16(-1);
+        out.put_i32(-1);
+        out.put_i32(1);
+        out.extend_from_slice(&records);
+        let crc = crc32c::crc32c(&out[CRC_START..]);
+        out[field::CRC].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
     /// Marks a batch made by [`batch`] transactional (KIP-98).
     pub fn transactional(mut bytes: Vec<u8>) -> Vec<u8> {
         let attributes = i16::from_be_bytes(bytes[field::ATTRIBUTES].try_into().expect("2"))
