@@ -623,7 +623,7 @@ pub fn visible(
     c.assign(&tpl).unwrap();
     let mut at_end = std::collections::HashSet::new();
     let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while at_end.len() < partitions as usize {
         assert!(
             Instant::now() < deadline,

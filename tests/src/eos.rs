@@ -11,11 +11,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::clients::consumer;
@@ -146,38 +144,10 @@ pub fn check(
 
 /// Every value of a topic up to the end its isolation level sees.
 fn read_all(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<String> {
-    let mut config = consumer_config(bootstrap);
-    config
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true");
-    let c = consumer(&config);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut at_end = HashSet::new();
-    let mut values = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while at_end.len() < partitions as usize {
-        assert!(
-            Instant::now() < deadline,
-            "{topic}: the end of every partition was not reached ({isolation})"
-        );
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                at_end.remove(&m.partition());
-                values.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => panic!("{topic}: consumer error {e}"),
-            None => {}
-        }
-    }
-    values
+    crate::clients::visible(bootstrap, topic, partitions, isolation)
+        .into_iter()
+        .map(|(_, value)| value)
+        .collect()
 }
 
 /// The group's committed offset per partition of `topic` (-1: none).

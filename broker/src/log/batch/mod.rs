@@ -293,36 +293,7 @@ pub mod test_support {
 
     /// A batch of one record with `key` and `value`, no producer id.
     pub fn keyed_batch(key: &[u8], value: &[u8]) -> Vec<u8> {
-        let mut record = Vec::new();
-        record.put_u8(0);
-        put_varint(&mut record, 0);
-        put_varint(&mut record, 0);
-        put_varint(&mut record, key.len() as i64);
-        record.extend_from_slice(key);
-        put_varint(&mut record, value.len() as i64);
-        record.extend_from_slice(value);
-        put_varint(&mut record, 0);
-        let mut records = Vec::new();
-        put_varint(&mut records, record.len() as i64);
-        records.extend_from_slice(&record);
-        let mut out = Vec::new();
-        out.put_i64(0);
-        out.put_i32((HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32);
-        out.put_i32(-1);
-        out.put_i8(2);
-        out.put_u32(0);
-        out.put_i16(0);
-        out.put_i32(0);
-        out.put_i64(0);
-        out.put_i64(0);
-        out.put_i64(-1);
-        out.put_i16(-1);
-        out.put_i32(-1);
-        out.put_i32(1);
-        out.extend_from_slice(&records);
-        let crc = crc32c::crc32c(&out[CRC_START..]);
-        out[field::CRC].copy_from_slice(&crc.to_be_bytes());
-        out
+        build(&[(Some(key), value)], 0, (-1, -1, -1))
     }
 
     /// Marks a batch made by [`batch`] transactional (KIP-98).
@@ -349,13 +320,29 @@ pub mod test_support {
 
     /// A batch of `values` with the given producer fields.
     pub fn batch(values: &[&[u8]], timestamp: i64, producer: (i64, i16, i32)) -> Vec<u8> {
+        let records: Vec<(Option<&[u8]>, &[u8])> = values.iter().map(|v| (None, *v)).collect();
+        build(&records, timestamp, producer)
+    }
+
+    /// A batch of `(key, value)` records.
+    fn build(
+        values: &[(Option<&[u8]>, &[u8])],
+        timestamp: i64,
+        producer: (i64, i16, i32),
+    ) -> Vec<u8> {
         let mut records = Vec::new();
-        for (i, value) in values.iter().enumerate() {
+        for (i, (key, value)) in values.iter().enumerate() {
             let mut record = Vec::new();
             record.put_u8(0);
             put_varint(&mut record, 0);
             put_varint(&mut record, i as i64);
-            put_varint(&mut record, -1);
+            match key {
+                Some(key) => {
+                    put_varint(&mut record, key.len() as i64);
+                    record.extend_from_slice(key);
+                }
+                None => put_varint(&mut record, -1),
+            }
             put_varint(&mut record, value.len() as i64);
             record.extend_from_slice(value);
             put_varint(&mut record, 0);
