@@ -192,7 +192,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Retention, log cleaning (compaction), time-based flushes and
+/// Retention, log cleaning (compaction), idle-producer expiry, time-based flushes and
 /// checkpoints, each on its own interval.
 fn spawn_background_tasks(
     broker: Arc<Broker>,
@@ -233,6 +233,18 @@ fn spawn_background_tasks(
         shutdown.clone(),
         move || {
             b.groups.expire_offsets();
+        },
+    ));
+    let b = broker.clone();
+    let expiration_ms = upkeep.producer_id_expiration_ms;
+    tasks.push(every(
+        upkeep.producer_expiry_check,
+        shutdown.clone(),
+        move || {
+            let removed = b.logs.remove_expired_producers(expiration_ms);
+            if removed > 0 {
+                tracing::info!(producers = removed, "forgot idle producers");
+            }
         },
     ));
     // Transactions open past their timeout are aborted; idle

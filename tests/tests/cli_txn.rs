@@ -236,3 +236,89 @@ fn txn_commands_find_describe_and_abort_an_open_transaction() {
     let usage = tideline(&b, &["txn", "abort", "-t", TOPIC, "-p", "0"]);
     assert_eq!(usage.code, 2, "{}", usage.stderr);
 }
+
+/// The producer ids `tideline txn producers` lists for `topic`-0, with
+/// each one's open transaction's start (-1: none).
+fn listed_producers(bootstrap: &str, topic: &str) -> Vec<(i64, i64)> {
+    let args = [
+        "txn",
+        "producers",
+        "-t",
+        topic,
+        "-p",
+        "0",
+        "--format",
+        "json",
+    ];
+    let listed = tideline(bootstrap, &args).ok().json();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["producer_id"].as_i64().unwrap(),
+                p["current_txn_start_offset"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn idle_producers_are_forgotten_after_producer_id_expiration_ms_but_not_inside_a_transaction() {
+    let expiration = Duration::from_millis(1500);
+    let broker = Broker::start_with(&[
+        ("producer.id.expiration.ms", "1500"),
+        ("producer.id.expiration.check.interval.ms", "100"),
+    ]);
+    let b = broker.bootstrap();
+    let topic = "txn-cli-expiry";
+    create_topic(&b, topic, 1, &[]);
+    let config = |extra: (&str, &str)| {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &b)
+            .set("linger.ms", "1")
+            .set(extra.0, extra.1);
+        c
+    };
+    let idempotent: ThreadedProducer<DefaultProducerContext> =
+        config(("enable.idempotence", "true")).create().unwrap();
+    let transactional: ThreadedProducer<DefaultProducerContext> =
+        config(("transactional.id", "cli-expiry")).create().unwrap();
+    transactional.init_transactions(TIMEOUT).unwrap();
+    transactional.begin_transaction().unwrap();
+    for producer in [&idempotent, &transactional] {
+        producer
+            .send(BaseRecord::to(topic).partition(0).key("k").payload("v"))
+            .map_err(|(e, _)| e)
+            .unwrap();
+        producer.flush(TIMEOUT).unwrap();
+    }
+    let both = listed_producers(&b, topic);
+    assert_eq!(both.len(), 2, "{both:?}");
+    let txn_start = both.iter().find(|p| p.1 >= 0).expect("the open one").1;
+
+    wait_until("the idle idempotent producer is forgotten", || {
+        listed_producers(&b, topic).len() == 1
+    });
+    // Well past the expiration, the producer with a transaction open is
+    // still known (its transaction still holds the LSO).
+    std::thread::sleep(expiration);
+    let left = listed_producers(&b, topic);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].1, txn_start, "{left:?}");
+
+    // Once its transaction ends it idles too, and is forgotten; writing
+    // again makes it known again.
+    transactional.commit_transaction(TIMEOUT).unwrap();
+    wait_until("the producer whose transaction ended is forgotten", || {
+        listed_producers(&b, topic).is_empty()
+    });
+    idempotent
+        .send(BaseRecord::to(topic).partition(0).key("k").payload("again"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    idempotent.flush(TIMEOUT).unwrap();
+    assert_eq!(listed_producers(&b, topic).len(), 1);
+    assert_eq!(visible(&b, topic, 1, "read_committed").len(), 3);
+}

@@ -3,8 +3,10 @@
 //! stored. A timeout above `transaction.max.timeout.ms`, EndTxn with no
 //! transaction, a transactional batch for a partition that is not in the
 //! transaction (refused by the KIP-890 verification, so it cannot leave a
-//! hanging transaction), a fenced epoch, and TxnOffsetCommit from a
-//! generation or member the group does not have.
+//! hanging transaction), a fenced epoch, TxnOffsetCommit from a
+//! generation or member the group does not have, and TxnOffsetCommit for a
+//! group not added to the transaction, late or from a zombie (also
+//! refused by the verification, so no offsets are left pending).
 
 use std::time::{Duration, Instant};
 
@@ -12,13 +14,14 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, EndTxnRequest, FindCoordinatorRequest, GroupId,
-    InitProducerIdRequest, ListOffsetsRequest, ProducerId, TopicName, TransactionalId,
-    TxnOffsetCommitRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, FindCoordinatorRequest,
+    GroupId, InitProducerIdRequest, ListOffsetsRequest, OffsetFetchRequest, ProducerId, TopicName,
+    TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -29,6 +32,7 @@ use tideline_tests::wire::{produce_request, RawConn};
 use tideline_tests::{create_topic, Broker, BrokerOpts};
 
 const TOPIC: &str = "raw-txn";
+const GROUP: &str = "raw-txn-group";
 
 fn name(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -147,17 +151,31 @@ fn latest(conn: &mut RawConn, isolation: i8) -> i64 {
     r.topics[0].partitions[0].offset
 }
 
+fn add_offsets(conn: &mut RawConn, txn_id: &str, pid: i64, epoch: i16, group: &str) -> i16 {
+    let request = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(name(txn_id)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_group_id(GroupId(name(group)));
+    conn.request(&request, 3)
+        .expect("AddOffsetsToTxn")
+        .error_code
+}
+
+/// TxnOffsetCommit of offset 1 of `TOPIC`-0 for `group`.
+#[allow(clippy::too_many_arguments)]
 fn txn_offset_commit(
     conn: &mut RawConn,
     txn_id: &str,
     pid: i64,
     epoch: i16,
+    group: &str,
     member: &str,
     generation: i32,
 ) -> i16 {
     let request = TxnOffsetCommitRequest::default()
         .with_transactional_id(TransactionalId(name(txn_id)))
-        .with_group_id(GroupId(name("raw-txn-group")))
+        .with_group_id(GroupId(name(group)))
         .with_producer_id(ProducerId(pid))
         .with_producer_epoch(epoch)
         .with_generation_id(generation)
@@ -170,6 +188,25 @@ fn txn_offset_commit(
                 .with_committed_leader_epoch(-1)])]);
     let r = conn.request(&request, 3).expect("TxnOffsetCommit");
     r.topics[0].partitions[0].error_code
+}
+
+/// OffsetFetch v7 with `require_stable` for `group`'s offset of `TOPIC`-0:
+/// (error, offset).
+fn stable_offset(conn: &mut RawConn, group: &str) -> (i16, i64) {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(name(group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(name(TOPIC)))
+            .with_partition_indexes(vec![0])]))
+        .with_require_stable(true);
+    let r = conn.request(&request, 7).expect("OffsetFetch");
+    let p = &r.topics[0].partitions[0];
+    let error = if r.error_code != 0 {
+        r.error_code
+    } else {
+        p.error_code
+    };
+    (error, p.committed_offset)
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -219,13 +256,22 @@ fn requests_no_client_should_send_get_kafkas_error_codes_and_store_nothing() {
     assert_eq!(latest(&mut conn, 0), 1, "read_uncommitted sees it");
     assert_eq!(latest(&mut conn, 1), 0, "read_committed does not, yet");
 
-    // TxnOffsetCommit from a member or generation the group does not have.
+    // TxnOffsetCommit for a group not added to the transaction: the
+    // coordinator does not confirm its offsets partition, nothing pends.
     assert_eq!(
-        txn_offset_commit(&mut conn, "raw-1", pid, epoch, "ghost", 1),
+        txn_offset_commit(&mut conn, "raw-1", pid, epoch, GROUP, "", -1),
+        code(ResponseError::InvalidTxnState)
+    );
+    assert_eq!(stable_offset(&mut conn, GROUP), (0, -1));
+
+    // TxnOffsetCommit from a member or generation the group does not have.
+    assert_eq!(add_offsets(&mut conn, "raw-1", pid, epoch, GROUP), 0);
+    assert_eq!(
+        txn_offset_commit(&mut conn, "raw-1", pid, epoch, GROUP, "ghost", 1),
         code(ResponseError::UnknownMemberId)
     );
     assert_eq!(
-        txn_offset_commit(&mut conn, "raw-1", pid, epoch, "", 5),
+        txn_offset_commit(&mut conn, "raw-1", pid, epoch, GROUP, "", 5),
         code(ResponseError::IllegalGeneration)
     );
 
@@ -253,4 +299,15 @@ fn requests_no_client_should_send_get_kafkas_error_codes_and_store_nothing() {
         code(ResponseError::InvalidProducerEpoch)
     );
     assert_eq!(latest(&mut conn, 0), end);
+    // So are the zombie's offsets, and the new instance's, sent with no
+    // transaction open: neither leaves offsets pending.
+    assert_eq!(
+        txn_offset_commit(&mut conn, "raw-1", pid, epoch, GROUP, "", -1),
+        code(ResponseError::ProducerFenced)
+    );
+    assert_eq!(
+        txn_offset_commit(&mut conn, "raw-1", pid, bumped, GROUP, "", -1),
+        code(ResponseError::InvalidTxnState)
+    );
+    assert_eq!(stable_offset(&mut conn, GROUP), (0, -1));
 }

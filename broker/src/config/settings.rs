@@ -170,6 +170,10 @@ pub struct UpkeepSettings {
     pub cleaner_backoff: Duration,
     /// `offsets.retention.check.interval.ms`, at least 100 ms.
     pub offsets_expiry_check: Duration,
+    /// `producer.id.expiration.ms`.
+    pub producer_id_expiration_ms: i64,
+    /// `producer.id.expiration.check.interval.ms`, at least 10 ms.
+    pub producer_expiry_check: Duration,
 }
 
 impl UpkeepSettings {
@@ -183,6 +187,8 @@ impl UpkeepSettings {
             flush_check: ms("log.flush.scheduler.interval.ms", 10, 1000)?,
             cleaner_backoff: ms("log.cleaner.backoff.ms", 100, i64::MAX)?,
             offsets_expiry_check: ms("offsets.retention.check.interval.ms", 100, i64::MAX)?,
+            producer_id_expiration_ms: r.long("producer.id.expiration.ms")?,
+            producer_expiry_check: ms("producer.id.expiration.check.interval.ms", 10, i64::MAX)?,
         })
     }
 }

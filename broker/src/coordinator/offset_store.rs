@@ -44,6 +44,10 @@ pub struct OffsetStore {
 pub struct TxnProducer {
     pub producer_id: i64,
     pub producer_epoch: i16,
+    /// The coordinator's confirmation that the transaction includes the
+    /// offsets partition, needed when the write would open it there
+    /// (KIP-890, see `partition::verification`).
+    pub verified: Option<crate::partition::VerificationGuard>,
 }
 
 /// One record of the offsets topic: a key and a value, `None` for a tombstone.

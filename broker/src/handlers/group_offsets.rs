@@ -24,10 +24,12 @@ use kafka_protocol::messages::{
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::coordinator::groups::OFFSETS_TOPIC;
 use crate::coordinator::offset_store::TxnProducer;
-use crate::coordinator::offsets_format::OffsetValue;
+use crate::coordinator::offsets_format::{partition_for, OffsetValue};
 use crate::error::ResponseError;
 use crate::metadata::MetadataImage;
+use crate::partition::VerificationGuard;
 use crate::util::now_ms;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -176,9 +178,14 @@ pub async fn txn_offset_commit(
         }
         checked.push((name, partitions));
     }
+    let verified = match verify_offsets_partition(broker, &request).await {
+        Ok(verified) => verified,
+        Err(e) => return txn_offset_commit_response(checked, Err(e), version),
+    };
     let txn = TxnProducer {
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
+        verified,
     };
     // Members are named from v3 on; older producers commit as outsiders.
     let (member, instance, generation) = if version >= 3 {
@@ -210,6 +217,16 @@ pub async fn txn_offset_commit(
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };
+    txn_offset_commit_response(checked, outcome, version)
+}
+
+/// The answer to a TxnOffsetCommit: each partition's own error, or else
+/// the commit's outcome.
+fn txn_offset_commit_response(
+    checked: Vec<PartitionErrors>,
+    outcome: Result<(), ResponseError>,
+    version: i16,
+) -> TxnOffsetCommitResponse {
     // PRODUCER_FENCED is newer than TxnOffsetCommit v0-2.
     let outcome = outcome.map_err(|e| match e {
         ResponseError::ProducerFenced if version < 3 => ResponseError::InvalidProducerEpoch,
@@ -234,6 +251,69 @@ pub async fn txn_offset_commit(
         })
         .collect();
     response
+}
+
+/// KIP-890 for offsets, as Kafka does it since 3.6: the first
+/// TxnOffsetCommit of a transaction to the group's offsets partition is
+/// verified with the transaction's coordinator, as a produce's first batch
+/// to a partition is, so a late or zombie commit cannot leave offsets
+/// pending (and the group's offsets unstable) with no transaction to end
+/// them. Returns the guard to append with; none is needed once the
+/// transaction is open in the partition, or where this broker does not
+/// hold the partition (the commit then answers NOT_COORDINATOR).
+async fn verify_offsets_partition(
+    broker: &Broker,
+    request: &TxnOffsetCommitRequest,
+) -> Result<Option<VerificationGuard>, ResponseError> {
+    let partitions = broker
+        .image()
+        .topics
+        .get(OFFSETS_TOPIC)
+        .map_or(0, |t| t.partitions.len() as i32);
+    if partitions == 0 {
+        return Ok(None);
+    }
+    let index = partition_for(&request.group_id, partitions);
+    let Some(partition) = broker.partition(OFFSETS_TOPIC, index) else {
+        return Ok(None);
+    };
+    let producer_id = request.producer_id.0;
+    if partition.ongoing_transaction(producer_id).is_some() {
+        return Ok(None);
+    }
+    let guard = partition.begin_verification(producer_id);
+    let answer = broker
+        .transactions
+        .verify(
+            request.transactional_id.as_str(),
+            producer_id,
+            request.producer_epoch,
+            &[(OFFSETS_TOPIC.to_string(), index)],
+        )
+        .await
+        .pop()
+        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
+    match answer {
+        Ok(()) => Ok(Some(guard)),
+        Err(e) => {
+            partition.abandon_verification(producer_id, guard);
+            // Coordinator trouble is retriable (the client looks the group
+            // coordinator up again and retries); a fenced producer is
+            // fenced; anything else means the group is not in the
+            // transaction.
+            Err(match e {
+                ResponseError::NotCoordinator
+                | ResponseError::CoordinatorNotAvailable
+                | ResponseError::CoordinatorLoadInProgress
+                | ResponseError::ConcurrentTransactions
+                | ResponseError::RequestTimedOut => ResponseError::CoordinatorNotAvailable,
+                ResponseError::ProducerFenced | ResponseError::InvalidProducerEpoch => {
+                    ResponseError::ProducerFenced
+                }
+                _ => ResponseError::InvalidTxnState,
+            })
+        }
+    }
 }
 
 pub fn offset_fetch(

@@ -427,6 +427,13 @@ impl PartitionLog {
         self.producers.ongoing_transaction(producer_id)
     }
 
+    /// Forgets producers idle for `expiration_ms` (see
+    /// `ProducerState::remove_expired`); returns how many.
+    pub fn remove_expired_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers
+            .remove_expired(now_ms.saturating_sub(expiration_ms))
+    }
+
     /// Every producer with state in this partition.
     pub fn producers(&self) -> Vec<(i64, ProducerEntry)> {
         self.producers
@@ -1213,6 +1220,7 @@ impl PartitionLog {
                 .values()
                 .flat_map(|s| s.aborted().iter().copied())
                 .collect(),
+            active_producers: self.producers.producers().map(|(pid, _)| pid).collect(),
         }
     }
 

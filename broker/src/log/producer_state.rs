@@ -315,6 +315,18 @@ impl ProducerState {
     }
 
     /// How many producers have state in this partition.
+    /// Forgets the producers that are idle, as `producer.id.expiration.ms`
+    /// asks: no open transaction here and a last batch timestamped before
+    /// `horizon_ms`, as Kafka's `ProducerStateManager` judges it. Returns
+    /// how many went. A forgotten producer that writes again starts over,
+    /// as an unknown one does.
+    pub fn remove_expired(&mut self, horizon_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| e.txn_first_offset.is_some() || e.last_timestamp >= horizon_ms);
+        before - self.producers.len()
+    }
+
     pub fn producer_count(&self) -> usize {
         self.producers.len()
     }
@@ -341,6 +353,27 @@ mod tests {
         let mut bytes = batch(&values, 0, (pid, epoch, seq));
         assign(&mut bytes, offset, 0, None);
         validate(&bytes).unwrap()
+    }
+
+    #[test]
+    fn idle_producers_expire_unless_a_transaction_is_open() {
+        let at = |pid: i64, timestamp: i64, transactional: bool| {
+            let mut bytes = batch(&[b"v"], timestamp, (pid, 0, 0));
+            if transactional {
+                bytes = crate::log::batch::test_support::transactional(bytes);
+            }
+            assign(&mut bytes, pid, 0, None);
+            validate(&bytes).unwrap()
+        };
+        let mut state = ProducerState::default();
+        state.record(&at(1, 100, false), None);
+        state.record(&at(2, 100, true), None);
+        state.record(&at(3, 5000, false), None);
+        assert_eq!(state.remove_expired(1000), 1);
+        let left: Vec<i64> = state.producers().map(|(pid, _)| pid).collect();
+        assert!(left.contains(&2) && left.contains(&3) && !left.contains(&1));
+        // The forgotten producer starts over at any sequence.
+        assert_eq!(state.check(&header(1, 0, 7, 1, 10)), SequenceCheck::Accept);
     }
 
     #[test]

@@ -63,9 +63,12 @@ pub enum Append<'a> {
     /// `leader_epoch`. They are always waited for (the ISR must have them
     /// before the coordinator answers), but not refused below
     /// `min.insync.replicas`: the answer reports that after the append.
+    /// Transactional ones (TxnOffsetCommit's offsets) that would open the
+    /// producer's transaction here need `verified`, as a client's do.
     Coordinator {
         records: &'a [u8],
         leader_epoch: i32,
+        verified: Option<VerificationGuard>,
     },
     /// A transaction marker (WriteTxnMarkers), on the leader at its current
     /// epoch; always waited for, like a coordinator's records.
@@ -228,12 +231,22 @@ impl Partition {
             Append::Coordinator {
                 records,
                 leader_epoch,
+                verified,
             } => {
                 self.leader_role(Some(leader_epoch))?;
+                let opens = self.opens_transaction(&log, records);
+                if let Some(producer_id) = opens {
+                    if !self.verifications.is_current(producer_id, verified) {
+                        return Err(AppendFailure::UnverifiedTransaction);
+                    }
+                }
                 let min_isr = log.config().min_insync_replicas;
                 let may_block = log.append_may_wait_for_device();
                 let info =
                     off_worker_if(may_block, || log.append(records, leader_epoch, origin, now))?;
+                if let Some(producer_id) = opens {
+                    self.verifications.finish(producer_id);
+                }
                 let wait = self.wait_for(&info, leader_epoch, min_isr);
                 (info, Some(wait))
             }
@@ -456,6 +469,7 @@ mod tests {
         let stale = Append::Coordinator {
             records: &record,
             leader_epoch: 2,
+            verified: None,
         };
         assert!(matches!(
             partition.append(stale),
@@ -464,6 +478,7 @@ mod tests {
         let current = Append::Coordinator {
             records: &record,
             leader_epoch: 3,
+            verified: None,
         };
         let appended = partition.append(current).unwrap();
         let wait = appended

@@ -257,6 +257,16 @@ impl LogManager {
         deleted
     }
 
+    /// Forgets, in every log, the producers idle for `expiration_ms`
+    /// (`producer.id.expiration.ms`); returns how many.
+    pub fn remove_expired_producers(&self, expiration_ms: i64) -> usize {
+        let now = now_ms();
+        self.all()
+            .iter()
+            .map(|p| p.log.lock().remove_expired_producers(now, expiration_ms))
+            .sum()
+    }
+
     /// Runs the log cleaner over every compacted log that is due (see
     /// `cleaner`); returns how many logs were cleaned. Blocking.
     pub fn clean_logs(&self) -> usize {

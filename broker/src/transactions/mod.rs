@@ -189,6 +189,7 @@ impl TransactionCoordinator {
             let appended = part.partition.append(Append::Coordinator {
                 records: &record,
                 leader_epoch: part.coordinator_epoch,
+                verified: None,
             });
             let wait = match appended {
                 Ok(appended) => appended
@@ -255,6 +256,7 @@ impl TransactionCoordinator {
             .append(Append::Coordinator {
                 records: &record,
                 leader_epoch: part.coordinator_epoch,
+                verified: None,
             })
             .map_err(|_| ResponseError::NotCoordinator)?;
         state.txns.remove(txn_id);

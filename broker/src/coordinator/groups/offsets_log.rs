@@ -38,6 +38,7 @@ impl State {
         let appended = part.partition.append(Append::Coordinator {
             records: &batch,
             leader_epoch: part.leader_epoch,
+            verified: txn.and_then(|t| t.verified),
         });
         match appended {
             Ok(appended) => {
@@ -57,6 +58,7 @@ impl State {
                     .ok_or(ResponseError::CoordinatorNotAvailable)
             }
             Err(AppendFailure::NotLeader) => Err(ResponseError::NotCoordinator),
+            Err(AppendFailure::UnverifiedTransaction) => Err(ResponseError::InvalidTxnState),
             Err(AppendFailure::Log(AppendError::InvalidProducerEpoch { .. })) => {
                 Err(ResponseError::ProducerFenced)
             }

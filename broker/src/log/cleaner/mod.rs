@@ -17,6 +17,7 @@ pub mod compact;
 pub mod output;
 pub mod plan;
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -30,7 +31,7 @@ use super::partition_log::PartitionLog;
 use super::segment;
 use crate::config::LogConfig;
 use crate::util::remove_if_exists;
-use compact::build_offset_map;
+use compact::{build_offset_map, TxnProgress};
 use output::write_group;
 use plan::plan;
 
@@ -58,6 +59,8 @@ pub struct LogSnapshot {
     pub first_unstable_offset: Option<i64>,
     /// Every aborted transaction of the log (from the segments' indexes).
     pub aborted: Vec<super::txn_index::AbortedTxn>,
+    /// The producers the partition knows (not expired).
+    pub active_producers: HashSet<i64>,
 }
 
 /// What a pass did.
@@ -70,7 +73,8 @@ pub struct CleanStats {
     pub records_removed: u64,
     /// The new cleaner checkpoint: everything below it is clean.
     pub cleaned_to: i64,
-    /// The earliest time a tombstone kept by this pass may be removed.
+    /// The earliest time a tombstone or transaction marker kept by this
+    /// pass may be removed.
     pub next_tombstone_expiry: Option<i64>,
 }
 
@@ -99,13 +103,14 @@ pub fn clean(
         "log cleaner started"
     );
     let map = build_offset_map(&plan)?;
+    let mut txns = TxnProgress::default();
     let mut stats = CleanStats {
         cleaned_to: plan.first_uncleanable,
         ..CleanStats::default()
     };
     for group in &plan.groups {
         let cleaned_path = segment::cleaned_path(&plan.dir, group[0].base_offset);
-        let cleaned = match write_group(&plan, group, &map, &mut stats) {
+        let cleaned = match write_group(&plan, group, &map, &mut txns, &mut stats) {
             Ok(segment) => segment,
             Err(e) => {
                 let _ = remove_if_exists(&cleaned_path);

@@ -5,7 +5,7 @@
 
 use std::io;
 
-use super::compact::{filter_batch, OffsetMap};
+use super::compact::{filter_batch, OffsetMap, TxnProgress};
 use super::plan::CleanPlan;
 use super::{for_each_batch, invalid, CleanStats, SegmentSnapshot};
 use crate::log::batch::BatchHeader;
@@ -15,11 +15,13 @@ use crate::log::segment::Segment;
 const WRITE_CHUNK: usize = 1 << 20;
 
 /// Writes the cleaned form of `group` to `<base>.log.cleaned` and fsyncs
-/// it; its indexes stay in memory until the swap.
+/// it; its indexes, aborted-transaction index included, stay in memory
+/// until the swap.
 pub fn write_group(
     plan: &CleanPlan,
     group: &[SegmentSnapshot],
     map: &OffsetMap,
+    txns: &mut TxnProgress,
     stats: &mut CleanStats,
 ) -> io::Result<Segment> {
     let interval = plan.config.index_interval_bytes;
@@ -29,7 +31,7 @@ pub fn write_group(
     for segment in group {
         stats.bytes_before += segment.size;
         for_each_batch(segment, |header, bytes| {
-            if let Some(kept) = filter_batch(plan, map, &header, bytes, stats)? {
+            if let Some(kept) = filter_batch(plan, map, txns, &header, bytes, stats)? {
                 let mut parsed = BatchHeader::parse(&kept).map_err(|e| invalid(e.to_string()))?;
                 parsed.base_offset = header.base_offset;
                 pending.extend_from_slice(&kept);
@@ -47,6 +49,18 @@ pub fn write_group(
         out.append(&pending, &headers, interval, plan.now_ms)?;
     }
     out.sync_log()?;
+    // The group's aborted transactions are those whose marker is in it and
+    // stayed. (Markers are only ever appended to the active segment, so a
+    // segment the cleaner reads keeps the entries it had in the snapshot.)
+    let end = group.last().map_or(group[0].base_offset, |s| s.next_offset);
+    let aborted = plan
+        .aborted
+        .iter()
+        .filter(|a| a.last_offset >= group[0].base_offset && a.last_offset < end)
+        .filter(|a| !txns.removed_aborts.contains(&a.last_offset))
+        .copied()
+        .collect();
+    out.set_aborted(aborted);
     stats.bytes_after += out.size();
     Ok(out)
 }

@@ -11,14 +11,15 @@
 //!   checkpoint format); everything below it was cleaned before. A pass runs
 //!   when dirty bytes / cleanable bytes `>= min.cleanable.dirty.ratio` (so
 //!   a pass is worth its rewrite), when the oldest dirty batch is older than
-//!   `max.compaction.lag.ms`, or when a tombstone kept by an earlier pass
-//!   has passed `delete.retention.ms`.
+//!   `max.compaction.lag.ms`, or when a tombstone or transaction marker
+//!   kept by an earlier pass has passed `delete.retention.ms`.
 //! * Consecutive segments are grouped into one output segment while their
 //!   combined input size stays within `segment.bytes` (and their offsets
 //!   within the 32-bit relative range of the indexes), so compaction does
 //!   not leave ever more, ever smaller segments. The output is based at the
 //!   first input segment's base offset, so the log start is kept.
 
+use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ pub struct CleanPlan {
     pub groups: Vec<Vec<SegmentSnapshot>>,
     /// The log's aborted transactions: their records are removed.
     pub(super) aborted: Vec<AbortedTxn>,
+    /// The producers whose last batch stays.
+    pub(super) active_producers: HashSet<i64>,
 }
 
 /// Decides whether a pass is due and what it covers.
@@ -135,5 +138,6 @@ pub fn plan(
         cleanable_bytes,
         groups,
         aborted: snapshot.aborted.clone(),
+        active_producers: snapshot.active_producers.clone(),
     }))
 }

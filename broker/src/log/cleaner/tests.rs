@@ -486,7 +486,8 @@ fn write_first_group(log: &PartitionLog, now: i64) -> (Vec<SegmentSnapshot>, Seg
     let mut stats = CleanStats::default();
     let group = plan.groups[0].clone();
     assert!(group.len() > 1);
-    let out = write_group(&plan, &group, &map, &mut stats).unwrap();
+    let mut txns = compact::TxnProgress::default();
+    let out = write_group(&plan, &group, &map, &mut txns, &mut stats).unwrap();
     (group, out)
 }
 
@@ -548,4 +549,153 @@ fn a_crash_before_or_during_the_swap_loses_nothing() {
             "{stage}"
         );
     }
+}
+
+/// A transactional batch of `(key, value)` records at time 0.
+fn txn_batch(log: &mut PartitionLog, records: &[(&str, Option<&str>)], producer: (i64, i16, i32)) {
+    let bytes = encode(records, 0, Compression::None, producer);
+    let bytes = crate::log::batch::test_support::transactional(bytes);
+    log.append(&bytes, 0, AppendOrigin::Client, 0).unwrap();
+}
+
+/// Ends `producer_id`'s transaction with a marker written at time 0, and
+/// replicated (the cleaner leaves an unreplicated one alone).
+fn end_txn(log: &mut PartitionLog, producer_id: i64, commit: bool) {
+    let marker = crate::log::control::TxnMarker {
+        commit,
+        coordinator_epoch: 0,
+    };
+    log.append_marker(producer_id, 0, marker, 0, 0).unwrap();
+    log.prune_replicated_transactions(log.log_end_offset());
+}
+
+/// Every batch before the active segment: (base offset, control, records).
+fn batches(log: &PartitionLog) -> Vec<(i64, bool, i32)> {
+    let mut out = Vec::new();
+    for s in log.cleaner_snapshot().segments {
+        for_each_batch(&s, |h, _| {
+            out.push((h.base_offset, h.is_control(), h.records_count));
+            Ok(())
+        })
+        .unwrap();
+    }
+    out
+}
+
+#[test]
+fn aborted_records_go_and_markers_that_close_nothing_follow_after_delete_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    txn_batch(&mut log, &[("a", Some("1")), ("b", Some("1"))], (5, 0, 0)); // 0-1
+    end_txn(&mut log, 5, true); // 2: commits records later superseded
+    txn_batch(&mut log, &[("c", Some("x"))], (6, 0, 0)); // 3
+    end_txn(&mut log, 6, false); // 4: aborts
+    txn_batch(&mut log, &[("a", Some("2")), ("b", Some("2"))], (5, 0, 2)); // 5-6
+    end_txn(&mut log, 5, true); // 7
+    txn_batch(&mut log, &[("d", Some("1"))], (6, 0, 1)); // 8
+    end_txn(&mut log, 6, true); // 9
+    log.roll().unwrap();
+    let end = log.log_end_offset();
+    assert_eq!(log.aborted_transactions(0, end), vec![(6, 3)]);
+
+    // First pass: the aborted and superseded records go, every marker stays.
+    let log = Mutex::new(log);
+    let first = clean(&log, None, 1000, None, true).unwrap().unwrap();
+    assert_eq!(
+        batches(&log.lock()),
+        vec![
+            (2, true, 1),
+            (4, true, 1),
+            (5, false, 2),
+            (7, true, 1),
+            (8, false, 1),
+            (9, true, 1)
+        ]
+    );
+    assert_eq!(
+        first.next_tombstone_expiry,
+        Some(RETENTION),
+        "the markers that close nothing are due then"
+    );
+    assert_eq!(log.lock().aborted_transactions(0, end), vec![(6, 3)]);
+
+    // Not yet past delete.retention.ms: nothing changes.
+    assert!(clean(
+        &log,
+        Some(first.cleaned_to),
+        RETENTION,
+        first.next_tombstone_expiry,
+        false
+    )
+    .unwrap()
+    .is_none());
+    // Past it: the markers of 2 and 4 go, the abort's index entry with it.
+    let now = RETENTION + 1;
+    let second = clean(
+        &log,
+        Some(first.cleaned_to),
+        now,
+        first.next_tombstone_expiry,
+        false,
+    )
+    .unwrap()
+    .expect("the markers are due");
+    assert_eq!(second.records_removed, 2);
+    assert_eq!(
+        batches(&log.lock()),
+        vec![(5, false, 2), (7, true, 1), (8, false, 1), (9, true, 1)]
+    );
+    assert_eq!(log.lock().aborted_transactions(0, end), vec![]);
+
+    // A crash: the index is rebuilt from the markers left, the same.
+    let log = log.into_inner();
+    drop(log);
+    let txnindex = dir
+        .path()
+        .join(format!("{}.txnindex", segment::file_stem(0)));
+    std::fs::remove_file(txnindex).ok();
+    let (log, _) = PartitionLog::open_for_test(dir.path(), config(), false);
+    assert_eq!(log.aborted_transactions(0, end), vec![]);
+    assert_eq!(log.last_stable_offset(end), end);
+    let values: Vec<(i64, String)> = read_all(&log)
+        .into_iter()
+        .filter(|(o, _, _)| ![7, 9].contains(o))
+        .map(|(o, k, _)| (o, k))
+        .collect();
+    assert_eq!(
+        values,
+        vec![(5, "a".into()), (6, "b".into()), (8, "d".into())]
+    );
+}
+
+#[test]
+fn a_known_producers_last_marker_stays_and_an_expired_producer_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    txn_batch(&mut log, &[("k", Some("1"))], (7, 0, 0)); // 0
+    end_txn(&mut log, 7, true); // 1
+    log.append(
+        &encode(&[("k", Some("2"))], 0, Compression::None, (-1, -1, -1)),
+        0,
+        AppendOrigin::Client,
+        0,
+    )
+    .unwrap(); // 2: supersedes the transaction's record
+    log.roll().unwrap();
+    let log = Mutex::new(log);
+    let first = clean(&log, None, 1000, None, true).unwrap().unwrap();
+    let now = RETENTION * 2;
+    clean(&log, Some(first.cleaned_to), now, None, true).unwrap();
+    assert_eq!(
+        batches(&log.lock()),
+        vec![(1, true, 1), (2, false, 1)],
+        "the marker holds producer 7's epoch"
+    );
+
+    // Producer 7 is idle past producer.id.expiration.ms: forgotten, and
+    // its marker goes with the next pass.
+    assert_eq!(log.lock().remove_expired_producers(now, 1000), 1);
+    assert_eq!(log.lock().producer_count(), 0);
+    clean(&log, Some(first.cleaned_to), now, None, true).unwrap();
+    assert_eq!(batches(&log.lock()), vec![(2, false, 1)]);
 }

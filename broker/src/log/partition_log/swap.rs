@@ -67,14 +67,6 @@ impl PartitionLog {
         if !unchanged {
             return Ok(false);
         }
-        // The markers stay (the cleaner keeps control batches), so the
-        // output's aborted transactions are its inputs'.
-        let aborted = replaced
-            .iter()
-            .filter_map(|r| self.segments.get(&r.base_offset))
-            .flat_map(|s| s.aborted().iter().copied())
-            .collect();
-        cleaned.set_aborted(aborted);
         cleaned.rename_log(swap_path(&self.dir, cleaned.base_offset))?;
         sync_dir(&self.dir)?;
         for r in replaced {
