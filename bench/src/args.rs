@@ -55,7 +55,9 @@ pub struct Args {
     /// commits for every partition of the topic from --consumers committers;
     /// `eos`: copy --messages records from --topic to `<topic>-eos-out` in
     /// transactions of --records-per-txn, then read the copy back with
-    /// read_uncommitted and read_committed.
+    /// read_uncommitted and read_committed; `txn-failover`: on three
+    /// brokers it starts, SIGKILL a transaction's coordinator during its
+    /// commit, --repetitions times, and time the new coordinator.
     #[arg(long, value_enum, default_value_t = Mode::Produce)]
     pub mode: Mode,
 
@@ -152,12 +154,12 @@ pub struct Args {
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub topic_config: Vec<(String, String)>,
 
-    /// Matrix mode: the broker binary to start (default: `tideline-broker`
+    /// Matrix and txn-failover modes: the broker binary to start (default: `tideline-broker`
     /// next to this binary).
     #[arg(long, value_name = "PATH")]
     pub broker_bin: Option<std::path::PathBuf>,
 
-    /// Matrix mode: where the brokers' data directories go (default: the
+    /// Matrix and txn-failover modes: where the brokers' data directories go (default: the
     /// system temporary directory).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<std::path::PathBuf>,
@@ -167,7 +169,8 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(CELL_GROUPS))]
     pub cells: Vec<String>,
 
-    /// Matrix mode: runs of every cell (median and min–max are reported).
+    /// Matrix mode: runs of every cell (median and min–max are reported);
+    /// txn-failover mode: rounds.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub repetitions: u64,
 
@@ -208,6 +211,9 @@ pub enum Mode {
     Matrix,
     /// An exactly-once consume-transform-produce pipeline (`eos.rs`).
     Eos,
+    /// Transaction coordinator failover on a cluster the tool starts
+    /// (`failover.rs`).
+    TxnFailover,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +267,7 @@ impl Mode {
             Mode::Reassign => "reassign",
             Mode::Matrix => "matrix",
             Mode::Eos => "eos",
+            Mode::TxnFailover => "txn-failover",
         }
     }
 }
@@ -312,7 +319,7 @@ impl Args {
                     bail!("--soak-gigabytes must be a non-negative number");
                 }
             }
-            Mode::Eos => {
+            Mode::Eos | Mode::TxnFailover => {
                 if self.records_per_txn == 0 {
                     bail!("--records-per-txn must be at least 1");
                 }

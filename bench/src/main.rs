@@ -18,13 +18,16 @@
 //! times a partition reassignment instead (`reassign.rs`), and `--mode
 //! matrix` runs the fixed performance matrix on brokers it starts itself
 //! (`matrix.rs`, `processes.rs`), and `--mode eos` an exactly-once
-//! consume-transform-produce pipeline (`eos.rs`).
+//! consume-transform-produce pipeline (`eos.rs`), and `--mode
+//! txn-failover` times a transaction coordinator's failover on three
+//! brokers it starts (`failover.rs`).
 
 mod args;
 mod cluster;
 mod committer;
 mod consumer;
 mod eos;
+mod failover;
 mod matrix;
 mod measure;
 mod payload;
@@ -61,6 +64,11 @@ fn main() -> Result<()> {
         print!("{}", matrix::run(&args)?);
         return Ok(());
     }
+    if args.mode == Mode::TxnFailover {
+        let (bin, work_dir) = (matrix::broker_bin(&args)?, matrix::work_dir(&args)?);
+        print!("{}", failover::run(&args, &bin, &work_dir)?);
+        return Ok(());
+    }
 
     // Idle sample first, before this tool has touched the broker.
     let rss = args.broker_pid.map(RssSampler::start).transpose()?;
@@ -77,7 +85,9 @@ fn main() -> Result<()> {
                 ..Report::default()
             }
         }
-        Mode::Matrix => unreachable!("the matrix runs its own brokers, above"),
+        Mode::Matrix | Mode::TxnFailover => {
+            unreachable!("these modes run their own brokers, above")
+        }
         Mode::Eos => {
             eos::run(&args, &admin)?.print(&args);
             return Ok(());

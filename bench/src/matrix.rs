@@ -42,11 +42,7 @@ const MB: f64 = 1e6;
 
 pub fn run(args: &Args) -> Result<String> {
     let bin = broker_bin(args)?;
-    let work_dir = args
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("tideline-matrix"));
-    std::fs::create_dir_all(&work_dir)?;
+    let work_dir = work_dir(args)?;
     let wants = |group: &str| args.cells.is_empty() || args.cells.iter().any(|c| c == group);
     let mut out = String::new();
     writeln!(
@@ -87,7 +83,18 @@ pub fn run(args: &Args) -> Result<String> {
 }
 
 /// `--broker-bin`, or `tideline-broker` next to this binary.
-fn broker_bin(args: &Args) -> Result<PathBuf> {
+/// `--work-dir`, or a directory under the system's temporary one.
+pub fn work_dir(args: &Args) -> Result<PathBuf> {
+    let dir = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("tideline-matrix"));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// `--broker-bin`, or `tideline-broker` next to this binary.
+pub fn broker_bin(args: &Args) -> Result<PathBuf> {
     if let Some(bin) = &args.broker_bin {
         return Ok(bin.clone());
     }

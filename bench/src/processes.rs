@@ -1,6 +1,8 @@
-//! Broker processes the performance matrix starts, stops and measures: a
-//! single broker or a `--local-cluster 3`, each in a fresh temporary data
-//! directory, and the CPU time they (and their child processes) used.
+//! Broker processes the benchmark starts, stops and measures: a single
+//! broker, a `--local-cluster 3`, or a cluster of separate node processes
+//! that a run can SIGKILL and start again one by one; each in a fresh
+//! temporary data directory, and the CPU time they (and their child
+//! processes) used.
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -19,6 +21,10 @@ pub struct BrokerProcess {
     child: Child,
     pub bootstrap: String,
     data_dir: PathBuf,
+    /// How the process was started, to start it again after a kill.
+    program: PathBuf,
+    args: Vec<String>,
+    ports: Vec<u16>,
 }
 
 impl BrokerProcess {
@@ -27,19 +33,54 @@ impl BrokerProcess {
         let data_dir = fresh_dir(work_dir, "single")?;
         let kafka = free_port()?;
         let http = free_port()?;
-        let mut command = Command::new(bin);
-        for setting in [
+        let settings = [
             format!("listeners=PLAINTEXT://127.0.0.1:{kafka}"),
             format!("advertised.listeners=PLAINTEXT://127.0.0.1:{kafka}"),
             format!("http.listener=127.0.0.1:{http}"),
             format!("log.dirs={}", data_dir.join("data").display()),
-        ]
-        .iter()
-        .chain(overrides)
-        {
-            command.arg("--override").arg(setting);
+        ];
+        let args = settings
+            .iter()
+            .chain(overrides)
+            .flat_map(|s| override_arg(s))
+            .collect();
+        Self::spawn(bin, args, data_dir, vec![kafka])
+    }
+
+    /// `nodes` separate broker processes (ids 1..=nodes, every one a
+    /// combined broker and controller), so that one can be killed while
+    /// the others go on; started together, since a quorum needs a majority.
+    pub fn cluster(bin: &Path, work_dir: &Path, nodes: usize) -> Result<Vec<BrokerProcess>> {
+        let ports: Vec<(u16, u16, u16)> = (0..nodes)
+            .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
+            .collect::<Result<_>>()?;
+        let voters: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, controller, _))| format!("{}@127.0.0.1:{controller}", i + 1))
+            .collect();
+        let cluster_id = format!("tideline-bench-{}", std::process::id());
+        let mut children = Vec::new();
+        for (i, (kafka, controller, http)) in ports.iter().enumerate() {
+            let data_dir = fresh_dir(work_dir, "node")?;
+            let settings = [
+                format!("node.id={}", i + 1),
+                "process.roles=broker,controller".to_string(),
+                format!(
+                    "listeners=PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller}"
+                ),
+                format!("http.listener=127.0.0.1:{http}"),
+                format!("controller.quorum.voters={}", voters.join(",")),
+                format!("cluster.id={cluster_id}"),
+                format!("log.dirs={}", data_dir.join("data").display()),
+            ];
+            let args = settings.iter().flat_map(|s| override_arg(s)).collect();
+            children.push(Self::launch(bin, args, data_dir, vec![*kafka])?);
         }
-        Self::spawn(command, data_dir, vec![kafka])
+        for node in &mut children {
+            node.wait_listening()?;
+        }
+        Ok(children)
     }
 
     /// `tideline-broker --local-cluster 3` (one parent process, a child
@@ -57,39 +98,58 @@ impl BrokerProcess {
                 })
             })
             .context("no free port block for a local cluster")?;
-        let mut command = Command::new(bin);
-        command
-            .args(["--local-cluster", &nodes.to_string()])
-            .args(["--base-port", &base.to_string()])
-            .current_dir(&data_dir);
+        let args = vec![
+            "--local-cluster".to_string(),
+            nodes.to_string(),
+            "--base-port".to_string(),
+            base.to_string(),
+        ];
         let ports = (0..nodes as u16).map(|i| base + i).collect();
-        Self::spawn(command, data_dir, ports)
+        Self::spawn(bin, args, data_dir, ports)
     }
 
-    fn spawn(mut command: Command, data_dir: PathBuf, ports: Vec<u16>) -> Result<BrokerProcess> {
-        let log = fs::File::create(data_dir.join("broker.log"))?;
-        command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = command.spawn().context("starting the broker")?;
+    fn spawn(
+        bin: &Path,
+        args: Vec<String>,
+        data_dir: PathBuf,
+        ports: Vec<u16>,
+    ) -> Result<BrokerProcess> {
+        let mut process = Self::launch(bin, args, data_dir, ports)?;
+        process.wait_listening()?;
+        Ok(process)
+    }
+
+    /// Starts the process without waiting for it to listen.
+    fn launch(
+        bin: &Path,
+        args: Vec<String>,
+        data_dir: PathBuf,
+        ports: Vec<u16>,
+    ) -> Result<BrokerProcess> {
+        let child = start(bin, &args, &data_dir)?;
         let bootstrap = ports
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",");
-        let mut process = BrokerProcess {
+        Ok(BrokerProcess {
             child,
             bootstrap,
             data_dir,
-        };
+            program: bin.to_path_buf(),
+            args,
+            ports,
+        })
+    }
+
+    fn wait_listening(&mut self) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
-        for port in ports {
+        for &port in &self.ports {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if let Some(status) = process.child.try_wait()? {
+                if let Some(status) = self.child.try_wait()? {
                     bail!(
                         "the broker exited ({status}) during start-up; see {}",
-                        process.data_dir.join("broker.log").display()
+                        self.log_path().display()
                     );
                 }
                 if Instant::now() > deadline {
@@ -98,7 +158,26 @@ impl BrokerProcess {
                 thread::sleep(Duration::from_millis(50));
             }
         }
-        Ok(process)
+        Ok(())
+    }
+
+    /// The broker's stdout and stderr (appended to across restarts).
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("broker.log")
+    }
+
+    /// SIGKILL, as a crash or a power cut of the process; the data stays.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts a killed broker again on the same data and ports, and waits
+    /// until it listens.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.child = start(&self.program, &self.args, &self.data_dir)?;
+        self.wait_listening()
     }
 
     /// Bytes of `.log` segments stored for `topic` (single broker).
@@ -181,6 +260,27 @@ impl Drop for BrokerProcess {
     fn drop(&mut self) {
         let _ = self.terminate();
     }
+}
+
+fn override_arg(setting: &str) -> [String; 2] {
+    ["--override".to_string(), setting.to_string()]
+}
+
+/// Starts `bin` in `data_dir` (a local cluster's nodes go below it),
+/// output appended to its `broker.log`.
+fn start(bin: &Path, args: &[String], data_dir: &Path) -> Result<Child> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("broker.log"))?;
+    Command::new(bin)
+        .args(args)
+        .current_dir(data_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting the broker")
 }
 
 /// A new directory per broker started in this run.

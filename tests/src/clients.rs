@@ -199,6 +199,48 @@ pub fn create_replicated_topic(
     wait_for_topic(bootstrap, topic, partitions);
 }
 
+/// A one-partition topic whose replicas are exactly `replicas` (the first
+/// is the preferred leader), so a test knows which brokers hold it.
+pub fn create_assigned_topic(bootstrap: &str, topic: &str, replicas: &[i32]) {
+    let admin = admin_client(bootstrap);
+    let assignment = [replicas];
+    let new_topic = NewTopic::new(topic, 1, TopicReplication::Variable(&assignment));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = block_on(admin.create_topics([&new_topic], &opts))
+        .unwrap_or_else(|e| panic!("CreateTopics {topic}: {e}"));
+    for r in results {
+        if let Err((name, code)) = r {
+            panic!("CreateTopics {name}: {code:?}");
+        }
+    }
+    wait_for_topic(bootstrap, topic, 1);
+}
+
+/// The broker leading the `__transaction_state` partition of `txn_id`
+/// (Kafka's `abs(javaHashCode(id)) % partitions`): its coordinator.
+pub fn coordinator_of(bootstrap: &str, txn_id: &str) -> i32 {
+    let hash = txn_id
+        .encode_utf16()
+        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(u as i32));
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    let c = consumer(&consumer_config(bootstrap));
+    let md = c
+        .fetch_metadata(Some("__transaction_state"), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = md.topics()[0].partitions();
+    let p = abs % partitions.len() as i32;
+    partitions[p as usize].leader()
+}
+
+/// The leader Metadata names for a partition (-1: none).
+pub fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
+    let c = consumer(&consumer_config(bootstrap));
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    md.topics()[0].partitions()[partition as usize].leader()
+}
+
 /// Waits until Metadata lists `topic` with `partitions` partitions, each
 /// with a leader.
 pub fn wait_for_topic(bootstrap: &str, topic: &str, partitions: i32) {

@@ -1,7 +1,8 @@
 //! The short version of the performance matrix (`tideline-bench --mode
 //! matrix`, whose full run is a README command): small cells on the debug
 //! broker, so the command keeps working and its tables keep meaning what
-//! they say. Figures are not asserted — speed is the benchmark's business.
+//! they say, and one round of the transaction coordinator failover mode.
+//! Figures are not asserted — speed is the benchmark's business.
 
 use std::process::Command;
 
@@ -65,5 +66,46 @@ fn the_matrix_runs_its_cells_on_brokers_it_starts_and_prints_their_tables() {
     assert!(
         std::fs::read_dir(work.path()).unwrap().next().is_none(),
         "the brokers' data directories are removed"
+    );
+}
+
+/// The short version of `--mode txn-failover` (the README runs ten
+/// rounds): one round on three debug brokers the tool starts. The killed
+/// coordinator's commit must be finished by another broker and every
+/// record seen exactly once; the times are the benchmark's business.
+#[test]
+fn the_failover_mode_kills_a_coordinator_mid_commit_and_reports_the_takeover() {
+    let bench = broker_bin().with_file_name("tideline-bench");
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(&bench)
+        .args(["--mode", "txn-failover", "--topic", "fo"])
+        .args(["--repetitions", "1", "--records-per-txn", "20"])
+        .args(["--message-size", "100", "--partitions", "3"])
+        .arg("--broker-bin")
+        .arg(broker_bin())
+        .arg("--work-dir")
+        .arg(work.path())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bench.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "txn-failover failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("| 0 |"))
+        .unwrap_or_else(|| panic!("no round row in:\n{stdout}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    // | round | coordinator | killed after | answers | CompleteCommit |
+    // commit returned | visible | records seen | duplicates |
+    for (i, what) in [(4, "takeover"), (5, "completion"), (7, "visibility")] {
+        assert!(cells[i].parse::<f64>().is_ok(), "no {what} time: {row}");
+    }
+    assert_eq!((cells[8], cells[9]), ("20", "0"), "{row}");
+    assert!(
+        stdout.contains("every record is visible to read_committed: in 1 of 1 rounds"),
+        "{stdout}"
     );
 }

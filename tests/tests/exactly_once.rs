@@ -11,12 +11,13 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer;
-use tideline_tests::clients::{create_replicated_topic, produce_all, reliable_producer_config};
+use tideline_tests::clients::{
+    coordinator_of, create_replicated_topic, leader_of, produce_all, reliable_producer_config,
+};
 use tideline_tests::cluster::Cluster;
 use tideline_tests::eos::{self, count_lines, CopierOpts};
 use tideline_tests::member::Member;
-use tideline_tests::{consumer_config, unique_topic, Broker, BrokerOpts, TestRecord};
+use tideline_tests::{unique_topic, Broker, BrokerOpts, TestRecord};
 
 const PARTITIONS: i32 = 3;
 
@@ -123,29 +124,6 @@ fn assert_exactly_once(bootstrap: &str, o: &CopierOpts, copiers: &[Member], n: u
         ends,
         "the group's committed offsets are the input's end"
     );
-}
-
-/// The broker leading the `__transaction_state` partition of `txn_id`.
-fn coordinator_of(bootstrap: &str, txn_id: &str) -> i32 {
-    let hash = txn_id
-        .encode_utf16()
-        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(u as i32));
-    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-    let c = tideline_tests::clients::consumer(&consumer_config(bootstrap));
-    let md = c
-        .fetch_metadata(Some("__transaction_state"), Duration::from_secs(10))
-        .expect("metadata");
-    let partitions = md.topics()[0].partitions();
-    let p = abs % partitions.len() as i32;
-    partitions[p as usize].leader()
-}
-
-fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
-    let c = tideline_tests::clients::consumer(&consumer_config(bootstrap));
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    md.topics()[0].partitions()[partition as usize].leader()
 }
 
 #[test]

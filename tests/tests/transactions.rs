@@ -3,8 +3,10 @@
 //! visible, aborted ones never do (and are visible to read_uncommitted, so
 //! the checks can fail), offsets sent to a transaction are committed with
 //! it and only with it, a second instance with the same `transactional.id`
-//! fences the first, and a transaction left open past its timeout is
-//! aborted by the coordinator so read_committed readers move on.
+//! fences the first, a transaction left open past its timeout is aborted
+//! by the coordinator so read_committed readers move on, and a commit its
+//! coordinator had prepared when its broker died is finished by the next
+//! coordinator.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,13 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use tideline_tests::clients::{consumer, visible};
+use kafka_protocol::messages::{DescribeTransactionsRequest, TransactionalId};
+use kafka_protocol::protocol::StrBytes;
+use tideline_tests::clients::{
+    consumer, coordinator_of, create_assigned_topic, leader_of, visible,
+};
+use tideline_tests::cluster::Cluster;
+use tideline_tests::wire::RawConn;
 use tideline_tests::{consumer_config, create_topic, unique_topic, wait_for, Broker, BrokerOpts};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -340,5 +348,90 @@ fn a_crash_with_open_and_ended_transactions_rebuilds_the_lso_and_the_aborted_ind
     assert_eq!(
         visible(&bootstrap, &topic, 1, "read_committed"),
         sorted(&[(0, "open-1"), (0, "open-2"), (0, "committed")])
+    );
+}
+
+/// The state DescribeTransactions gives for `txn_id`, asked of the
+/// brokers `among`; `None` while none of them coordinates it.
+fn transaction_state(cluster: &mut Cluster, among: &[i32], txn_id: &str) -> Option<String> {
+    let request =
+        DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(
+            StrBytes::from_string(txn_id.to_string()),
+        )]);
+    for id in among {
+        let addr = cluster.node(*id).kafka_addr();
+        let Ok(mut conn) = RawConn::try_connect(addr, Duration::from_secs(5)) else {
+            continue;
+        };
+        let Ok(response) = conn.request(&request, 0) else {
+            continue;
+        };
+        let txn = &response.transaction_states[0];
+        if txn.error_code == 0 {
+            return Some(txn.transaction_state.to_string());
+        }
+    }
+    None
+}
+
+/// A commit whose marker cannot be written yet (the data partition's only
+/// replica is down) stays PrepareCommit on its coordinator. When the
+/// coordinator's broker is killed, the broker that takes over replays the
+/// prepared state and finishes the commit once the partition is back, so
+/// the record becomes visible: never half a commit, never a hung one.
+#[test]
+fn a_new_coordinator_finishes_a_commit_its_predecessor_had_prepared() {
+    // Three voters and two broker-only nodes, so that the coordinator
+    // (node 4) and the data partition's broker (node 5) can both be down
+    // while the metadata quorum goes on.
+    let mut cluster = Cluster::start_mixed(
+        3,
+        5,
+        &[
+            ("broker.session.timeout.ms", "3000"),
+            ("broker.heartbeat.interval.ms", "500"),
+        ],
+    );
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_topic("held");
+    create_assigned_topic(&bootstrap, &topic, &[5]);
+    // The first transactional producer creates __transaction_state; then
+    // pick an id that node 4 coordinates.
+    drop(transactional_producer(&bootstrap, "held-probe", 60_000));
+    let txn_id = (0..1000)
+        .map(|i| format!("held-{i}"))
+        .find(|id| coordinator_of(&bootstrap, id) == 4)
+        .expect("node 4 coordinates some transactional id");
+    let producer = transactional_producer(&bootstrap, &txn_id, 60_000);
+    producer.begin_transaction().unwrap();
+    send(&producer, &topic, 0, "prepared-then-taken-over");
+    producer.flush(TIMEOUT).unwrap();
+
+    cluster.node(5).kill();
+    wait_for("node 5 is fenced", TIMEOUT, || {
+        (leader_of(&bootstrap, &topic, 0) < 0).then_some(())
+    });
+    // The coordinator writes PrepareCommit and answers; the marker waits.
+    producer.commit_transaction(TIMEOUT).expect("commit");
+    assert_eq!(
+        transaction_state(&mut cluster, &[4], &txn_id).as_deref(),
+        Some("PrepareCommit"),
+        "the marker cannot be written while the partition is down"
+    );
+
+    cluster.node(4).kill();
+    let state = wait_for("another broker coordinates the id", TIMEOUT, || {
+        transaction_state(&mut cluster, &[1, 2, 3], &txn_id)
+    });
+    assert_eq!(state, "PrepareCommit", "the new coordinator replayed it");
+
+    cluster.node(5).restart();
+    wait_for("the new coordinator completes the commit", TIMEOUT, || {
+        (transaction_state(&mut cluster, &[1, 2, 3], &txn_id).as_deref() == Some("CompleteCommit"))
+            .then_some(())
+    });
+    assert_eq!(
+        visible(&bootstrap, &topic, 1, "read_committed"),
+        vec![(0, "prepared-then-taken-over".to_string())]
     );
 }

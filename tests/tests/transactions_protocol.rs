@@ -6,7 +6,8 @@
 //! hanging transaction), a fenced epoch, TxnOffsetCommit from a
 //! generation or member the group does not have, and TxnOffsetCommit for a
 //! group not added to the transaction, late or from a zombie (also
-//! refused by the verification, so no offsets are left pending).
+//! refused by the verification, so no offsets are left pending). And a
+//! retried version 2 EndTxn, recognised after a crash too.
 
 use std::time::{Duration, Instant};
 
@@ -310,4 +311,78 @@ fn requests_no_client_should_send_get_kafkas_error_codes_and_store_nothing() {
         code(ResponseError::InvalidTxnState)
     );
     assert_eq!(stable_offset(&mut conn, GROUP), (0, -1));
+}
+
+/// EndTxn v5 (transaction version 2, KIP-890 part 2) with its answer
+/// lost: the client retries it with the epoch it had. The answer gives the
+/// bumped epoch, and the retry is recognised from the stored state alone,
+/// so it still succeeds after a crash, when a new coordinator has replayed
+/// `__transaction_state`.
+#[test]
+fn a_version_2_end_txn_bumps_the_epoch_and_its_retry_succeeds_after_a_crash() {
+    let mut broker = Broker::start(BrokerOpts::new());
+    create_topic(&broker.bootstrap(), TOPIC, 1, &[]);
+    let mut conn = RawConn::connect(broker.kafka_addr());
+    find_coordinator(&mut conn, "v2-1");
+    let (error, pid, epoch) = init(&mut conn, "v2-1", 60_000);
+    assert_eq!(error, 0);
+    assert_eq!(add_partition(&mut conn, "v2-1", pid, epoch), 0);
+    assert_eq!(produce(&mut conn, "v2-1", txn_batch(pid, epoch, 0)), 0);
+
+    let end_v5 = |conn: &mut RawConn, epoch: i16, commit: bool| {
+        let request = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(name("v2-1")))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_committed(commit);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = conn.request(&request, 5).expect("EndTxn");
+            let retriable = [
+                ResponseError::CoordinatorLoadInProgress,
+                ResponseError::NotCoordinator,
+                ResponseError::CoordinatorNotAvailable,
+            ]
+            .map(code);
+            if !retriable.contains(&r.error_code) || Instant::now() > deadline {
+                return (r.error_code, r.producer_id.0, r.producer_epoch);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(
+        end_v5(&mut conn, epoch, true),
+        (0, pid, epoch + 1),
+        "the commit bumps the epoch"
+    );
+    wait_until("the commit is stable", || {
+        latest(&mut conn, 1) == latest(&mut conn, 0)
+    });
+    assert_eq!(
+        end_v5(&mut conn, epoch, true),
+        (0, pid, epoch + 1),
+        "a retry"
+    );
+
+    broker.kill();
+    broker.restart();
+    let mut conn = RawConn::connect(broker.kafka_addr());
+    find_coordinator(&mut conn, "v2-1");
+    assert_eq!(
+        end_v5(&mut conn, epoch, true),
+        (0, pid, epoch + 1),
+        "a retry to the replayed coordinator"
+    );
+    assert_eq!(
+        end_v5(&mut conn, epoch, false).0,
+        code(ResponseError::InvalidTxnState),
+        "a retry asking for the other result"
+    );
+    assert_eq!(
+        end_v5(&mut conn, epoch + 2, true).0,
+        code(ResponseError::ProducerFenced),
+        "an epoch never handed out"
+    );
+    // The bumped epoch carries on with the next transaction.
+    assert_eq!(add_partition(&mut conn, "v2-1", pid, epoch + 1), 0);
 }

@@ -30,6 +30,7 @@ use crate::coordinator::offsets_format::{partition_for, OffsetValue};
 use crate::error::ResponseError;
 use crate::metadata::MetadataImage;
 use crate::partition::VerificationGuard;
+use crate::transactions::VerificationFailure;
 use crate::util::now_ms;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -297,20 +298,12 @@ async fn verify_offsets_partition(
         Ok(()) => Ok(Some(guard)),
         Err(e) => {
             partition.abandon_verification(producer_id, guard);
-            // Coordinator trouble is retriable (the client looks the group
-            // coordinator up again and retries); a fenced producer is
-            // fenced; anything else means the group is not in the
-            // transaction.
-            Err(match e {
-                ResponseError::NotCoordinator
-                | ResponseError::CoordinatorNotAvailable
-                | ResponseError::CoordinatorLoadInProgress
-                | ResponseError::ConcurrentTransactions
-                | ResponseError::RequestTimedOut => ResponseError::CoordinatorNotAvailable,
-                ResponseError::ProducerFenced | ResponseError::InvalidProducerEpoch => {
-                    ResponseError::ProducerFenced
-                }
-                _ => ResponseError::InvalidTxnState,
+            // Coordinator trouble: the client looks the group coordinator
+            // up again and retries.
+            Err(match VerificationFailure::of(e) {
+                VerificationFailure::Retriable => ResponseError::CoordinatorNotAvailable,
+                VerificationFailure::Fenced => ResponseError::ProducerFenced,
+                VerificationFailure::NotInTransaction => ResponseError::InvalidTxnState,
             })
         }
     }

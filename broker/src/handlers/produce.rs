@@ -34,6 +34,7 @@ use crate::error::ResponseError;
 use crate::log::batch::BatchHeader;
 use crate::log::AppendError;
 use crate::partition::{Acks, Append, AppendFailure, Appended, ReplicationWait, VerificationGuard};
+use crate::transactions::VerificationFailure;
 
 /// The outcome of each partition's KIP-890 verification, by (topic, partition).
 pub type Verified = HashMap<(String, i32), Result<VerificationGuard, ResponseError>>;
@@ -129,20 +130,13 @@ pub async fn verify(broker: &Broker, request: &ProduceRequest) -> Verified {
 }
 
 /// What a producer is told when its transaction could not be verified, as
-/// Kafka maps it: coordinator trouble is retriable (NOT_ENOUGH_REPLICAS,
-/// which every client retries), a fenced producer is fenced, and anything
-/// else means the partition is not in the transaction.
+/// Kafka answers Produce: coordinator trouble is NOT_ENOUGH_REPLICAS,
+/// which every client retries.
 fn verification_error(e: ResponseError) -> ResponseError {
-    match e {
-        ResponseError::NotCoordinator
-        | ResponseError::CoordinatorNotAvailable
-        | ResponseError::CoordinatorLoadInProgress
-        | ResponseError::ConcurrentTransactions
-        | ResponseError::RequestTimedOut => ResponseError::NotEnoughReplicas,
-        ResponseError::ProducerFenced | ResponseError::InvalidProducerEpoch => {
-            ResponseError::InvalidProducerEpoch
-        }
-        _ => ResponseError::InvalidTxnState,
+    match VerificationFailure::of(e) {
+        VerificationFailure::Retriable => ResponseError::NotEnoughReplicas,
+        VerificationFailure::Fenced => ResponseError::InvalidProducerEpoch,
+        VerificationFailure::NotInTransaction => ResponseError::InvalidTxnState,
     }
 }
 

@@ -84,6 +84,10 @@ impl TxnState {
     }
 }
 
+/// A version 2 EndTxn at this epoch or above rotates the producer id at
+/// completion, so that the bumped epoch is never the last one.
+pub const ROTATING_END_EPOCH: i16 = i16::MAX - 2;
+
 /// Epochs at or above this cannot be bumped again: the producer id rotates.
 fn is_exhausted(epoch: i16) -> bool {
     epoch >= i16::MAX - 1
@@ -91,7 +95,7 @@ fn is_exhausted(epoch: i16) -> bool {
 
 /// A transactional id's state: what the log stores, plus the previous
 /// epoch this coordinator handed out (memory only, as in Kafka), which
-/// lets a retried InitProducerId or TV2 EndTxn be told from a zombie.
+/// lets a retried InitProducerId be told from a zombie.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnMetadata {
     pub value: TxnLogValue,
@@ -312,13 +316,10 @@ impl TxnMetadata {
         now_ms: i64,
     ) -> Result<EndOutcome, ResponseError> {
         let v = &self.value;
-        let retry_of_v2 = version2
-            && producer_id == v.producer_id
-            && epoch == self.last_producer_epoch
-            && epoch != NO_PRODUCER_EPOCH;
-        if retry_of_v2 {
+        if version2 && self.is_retry_of_bumping_end(producer_id, epoch) {
             // The answer to a bumping EndTxn was lost; the client retries
-            // with the epoch it had.
+            // with the epoch it had. The other result is a state error,
+            // as in Kafka.
             return match (v.state, commit) {
                 (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
                     Ok(EndOutcome::AlreadyDone)
@@ -326,7 +327,7 @@ impl TxnMetadata {
                 (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
                     Err(ResponseError::ConcurrentTransactions)
                 }
-                _ => Err(ResponseError::ProducerFenced),
+                _ => Err(ResponseError::InvalidTxnState),
             };
         }
         self.check_producer(producer_id, epoch)?;
@@ -358,6 +359,24 @@ impl TxnMetadata {
             }
             _ => Err(ResponseError::InvalidTxnState),
         }
+    }
+
+    /// A version 2 EndTxn that bumped the epoch, retried with the epoch
+    /// the client had before (its answer was lost, or the coordinator
+    /// failed over). Told from the stored state alone, as Kafka's
+    /// `retryOnEpochBump` and `retryOnOverflow` are, so a new coordinator
+    /// that replayed the log recognises it too.
+    fn is_retry_of_bumping_end(&self, producer_id: i64, epoch: i16) -> bool {
+        let v = &self.value;
+        let ended = v.state.is_prepare()
+            || matches!(v.state, TxnState::CompleteCommit | TxnState::CompleteAbort);
+        let bumped = producer_id == v.producer_id && epoch.checked_add(1) == Some(v.producer_epoch);
+        // The completion rotated to a new producer id (the epoch ran out).
+        let rotated = producer_id == v.previous_producer_id
+            && producer_id != NO_PRODUCER_ID
+            && v.producer_epoch == 0
+            && epoch >= ROTATING_END_EPOCH;
+        ended && epoch != NO_PRODUCER_EPOCH && (bumped || rotated)
     }
 
     fn prepare(
@@ -597,7 +616,24 @@ mod tests {
         );
         assert_eq!(
             c.end_txn(100, 0, false, true, None, 8),
-            Err(ResponseError::ProducerFenced)
+            Err(ResponseError::InvalidTxnState),
+            "a retry asking for the other result"
+        );
+        // A coordinator that replayed the log knows no previous epoch and
+        // still recognises the retry, in the Prepare state and after it.
+        let replayed = |m: &TxnMetadata| TxnMetadata::loaded(m.value.clone());
+        assert_eq!(
+            replayed(&p).end_txn(100, 0, true, true, None, 8),
+            Err(ResponseError::ConcurrentTransactions)
+        );
+        assert_eq!(
+            replayed(&c).end_txn(100, 0, true, true, None, 8),
+            Ok(EndOutcome::AlreadyDone)
+        );
+        assert_eq!(
+            replayed(&c).end_txn(100, 2, true, true, None, 8),
+            Err(ResponseError::ProducerFenced),
+            "an epoch the coordinator never handed out"
         );
         // Version 2 may end an empty transaction (an implicit add it cannot see).
         let empty = prepared(c.end_txn(100, 1, false, true, None, 9));
@@ -613,6 +649,11 @@ mod tests {
         assert_eq!(p.value.producer_id, 100, "markers use the old id");
         let c = p.complete(11);
         assert_eq!((c.value.producer_id, c.value.producer_epoch), (300, 0));
+        assert_eq!(
+            replayed(&c).end_txn(100, i16::MAX - 1, false, true, None, 12),
+            Ok(EndOutcome::AlreadyDone),
+            "a retry with the old id after the rotation"
+        );
     }
 
     #[test]

@@ -49,6 +49,7 @@ use markers::MarkerSender;
 use metadata::TxnMetadata;
 
 pub use requests::{DescribedTxn, ListFilter, ListedTxn};
+pub use verification::VerificationFailure;
 
 /// The internal topic holding transaction state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";

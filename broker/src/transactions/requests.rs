@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 
-use super::metadata::{EndOutcome, InitOutcome, TxnMetadata, TxnState};
+use super::metadata::{EndOutcome, InitOutcome, TxnMetadata, TxnState, ROTATING_END_EPOCH};
 use super::{Decision, TransactionCoordinator};
 use crate::error::{ApiError, ResponseError};
 use crate::util::now_ms;
@@ -177,7 +177,7 @@ impl TransactionCoordinator {
             state
                 .txns
                 .get(txn_id)
-                .is_some_and(|m| m.value.producer_epoch >= i16::MAX - 2)
+                .is_some_and(|m| m.value.producer_epoch >= ROTATING_END_EPOCH)
         };
         let new_id = if needs_id {
             Some(allocate().await?)
@@ -187,7 +187,7 @@ impl TransactionCoordinator {
         let answer = self
             .transition(txn_id, |current| {
                 let current = current.ok_or(ResponseError::InvalidProducerIdMapping)?;
-                let rotate = version2 && current.value.producer_epoch >= i16::MAX - 2;
+                let rotate = version2 && current.value.producer_epoch >= ROTATING_END_EPOCH;
                 if rotate && new_id.is_none() {
                     return Err(ResponseError::ConcurrentTransactions);
                 }

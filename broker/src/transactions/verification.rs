@@ -28,6 +28,35 @@ use crate::metadata::MetadataQuorum;
 
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a verification failed, in the three kinds Kafka tells clients
+/// apart; each request answers every kind with its own error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerificationFailure {
+    /// Coordinator trouble (moving, loading, busy, slow): the client
+    /// retries.
+    Retriable,
+    /// A newer producer epoch holds the transactional id.
+    Fenced,
+    /// The partition (or group) is not part of the open transaction.
+    NotInTransaction,
+}
+
+impl VerificationFailure {
+    pub fn of(e: ResponseError) -> VerificationFailure {
+        match e {
+            ResponseError::NotCoordinator
+            | ResponseError::CoordinatorNotAvailable
+            | ResponseError::CoordinatorLoadInProgress
+            | ResponseError::ConcurrentTransactions
+            | ResponseError::RequestTimedOut => VerificationFailure::Retriable,
+            ResponseError::ProducerFenced | ResponseError::InvalidProducerEpoch => {
+                VerificationFailure::Fenced
+            }
+            _ => VerificationFailure::NotInTransaction,
+        }
+    }
+}
+
 /// Idle connections to other brokers, by broker id.
 pub(super) struct PeerPool {
     quorum: Arc<MetadataQuorum>,
