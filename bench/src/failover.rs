@@ -8,14 +8,20 @@
 //! each round a new transactional producer writes `--records-per-txn`
 //! records, asks which broker coordinates its transactional id
 //! (FindCoordinator), starts `commit_transaction` and SIGKILLs that broker
-//! 0.5–3 ms later (the delay steps by 0.5 ms from round to round). A
+//! 0.25–1.5 ms later (the delay steps by 0.25 ms from round to round). A
 //! read_committed consumer then waits for the round's records, and the
 //! surviving brokers are asked (DescribeTransactions, every 10 ms) for the
 //! id's state. Reported per round, from the kill: when another broker
 //! first answers as the id's coordinator, when it reports CompleteCommit,
 //! when the client's commit returned, when the last record was visible to
-//! read_committed, and whether every record arrived exactly once. The killed broker is started again
-//! and back in every ISR before the next round.
+//! read_committed, and whether every record arrived exactly once. The
+//! killed broker is started again and back in every ISR before the next
+//! round. A round whose commit returned before the kill interrupted
+//! nothing: it is listed but left out of the summary.
+//!
+//! The killed broker also led some of the topic's partitions, so the last
+//! column includes their leader failover and the consumer finding the new
+//! leaders, whatever the coordinator does.
 //!
 //! Whether the prepared commit survives the kill decides who finishes it:
 //! if PrepareCommit reached a follower, the new coordinator replays it and
@@ -63,9 +69,14 @@ struct Round {
     /// `None` if they were not all seen within the round's bound.
     visible: Option<Duration>,
     /// Kill → another broker answered DescribeTransactions for the id as
-    /// its coordinator, and → it reported CompleteCommit.
+    /// its coordinator, the state it first reported (PrepareCommit: it
+    /// replayed the prepared commit; Ongoing: the prepare had not been
+    /// written, the client's EndTxn retry starts it), and → CompleteCommit.
     took_over: Option<Duration>,
+    first_state: Option<String>,
     completed: Option<Duration>,
+    /// The commit returned after the kill: the kill interrupted it.
+    interrupted: bool,
     records_seen: u64,
     duplicates: u64,
 }
@@ -86,7 +97,7 @@ pub fn run(args: &Args, bin: &std::path::Path, work_dir: &std::path::Path) -> Re
 
     let mut rounds = Vec::new();
     for round in 0..args.repetitions {
-        let kill_delay = Duration::from_micros(500 + (round % 6) * 500);
+        let kill_delay = Duration::from_micros(250 + (round % 6) * 250);
         let start_offsets = cluster::end_offsets(&admin, &args.topic, partitions)?;
         let outcome = run_round(
             args,
@@ -96,21 +107,7 @@ pub fn run(args: &Args, bin: &std::path::Path, work_dir: &std::path::Path) -> Re
             &start_offsets,
             &mut nodes,
         )?;
-        eprintln!(
-            "round {round}: coordinator {} killed {:.1} ms into the commit; commit returned after {:.2} s{}; visible after {}",
-            outcome.coordinator,
-            kill_delay.as_secs_f64() * 1e3,
-            outcome.commit_returned.as_secs_f64(),
-            outcome
-                .commit_error
-                .as_ref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default(),
-            outcome
-                .visible
-                .map(|v| format!("{:.2} s", v.as_secs_f64()))
-                .unwrap_or_else(|| "never".into())
-        );
+        eprintln!("round {round}: {}", row(&outcome));
         let killed = &mut nodes[outcome.coordinator as usize - 1];
         killed.start_again()?;
         wait_for_full_isrs(&bootstrap, &[&args.topic, TRANSACTION_STATE_TOPIC])?;
@@ -218,7 +215,7 @@ fn run_round(
         let (result, returned_at) = committing
             .join()
             .map_err(|_| anyhow::anyhow!("the committing thread panicked"))?;
-        let (took_over, completed) = watching
+        let (took_over, first_state, completed) = watching
             .join()
             .map_err(|_| anyhow::anyhow!("the watching thread panicked"))?;
         let records_seen: u64 = seen.values().sum();
@@ -226,9 +223,11 @@ fn run_round(
             coordinator,
             kill_delay,
             commit_returned: returned_at.saturating_duration_since(killed_at),
+            interrupted: returned_at > killed_at,
             commit_error: result.err().map(|e| e.to_string()),
             visible,
             took_over,
+            first_state,
             completed,
             records_seen,
             duplicates: records_seen - seen.len() as u64,
@@ -284,26 +283,25 @@ fn find_coordinator(bootstrap: &str, txn_id: &str) -> Result<i32> {
     )
 }
 
+/// What the surviving brokers said of the transactional id.
+type Watched = (Option<Duration>, Option<String>, Option<Duration>);
+
 /// Follows the transactional id on the surviving brokers after the kill,
 /// every 10 ms: when one of them first answers DescribeTransactions for it
-/// as its coordinator (it took over and replayed the state), and when that
-/// says CompleteCommit (the markers are written).
-fn watch_coordinator(
-    survivors: &[(i32, String)],
-    txn_id: &str,
-    killed_at: Instant,
-) -> (Option<Duration>, Option<Duration>) {
+/// as its coordinator (it took over and replayed the state), the state it
+/// gave then, and when it says CompleteCommit (the markers are written).
+fn watch_coordinator(survivors: &[(i32, String)], txn_id: &str, killed_at: Instant) -> Watched {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     else {
-        return (None, None);
+        return (None, None, None);
     };
     let describe =
         DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(
             StrBytes::from_string(txn_id.to_string()),
         )]);
-    let mut took_over = None;
+    let (mut took_over, mut first_state) = (None, None);
     while killed_at.elapsed() < ROUND_TIMEOUT {
         for (_, address) in survivors {
             let state = runtime.block_on(async {
@@ -320,13 +318,14 @@ fn watch_coordinator(
             }
             let now = killed_at.elapsed();
             took_over.get_or_insert(now);
+            first_state.get_or_insert_with(|| txn.transaction_state.to_string());
             if txn.transaction_state.as_str() == "CompleteCommit" {
-                return (took_over, Some(now));
+                return (took_over, first_state, Some(now));
             }
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    (took_over, None)
+    (took_over, first_state, None)
 }
 
 /// Waits until every partition of `topics` has all its replicas in sync.
@@ -361,36 +360,31 @@ fn report(args: &Args, partitions: i32, rounds: &[Round]) -> String {
     let mut out = format!(
         "### Transaction coordinator failover: 3 brokers, {partitions} partitions at RF=3, {} records of {} B per transaction\n\n\
          The coordinator's broker is SIGKILLed during `commit_transaction`; times are from the kill.\n\n\
-         | round | coordinator | killed after (ms) | new coordinator answers (s) | it says CompleteCommit (s) | commit returned to the client (s) | all visible to read_committed (s) | records seen | duplicates |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         | round | coordinator | killed after (ms) | new coordinator answers (s) | state it found | it says CompleteCommit (s) | commit returned to the client (s) | all visible to read_committed (s) | records seen | duplicates |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
         args.records_per_txn, args.message_size
     );
     for (i, r) in rounds.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "| {i} | {} | {:.1} | {} | {} | {:.2}{} | {} | {} | {} |",
-            r.coordinator,
-            r.kill_delay.as_secs_f64() * 1e3,
-            seconds(r.took_over),
-            seconds(r.completed),
-            r.commit_returned.as_secs_f64(),
-            r.commit_error
-                .as_ref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default(),
-            seconds(r.visible),
-            r.records_seen,
-            r.duplicates
-        );
+        let _ = writeln!(out, "| {i} | {} |", row(r));
     }
-    out.push('\n');
+    let interrupted: Vec<&Round> = rounds.iter().filter(|r| r.interrupted).collect();
+    let replayed = interrupted
+        .iter()
+        .filter(|r| r.first_state.as_deref() == Some("PrepareCommit"))
+        .count();
+    let _ = writeln!(
+        out,
+        "\nThe kill interrupted the commit in {} of {} rounds (in the others the commit had returned first). Of those, the new coordinator found the commit prepared and finished it itself in {replayed}; in the others the client's EndTxn retry reached it.\n",
+        interrupted.len(),
+        rounds.len()
+    );
     let columns: [(&str, Column); 3] = [
         ("a new coordinator answers", |r| r.took_over),
         ("it has completed the commit", |r| r.completed),
         ("every record is visible to read_committed", |r| r.visible),
     ];
     for (what, column) in columns {
-        let mut times: Vec<f64> = rounds
+        let mut times: Vec<f64> = interrupted
             .iter()
             .filter_map(|r| column(r).map(|v| v.as_secs_f64()))
             .collect();
@@ -399,18 +393,42 @@ fn report(args: &Args, partitions: i32, rounds: &[Round]) -> String {
             (Some(min), Some(max)) => {
                 let _ = writeln!(
                     out,
-                    "- Kill → {what}: in {} of {} rounds, median {:.2} s, min {min:.2} s, max {max:.2} s.",
+                    "- kill → {what}: in {} of {}, median {:.2} s, min {min:.2} s, max {max:.2} s",
                     times.len(),
-                    rounds.len(),
+                    interrupted.len(),
                     times[times.len() / 2]
                 );
             }
             _ => {
-                let _ = writeln!(out, "- Kill → {what}: in none of {} rounds.", rounds.len());
+                let _ = writeln!(out, "- kill → {what}: in none of {}", interrupted.len());
             }
         }
     }
     out
+}
+
+/// A round's cells, between the round number and the end of the row.
+fn row(r: &Round) -> String {
+    let returned = if r.interrupted {
+        format!("{:.2}", r.commit_returned.as_secs_f64())
+    } else {
+        "before the kill".to_string()
+    };
+    format!(
+        "{} | {:.2} | {} | {} | {} | {returned}{} | {} | {} | {}",
+        r.coordinator,
+        r.kill_delay.as_secs_f64() * 1e3,
+        seconds(r.took_over),
+        r.first_state.as_deref().unwrap_or("-"),
+        seconds(r.completed),
+        r.commit_error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default(),
+        seconds(r.visible),
+        r.records_seen,
+        r.duplicates
+    )
 }
 
 /// One of a round's times, for the summary lines.
