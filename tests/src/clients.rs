@@ -179,7 +179,6 @@ pub fn create_replicated_topic(
     replication_factor: i32,
     configs: &[(&str, &str)],
 ) {
-    let admin = admin_client(bootstrap);
     let mut new_topic = NewTopic::new(
         topic,
         partitions,
@@ -188,32 +187,32 @@ pub fn create_replicated_topic(
     for (k, v) in configs {
         new_topic = new_topic.set(k, v);
     }
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = block_on(admin.create_topics([&new_topic], &opts))
-        .unwrap_or_else(|e| panic!("CreateTopics {topic}: {e}"));
-    for r in results {
-        if let Err((name, code)) = r {
-            panic!("CreateTopics {name}: {code:?}");
-        }
-    }
-    wait_for_topic(bootstrap, topic, partitions);
+    create(bootstrap, &new_topic);
 }
 
 /// A one-partition topic whose replicas are exactly `replicas` (the first
 /// is the preferred leader), so a test knows which brokers hold it.
 pub fn create_assigned_topic(bootstrap: &str, topic: &str, replicas: &[i32]) {
-    let admin = admin_client(bootstrap);
     let assignment = [replicas];
-    let new_topic = NewTopic::new(topic, 1, TopicReplication::Variable(&assignment));
+    create(
+        bootstrap,
+        &NewTopic::new(topic, 1, TopicReplication::Variable(&assignment)),
+    );
+}
+
+/// CreateTopics, then waits until every partition has a leader.
+fn create(bootstrap: &str, new_topic: &NewTopic<'_>) {
+    let admin = admin_client(bootstrap);
+    let topic = new_topic.name;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = block_on(admin.create_topics([&new_topic], &opts))
+    let results = block_on(admin.create_topics([new_topic], &opts))
         .unwrap_or_else(|e| panic!("CreateTopics {topic}: {e}"));
     for r in results {
         if let Err((name, code)) = r {
             panic!("CreateTopics {name}: {code:?}");
         }
     }
-    wait_for_topic(bootstrap, topic, 1);
+    wait_for_topic(bootstrap, topic, new_topic.num_partitions);
 }
 
 /// The broker leading the `__transaction_state` partition of `txn_id`

@@ -4,21 +4,21 @@
 //! they say, and one round of the transaction coordinator failover mode.
 //! Figures are not asserted — speed is the benchmark's business.
 
+use std::path::Path;
 use std::process::Command;
 
 use tideline_tests::broker::broker_bin;
 
-#[test]
-fn the_matrix_runs_its_cells_on_brokers_it_starts_and_prints_their_tables() {
+/// Runs `tideline-bench` with `flags` on the debug broker, its brokers'
+/// data under `work`; its standard output, once it succeeded.
+fn run_bench(flags: &[&str], work: &Path) -> String {
     let bench = broker_bin().with_file_name("tideline-bench");
-    let work = tempfile::tempdir().unwrap();
     let out = Command::new(&bench)
-        .args(["--mode", "matrix", "--cells", "compression,cluster"])
-        .args(["--repetitions", "1", "--cell-megabytes", "2"])
+        .args(flags)
         .arg("--broker-bin")
         .arg(broker_bin())
         .arg("--work-dir")
-        .arg(work.path())
+        .arg(work)
         .output()
         .unwrap_or_else(|e| {
             panic!(
@@ -26,11 +26,30 @@ fn the_matrix_runs_its_cells_on_brokers_it_starts_and_prints_their_tables() {
                 bench.display()
             )
         });
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "matrix failed:\n{stdout}\n{}",
+        "tideline-bench {flags:?} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_matrix_runs_its_cells_on_brokers_it_starts_and_prints_their_tables() {
+    let work = tempfile::tempdir().unwrap();
+    let stdout = run_bench(
+        &[
+            "--mode",
+            "matrix",
+            "--cells",
+            "compression,cluster",
+            "--repetitions",
+            "1",
+            "--cell-megabytes",
+            "2",
+        ],
+        work.path(),
     );
     // One row per codec; the cell columns are MB/s, CPU s/GB, stored ratio.
     let row = |first: &str| -> Vec<f64> {
@@ -75,23 +94,23 @@ fn the_matrix_runs_its_cells_on_brokers_it_starts_and_prints_their_tables() {
 /// record seen exactly once; the times are the benchmark's business.
 #[test]
 fn the_failover_mode_kills_a_coordinator_mid_commit_and_reports_the_takeover() {
-    let bench = broker_bin().with_file_name("tideline-bench");
     let work = tempfile::tempdir().unwrap();
-    let out = Command::new(&bench)
-        .args(["--mode", "txn-failover", "--topic", "fo"])
-        .args(["--repetitions", "1", "--records-per-txn", "20"])
-        .args(["--message-size", "100", "--partitions", "3"])
-        .arg("--broker-bin")
-        .arg(broker_bin())
-        .arg("--work-dir")
-        .arg(work.path())
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", bench.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "txn-failover failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_bench(
+        &[
+            "--mode",
+            "txn-failover",
+            "--topic",
+            "fo",
+            "--repetitions",
+            "1",
+            "--records-per-txn",
+            "20",
+            "--message-size",
+            "100",
+            "--partitions",
+            "3",
+        ],
+        work.path(),
     );
     let row = stdout
         .lines()

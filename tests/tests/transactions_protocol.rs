@@ -63,18 +63,28 @@ fn init(conn: &mut RawConn, txn_id: &str, timeout_ms: i32) -> (i16, i64, i16) {
         .with_transaction_timeout_ms(timeout_ms)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
+    let r = retried(
+        || conn.request(&request, 4).expect("InitProducerId"),
+        |r| r.error_code,
+    );
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+/// Sends a transaction request again while its answer is one a client
+/// retries (the coordinator is moving, loading or busy), for up to 30 s.
+fn retried<R>(mut send: impl FnMut() -> R, error_code: impl Fn(&R) -> i16) -> R {
+    let retriable = [
+        ResponseError::CoordinatorNotAvailable,
+        ResponseError::CoordinatorLoadInProgress,
+        ResponseError::NotCoordinator,
+        ResponseError::ConcurrentTransactions,
+    ]
+    .map(code);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = conn.request(&request, 4).expect("InitProducerId");
-        let retriable = [
-            ResponseError::CoordinatorNotAvailable,
-            ResponseError::CoordinatorLoadInProgress,
-            ResponseError::NotCoordinator,
-            ResponseError::ConcurrentTransactions,
-        ]
-        .map(code);
-        if !retriable.contains(&r.error_code) || Instant::now() > deadline {
-            return (r.error_code, r.producer_id.0, r.producer_epoch);
+        let r = send();
+        if !retriable.contains(&error_code(&r)) || Instant::now() > deadline {
+            return r;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -335,20 +345,11 @@ fn a_version_2_end_txn_bumps_the_epoch_and_its_retry_succeeds_after_a_crash() {
             .with_producer_id(ProducerId(pid))
             .with_producer_epoch(epoch)
             .with_committed(commit);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = conn.request(&request, 5).expect("EndTxn");
-            let retriable = [
-                ResponseError::CoordinatorLoadInProgress,
-                ResponseError::NotCoordinator,
-                ResponseError::CoordinatorNotAvailable,
-            ]
-            .map(code);
-            if !retriable.contains(&r.error_code) || Instant::now() > deadline {
-                return (r.error_code, r.producer_id.0, r.producer_epoch);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let r = retried(
+            || conn.request(&request, 5).expect("EndTxn"),
+            |r| r.error_code,
+        );
+        (r.error_code, r.producer_id.0, r.producer_epoch)
     };
     assert_eq!(
         end_v5(&mut conn, epoch, true),
