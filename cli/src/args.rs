@@ -50,6 +50,8 @@ pub enum Command {
     /// Transactions: open ones, a partition's producers, aborting a hanging one
     #[command(subcommand)]
     Txn(TxnCommand),
+    /// Balances replicas, disk and leaders across the brokers, or drains brokers: plans, then moves
+    Rebalance(RebalanceArgs),
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell)
     Completion { shell: clap_complete::Shell },
 }
@@ -411,6 +413,28 @@ pub struct ReassignArgs {
     /// Throttle the moves to this many bytes/s while waiting, and clear it after (with --wait)
     #[arg(long, requires = "wait")]
     pub throttle: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RebalanceArgs {
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Move every replica off these brokers first: 4,5
+    #[arg(long, value_delimiter = ',', value_name = "BROKER_IDS")]
+    pub drain: Vec<i32>,
+    /// Wait until every move has finished, then elect the preferred leaders
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+    /// Throttle the moves to this many bytes/s (K, M, G: powers of 1024) while waiting, and clear it after; the plan's time is estimated at it
+    #[arg(long, requires = "wait")]
+    pub throttle: Option<String>,
+    /// Disk use per broker may differ from the mean by this percentage
+    #[arg(long, default_value_t = 10.0)]
+    pub disk_tolerance: f64,
 }
 
 #[derive(Subcommand, Debug)]

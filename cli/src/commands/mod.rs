@@ -5,6 +5,7 @@ mod consume;
 mod group;
 mod partition;
 mod produce;
+mod rebalance;
 mod template;
 mod topic;
 mod txn;
@@ -21,6 +22,7 @@ pub async fn run(context: &mut Context, command: Command) -> Result<i32> {
         Command::Group(c) => group::run(context, c).await,
         Command::Partition(c) => partition::run(context, c).await,
         Command::Txn(c) => txn::run(context, c).await,
+        Command::Rebalance(args) => rebalance::run(context, args).await,
         Command::Completion { .. } => unreachable!("handled before connecting"),
     }
 }

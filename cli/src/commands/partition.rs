@@ -159,7 +159,7 @@ async fn reassign(context: &mut Context, args: ReassignArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-async fn wait_for_moves(
+pub(super) async fn wait_for_moves(
     context: &mut Context,
     moves: &BTreeMap<TopicPartition, Vec<i32>>,
     timeout: Duration,
@@ -419,7 +419,11 @@ async fn elect(
 
 /// Sets (`Some(rate)`) or clears the leader and follower throttle rates on
 /// `brokers` (every live broker when empty). Returns the brokers changed.
-async fn throttle(context: &mut Context, brokers: &[i32], rate: Option<u64>) -> Result<Vec<i32>> {
+pub(super) async fn throttle(
+    context: &mut Context,
+    brokers: &[i32],
+    rate: Option<u64>,
+) -> Result<Vec<i32>> {
     let admin = context.admin().await?;
     let brokers = if brokers.is_empty() {
         let (_, _, all) = admin.describe_cluster().await?;
@@ -443,7 +447,7 @@ async fn throttle(context: &mut Context, brokers: &[i32], rate: Option<u64>) -> 
 }
 
 /// `10485760`, `10M`, `512K`, `1G` (powers of 1024), bytes per second.
-fn parse_rate(text: &str) -> Result<u64> {
+pub(super) fn parse_rate(text: &str) -> Result<u64> {
     let (digits, scale) = match text.trim().to_ascii_uppercase() {
         t if t.ends_with('K') => (t[..t.len() - 1].to_string(), 1u64 << 10),
         t if t.ends_with('M') => (t[..t.len() - 1].to_string(), 1 << 20),

@@ -1,0 +1,217 @@
+//! `tideline rebalance`: reads the cluster (Metadata for the assignment and
+//! racks, DescribeLogDirs for replica sizes), asks the balancer for a plan,
+//! prints it with the bytes it copies, and unless `--dry-run` starts it
+//! with AlterPartitionReassignments; with `--wait` it follows the moves
+//! and elects the preferred leaders at the end.
+//!
+//! Produce rates are not read yet (the balancer's last goal then has
+//! nothing to even out), and fenced brokers are treated as cordoned: they
+//! keep what they hold but receive nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+use tideline_balancer::{Broker, Cluster, Partition, Settings};
+
+use super::partition::{parse_rate, throttle, wait_for_moves};
+use crate::admin::offsets::TopicPartition;
+use crate::admin::partitions::ElectionType;
+use crate::args::RebalanceArgs;
+use crate::error::{CliError, Result, EXIT_OK};
+use crate::output::{emit, human_bytes, ids, Table};
+use crate::Context;
+
+#[derive(Serialize)]
+struct PlannedMove {
+    topic: String,
+    partition: i32,
+    from: Vec<i32>,
+    to: Vec<i32>,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct PlanOutput {
+    moves: Vec<PlannedMove>,
+    bytes_to_move: u64,
+    /// At `--throttle`, when given.
+    seconds_at_throttle: Option<f64>,
+    blocked: Vec<String>,
+}
+
+pub async fn run(context: &mut Context, args: RebalanceArgs) -> Result<i32> {
+    if !(args.disk_tolerance.is_finite() && args.disk_tolerance >= 0.0) {
+        return Err(CliError::usage(
+            format!(
+                "--disk-tolerance {} is not a percentage",
+                args.disk_tolerance
+            ),
+            "give a number of percent, such as --disk-tolerance 10",
+        ));
+    }
+    let throttle_rate = args.throttle.as_deref().map(parse_rate).transpose()?;
+    let cluster = read_cluster(context).await?;
+    let known: BTreeSet<i32> = cluster.brokers.iter().map(|b| b.id).collect();
+    if let Some(unknown) = args.drain.iter().find(|b| !known.contains(b)) {
+        return Err(CliError::usage(
+            format!("--drain {unknown}: the cluster has no broker {unknown}"),
+            format!(
+                "the brokers are {}",
+                ids(&known.into_iter().collect::<Vec<_>>())
+            ),
+        ));
+    }
+    let leaving: BTreeSet<i32> = args.drain.iter().copied().collect();
+    let settings = Settings {
+        disk_tolerance_percent: args.disk_tolerance,
+    };
+    let plan = tideline_balancer::plan(&cluster, &leaving, &settings);
+    let output = PlanOutput {
+        moves: plan
+            .reassignments
+            .iter()
+            .map(|r| PlannedMove {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                from: r.from.clone(),
+                to: r.to.clone(),
+                bytes: r.bytes,
+            })
+            .collect(),
+        bytes_to_move: plan.bytes_to_move(),
+        seconds_at_throttle: throttle_rate.map(|rate| plan.duration_at(rate).as_secs_f64()),
+        blocked: plan.blocked.clone(),
+    };
+    emit(&context.format, &output, || describe(&output))?;
+    if !plan.blocked.is_empty() {
+        return Err(CliError::failed(
+            format!(
+                "the drain of {} cannot complete; nothing was changed",
+                ids(&args.drain)
+            ),
+            "add brokers, lower those topics' replication factor, or drain fewer brokers",
+        ));
+    }
+    if args.dry_run || plan.is_empty() {
+        return Ok(EXIT_OK);
+    }
+
+    let moves: BTreeMap<TopicPartition, Vec<i32>> = plan
+        .reassignments
+        .iter()
+        .map(|r| ((r.topic.clone(), r.partition), r.to.clone()))
+        .collect();
+    if let Some(rate) = throttle_rate {
+        throttle(context, &[], Some(rate)).await?;
+    }
+    let request: BTreeMap<TopicPartition, Option<Vec<i32>>> = moves
+        .iter()
+        .map(|(tp, r)| (tp.clone(), Some(r.clone())))
+        .collect();
+    context.admin().await?.alter_reassignments(&request).await?;
+    eprintln!("started {} move(s)", moves.len());
+    if !args.wait {
+        return Ok(EXIT_OK);
+    }
+    let waited = wait_for_moves(context, &moves, Duration::from_secs(args.timeout)).await;
+    if throttle_rate.is_some() {
+        throttle(context, &[], None).await?;
+    }
+    waited?;
+    let partitions: Vec<TopicPartition> = moves.keys().cloned().collect();
+    let elected = context
+        .admin()
+        .await?
+        .elect_leaders(ElectionType::Preferred, Some(&partitions))
+        .await?;
+    eprintln!("{} preferred leader(s) elected", elected.len());
+    Ok(EXIT_OK)
+}
+
+/// The balancer's view of the cluster: every topic's assignment, the
+/// brokers' racks, and each partition's size (its largest replica).
+async fn read_cluster(context: &mut Context) -> Result<Cluster> {
+    let admin = context.admin().await?;
+    let metadata = admin.metadata(None).await?;
+    let broker_ids: Vec<i32> = metadata.brokers.iter().map(|b| b.id).collect();
+    let sizes = admin.replica_sizes(&metadata.topics, &broker_ids).await?;
+    let mut size_of: BTreeMap<(String, i32), u64> = BTreeMap::new();
+    for ((topic, partition, _), bytes) in sizes {
+        let size = size_of.entry((topic, partition)).or_default();
+        *size = (*size).max(bytes.max(0) as u64);
+    }
+    let (_, _, described) = admin.describe_cluster().await?;
+    let fenced: BTreeSet<i32> = described
+        .iter()
+        .filter(|b| b.fenced)
+        .map(|b| b.id)
+        .collect();
+    let brokers = metadata
+        .brokers
+        .iter()
+        .map(|b| Broker {
+            id: b.id,
+            rack: b.rack.clone(),
+            cordoned: fenced.contains(&b.id),
+        })
+        .collect();
+    let partitions = metadata
+        .topics
+        .iter()
+        .filter(|t| t.error_code == 0)
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| Partition {
+                topic: t.name.clone(),
+                partition: p.partition,
+                replicas: p.replicas.clone(),
+                size_bytes: size_of
+                    .get(&(t.name.clone(), p.partition))
+                    .copied()
+                    .unwrap_or(0),
+                produce_bytes_per_second: 0.0,
+            })
+        })
+        .collect();
+    Ok(Cluster {
+        brokers,
+        partitions,
+    })
+}
+
+fn describe(plan: &PlanOutput) -> String {
+    let mut text = String::new();
+    for reason in &plan.blocked {
+        text.push_str(&format!("blocked: {reason}\n"));
+    }
+    if plan.moves.is_empty() {
+        text.push_str("the cluster is balanced: nothing to move\n");
+        return text;
+    }
+    let mut table = Table::new(&["TOPIC", "PARTITION", "FROM", "TO", "COPIES"]);
+    for m in &plan.moves {
+        table.row(vec![
+            m.topic.clone(),
+            m.partition.to_string(),
+            ids(&m.from),
+            ids(&m.to),
+            if m.bytes == 0 {
+                "leader only".into()
+            } else {
+                human_bytes(m.bytes as i64)
+            },
+        ]);
+    }
+    text.push_str(&table.render());
+    let leader_only = plan.moves.iter().filter(|m| m.bytes == 0).count();
+    text.push_str(&format!(
+        "{} move(s), {leader_only} of them leader changes only; {} to copy",
+        plan.moves.len(),
+        human_bytes(plan.bytes_to_move as i64)
+    ));
+    if let Some(seconds) = plan.seconds_at_throttle {
+        text.push_str(&format!(", about {seconds:.0} s at the throttle"));
+    }
+    text.push('\n');
+    text
+}

@@ -1,0 +1,172 @@
+//! `tideline rebalance` against a real four-broker cluster under acks=all
+//! load, with the Jepsen checker: a topic crowded onto two brokers is
+//! spread over all four (replicas and preferred leaders within ±1), a
+//! second plan is then empty, a broker is drained, a drain that would
+//! leave a partition short of replicas is refused without changing
+//! anything, and no acknowledged record is lost.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
+use tideline_tests::cli::tideline;
+use tideline_tests::clients::{consumer, wait_for_topic};
+use tideline_tests::cluster::Cluster;
+use tideline_tests::jepsen::{check, Workload};
+use tideline_tests::{admin_client, block_on, consumer_config};
+
+const FAST: &[(&str, &str)] = &[
+    ("broker.heartbeat.interval.ms", "300"),
+    ("broker.session.timeout.ms", "3000"),
+    ("replica.lag.time.max.ms", "3000"),
+];
+const TOPIC: &str = "crowded";
+const PARTITIONS: i32 = 6;
+
+/// Every partition's replica list, preferred leader first, and its leader.
+fn assignment(bootstrap: &str) -> Vec<(Vec<i32>, i32)> {
+    let md = consumer(&consumer_config(bootstrap))
+        .fetch_metadata(Some(TOPIC), Duration::from_secs(10))
+        .expect("metadata");
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| (p.replicas().to_vec(), p.leader()))
+        .collect()
+}
+
+/// How many of `lists` each broker in `brokers` appears in (at `first`
+/// only: as the preferred leader).
+fn per_broker(lists: &[Vec<i32>], brokers: &[i32], first: bool) -> BTreeMap<i32, usize> {
+    let mut counts: BTreeMap<i32, usize> = brokers.iter().map(|b| (*b, 0)).collect();
+    for list in lists {
+        let held = if first { &list[..1] } else { &list[..] };
+        for b in held {
+            *counts.entry(*b).or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn spread(counts: &BTreeMap<i32, usize>) -> usize {
+    counts.values().max().unwrap() - counts.values().min().unwrap()
+}
+
+fn replica_lists(bootstrap: &str) -> Vec<Vec<i32>> {
+    assignment(bootstrap).into_iter().map(|(r, _)| r).collect()
+}
+
+#[test]
+fn rebalance_spreads_a_crowded_topic_drains_a_broker_and_refuses_an_impossible_drain() {
+    let cluster = Cluster::start(4, FAST);
+    let b = cluster.bootstrap();
+    // Six partitions at RF=2, all on brokers 1 and 2, as after a scale-up.
+    let crowded: Vec<Vec<i32>> = (0..PARTITIONS)
+        .map(|p| if p % 2 == 0 { vec![1, 2] } else { vec![2, 1] })
+        .collect();
+    let lists: Vec<&[i32]> = crowded.iter().map(|r| r.as_slice()).collect();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Variable(&lists));
+    let created = block_on(admin_client(&b).create_topics([&topic], &AdminOptions::new()))
+        .expect("CreateTopics");
+    assert!(created.iter().all(|r| r.is_ok()), "{created:?}");
+    wait_for_topic(&b, TOPIC, PARTITIONS);
+
+    // The checker's group creates __consumer_offsets; have it before the
+    // first plan, so both plans see the same topics.
+    let group = consumer(consumer_config(&b).set("group.id", "rebalance-probe"));
+    let _ = group.committed(Duration::from_secs(10));
+    wait_for_topic(&b, "__consumer_offsets", 50);
+
+    let workload = Workload::start(&b, TOPIC, PARTITIONS, 2);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // --dry-run prints the plan and changes nothing.
+    let dry = tideline(&b, &["rebalance", "--dry-run", "--format", "json"])
+        .ok()
+        .json();
+    let moves = dry["moves"].as_array().expect("moves");
+    assert!(!moves.is_empty(), "{dry}");
+    assert!(dry["bytes_to_move"].as_u64().unwrap() > 0, "{dry}");
+    assert_eq!(replica_lists(&b), crowded, "a dry run moves nothing");
+
+    let started = Instant::now();
+    let run = tideline(&b, &["rebalance", "--wait", "--timeout", "120"]).ok();
+    assert!(run.stderr.contains("move(s) done"), "{}", run.stderr);
+    println!("rebalance took {:.1} s", started.elapsed().as_secs_f64());
+    let all = [1, 2, 3, 4];
+    let after = replica_lists(&b);
+    assert!(spread(&per_broker(&after, &all, false)) <= 1, "{after:?}");
+    assert!(spread(&per_broker(&after, &all, true)) <= 1, "{after:?}");
+    // The preferred leaders were elected.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while assignment(&b).iter().any(|(r, leader)| r[0] != *leader) {
+        assert!(Instant::now() < deadline, "{:?}", assignment(&b));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The load keeps the partitions growing, so the disk goal would see
+    // new sizes; with it out of the way, the replica and leader goals give
+    // a second plan that is empty.
+    let again = tideline(
+        &b,
+        &[
+            "rebalance",
+            "--dry-run",
+            "--disk-tolerance",
+            "1000",
+            "--format",
+            "json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        again["moves"],
+        serde_json::json!([]),
+        "a second plan is empty"
+    );
+
+    // Drain broker 4: nothing stays on it, the rest stays even.
+    tideline(
+        &b,
+        &["rebalance", "--drain", "4", "--wait", "--timeout", "120"],
+    )
+    .ok();
+    let drained = replica_lists(&b);
+    assert!(drained.iter().all(|r| !r.contains(&4)), "{drained:?}");
+    assert!(
+        spread(&per_broker(&drained, &[1, 2, 3], false)) <= 1,
+        "{drained:?}"
+    );
+
+    // Draining three of four brokers leaves one for RF=2: refused, with
+    // the reason, and nothing changes.
+    let refused = tideline(&b, &["rebalance", "--drain", "2,3,4"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.text().contains("blocked: crowded-"),
+        "{}",
+        refused.text()
+    );
+    assert!(
+        refused.stderr.contains("nothing was changed"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(replica_lists(&b), drained);
+    let unknown = tideline(&b, &["rebalance", "--drain", "9"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.starts_with("error: --drain 9"),
+        "{}",
+        unknown.stderr
+    );
+
+    let history = workload.stop();
+    let report = check(&b, TOPIC, PARTITIONS, &history);
+    assert!(
+        report.lost.is_empty() && report.duplicated.is_empty() && report.reordered.is_empty(),
+        "{report}"
+    );
+    assert!(report.acknowledged > 0);
+}
