@@ -435,6 +435,9 @@ pub struct RebalanceArgs {
     /// Disk use per broker may differ from the mean by this percentage
     #[arg(long, default_value_t = 10.0)]
     pub disk_tolerance: f64,
+    /// Seconds over which each partition's produce rate is measured (its growth, by DescribeLogDirs); 0 skips the load goal
+    #[arg(long, default_value_t = 5)]
+    pub load_window: u64,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,6 +1,7 @@
 //! `tideline rebalance` against a real four-broker cluster under acks=all
 //! load, with the Jepsen checker: a topic crowded onto two brokers is
-//! spread over all four (replicas and preferred leaders within ±1), a
+//! spread over all four (replicas and preferred leaders within ±1, and
+//! the produce load measured on the crowded brokers shared out), a
 //! second plan is then empty, a broker is drained, a drain that would
 //! leave a partition short of replicas is refused without changing
 //! anything, and no acknowledged record is lost.
@@ -81,13 +82,32 @@ fn rebalance_spreads_a_crowded_topic_drains_a_broker_and_refuses_an_impossible_d
     let workload = Workload::start(&b, TOPIC, PARTITIONS, 2);
     std::thread::sleep(Duration::from_secs(2));
 
-    // --dry-run prints the plan and changes nothing.
-    let dry = tideline(&b, &["rebalance", "--dry-run", "--format", "json"])
-        .ok()
-        .json();
+    // --dry-run prints the plan and changes nothing. The load measured
+    // over the window is on the two crowded brokers, and moves off them.
+    let dry = tideline(
+        &b,
+        &[
+            "rebalance",
+            "--dry-run",
+            "--load-window",
+            "2",
+            "--format",
+            "json",
+        ],
+    )
+    .ok()
+    .json();
     let moves = dry["moves"].as_array().expect("moves");
     assert!(!moves.is_empty(), "{dry}");
     assert!(dry["bytes_to_move"].as_u64().unwrap() > 0, "{dry}");
+    let load = |broker: usize, when: usize| {
+        dry["brokers"][broker]["produce_bytes_per_second"][when]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(load(0, 0) > 0.0 && load(1, 0) > 0.0, "{dry}");
+    assert!(load(2, 0) == 0.0 && load(3, 0) == 0.0, "{dry}");
+    assert!(load(2, 1) > 0.0 && load(3, 1) > 0.0, "{dry}");
     assert_eq!(replica_lists(&b), crowded, "a dry run moves nothing");
 
     let started = Instant::now();
@@ -114,6 +134,8 @@ fn rebalance_spreads_a_crowded_topic_drains_a_broker_and_refuses_an_impossible_d
             "--dry-run",
             "--disk-tolerance",
             "1000",
+            "--load-window",
+            "0",
             "--format",
             "json",
         ],
@@ -141,7 +163,7 @@ fn rebalance_spreads_a_crowded_topic_drains_a_broker_and_refuses_an_impossible_d
 
     // Draining three of four brokers leaves one for RF=2: refused, with
     // the reason, and nothing changes.
-    let refused = tideline(&b, &["rebalance", "--drain", "2,3,4"]);
+    let refused = tideline(&b, &["rebalance", "--drain", "2,3,4", "--load-window", "0"]);
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(
         refused.text().contains("blocked: crowded-"),

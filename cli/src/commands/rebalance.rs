@@ -4,9 +4,10 @@
 //! with AlterPartitionReassignments; with `--wait` it follows the moves
 //! and elects the preferred leaders at the end.
 //!
-//! Produce rates are not read yet (the balancer's last goal then has
-//! nothing to even out), and fenced brokers are treated as cordoned: they
-//! keep what they hold but receive nothing.
+//! A partition's produce rate is how fast its leader's replica grows over
+//! `--load-window` seconds (two DescribeLogDirs), which any Kafka cluster
+//! answers. Fenced brokers are treated as cordoned: they keep what they
+//! hold but receive nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tideline_balancer::{Broker, Cluster, Partition, Settings};
 use super::partition::{parse_rate, throttle, wait_for_moves};
 use crate::admin::offsets::TopicPartition;
 use crate::admin::partitions::ElectionType;
+use crate::admin::pause;
 use crate::args::RebalanceArgs;
 use crate::error::{CliError, Result, EXIT_OK};
 use crate::output::{emit, human_bytes, ids, Table};
@@ -31,9 +33,21 @@ struct PlannedMove {
     bytes: u64,
 }
 
+/// One broker's share before and after the plan.
+#[derive(Serialize)]
+struct BrokerShare {
+    id: i32,
+    replicas: [usize; 2],
+    preferred_leaders: [usize; 2],
+    disk_bytes: [u64; 2],
+    produce_bytes_per_second: [f64; 2],
+}
+
 #[derive(Serialize)]
 struct PlanOutput {
     moves: Vec<PlannedMove>,
+    /// Per broker, `[before, after]`.
+    brokers: Vec<BrokerShare>,
     bytes_to_move: u64,
     /// At `--throttle`, when given.
     seconds_at_throttle: Option<f64>,
@@ -51,17 +65,8 @@ pub async fn run(context: &mut Context, args: RebalanceArgs) -> Result<i32> {
         ));
     }
     let throttle_rate = args.throttle.as_deref().map(parse_rate).transpose()?;
-    let cluster = read_cluster(context).await?;
-    let known: BTreeSet<i32> = cluster.brokers.iter().map(|b| b.id).collect();
-    if let Some(unknown) = args.drain.iter().find(|b| !known.contains(b)) {
-        return Err(CliError::usage(
-            format!("--drain {unknown}: the cluster has no broker {unknown}"),
-            format!(
-                "the brokers are {}",
-                ids(&known.into_iter().collect::<Vec<_>>())
-            ),
-        ));
-    }
+    let window = Duration::from_secs(args.load_window);
+    let cluster = read_cluster(context, window, &args.drain).await?;
     let leaving: BTreeSet<i32> = args.drain.iter().copied().collect();
     let settings = Settings {
         disk_tolerance_percent: args.disk_tolerance,
@@ -79,6 +84,7 @@ pub async fn run(context: &mut Context, args: RebalanceArgs) -> Result<i32> {
                 bytes: r.bytes,
             })
             .collect(),
+        brokers: shares(&cluster, &plan.applied_to(&cluster)),
         bytes_to_move: plan.bytes_to_move(),
         seconds_at_throttle: throttle_rate.map(|rate| plan.duration_at(rate).as_secs_f64()),
         blocked: plan.blocked.clone(),
@@ -130,12 +136,38 @@ pub async fn run(context: &mut Context, args: RebalanceArgs) -> Result<i32> {
 }
 
 /// The balancer's view of the cluster: every topic's assignment, the
-/// brokers' racks, and each partition's size (its largest replica).
-async fn read_cluster(context: &mut Context) -> Result<Cluster> {
+/// brokers' racks, each partition's size (its largest replica) and its
+/// produce rate (its leader's growth over `window`). Every broker in
+/// `drain` must be one of the cluster's.
+async fn read_cluster(context: &mut Context, window: Duration, drain: &[i32]) -> Result<Cluster> {
     let admin = context.admin().await?;
     let metadata = admin.metadata(None).await?;
     let broker_ids: Vec<i32> = metadata.brokers.iter().map(|b| b.id).collect();
-    let sizes = admin.replica_sizes(&metadata.topics, &broker_ids).await?;
+    if let Some(unknown) = drain.iter().find(|b| !broker_ids.contains(b)) {
+        return Err(CliError::usage(
+            format!("--drain {unknown}: the cluster has no broker {unknown}"),
+            format!("the brokers are {}", ids(&broker_ids)),
+        ));
+    }
+    let first = admin.replica_sizes(&metadata.topics, &broker_ids).await?;
+    let mut rate_of: BTreeMap<(String, i32), f64> = BTreeMap::new();
+    let sizes = if window.is_zero() {
+        first
+    } else {
+        eprintln!("measuring produce rates for {} s", window.as_secs());
+        pause(window).await;
+        let second = admin.replica_sizes(&metadata.topics, &broker_ids).await?;
+        for t in &metadata.topics {
+            for p in &t.partitions {
+                let key = (t.name.clone(), p.partition, p.leader);
+                if let (Some(a), Some(b)) = (first.get(&key), second.get(&key)) {
+                    let grown = (b - a).max(0) as f64 / window.as_secs_f64();
+                    rate_of.insert((t.name.clone(), p.partition), grown);
+                }
+            }
+        }
+        second
+    };
     let mut size_of: BTreeMap<(String, i32), u64> = BTreeMap::new();
     for ((topic, partition, _), bytes) in sizes {
         let size = size_of.entry((topic, partition)).or_default();
@@ -169,7 +201,10 @@ async fn read_cluster(context: &mut Context) -> Result<Cluster> {
                     .get(&(t.name.clone(), p.partition))
                     .copied()
                     .unwrap_or(0),
-                produce_bytes_per_second: 0.0,
+                produce_bytes_per_second: rate_of
+                    .get(&(t.name.clone(), p.partition))
+                    .copied()
+                    .unwrap_or(0.0),
             })
         })
         .collect();
@@ -177,6 +212,39 @@ async fn read_cluster(context: &mut Context) -> Result<Cluster> {
         brokers,
         partitions,
     })
+}
+
+/// Replicas, preferred leaderships, disk and produce load per broker, in
+/// `before` and in `after`.
+fn shares(before: &Cluster, after: &Cluster) -> Vec<BrokerShare> {
+    let tally = |cluster: &Cluster, id: i32| {
+        let mut share = (0, 0, 0, 0.0);
+        for p in &cluster.partitions {
+            if p.replicas.contains(&id) {
+                share.0 += 1;
+                share.2 += p.size_bytes;
+            }
+            if p.replicas.first() == Some(&id) {
+                share.1 += 1;
+                share.3 += p.produce_bytes_per_second;
+            }
+        }
+        share
+    };
+    before
+        .brokers
+        .iter()
+        .map(|b| {
+            let (x, y) = (tally(before, b.id), tally(after, b.id));
+            BrokerShare {
+                id: b.id,
+                replicas: [x.0, y.0],
+                preferred_leaders: [x.1, y.1],
+                disk_bytes: [x.2, y.2],
+                produce_bytes_per_second: [x.3, y.3],
+            }
+        })
+        .collect()
 }
 
 fn describe(plan: &PlanOutput) -> String {
@@ -203,6 +271,26 @@ fn describe(plan: &PlanOutput) -> String {
         ]);
     }
     text.push_str(&table.render());
+    let mut brokers = Table::new(&["BROKER", "REPLICAS", "LEADERS", "DISK", "PRODUCE/S"]);
+    for b in &plan.brokers {
+        brokers.row(vec![
+            b.id.to_string(),
+            format!("{} → {}", b.replicas[0], b.replicas[1]),
+            format!("{} → {}", b.preferred_leaders[0], b.preferred_leaders[1]),
+            format!(
+                "{} → {}",
+                human_bytes(b.disk_bytes[0] as i64),
+                human_bytes(b.disk_bytes[1] as i64)
+            ),
+            format!(
+                "{} → {}",
+                human_bytes(b.produce_bytes_per_second[0] as i64),
+                human_bytes(b.produce_bytes_per_second[1] as i64)
+            ),
+        ]);
+    }
+    text.push('\n');
+    text.push_str(&brokers.render());
     let leader_only = plan.moves.iter().filter(|m| m.bytes == 0).count();
     text.push_str(&format!(
         "{} move(s), {leader_only} of them leader changes only; {} to copy",
