@@ -52,6 +52,9 @@ pub enum Command {
     Txn(TxnCommand),
     /// Balances replicas, disk and leaders across the brokers, or drains brokers: plans, then moves
     Rebalance(RebalanceArgs),
+    /// Brokers: cordon (no new replicas) and uncordon
+    #[command(subcommand)]
+    Broker(BrokerCommand),
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell)
     Completion { shell: clap_complete::Shell },
 }
@@ -413,6 +416,20 @@ pub struct ReassignArgs {
     /// Throttle the moves to this many bytes/s while waiting, and clear it after (with --wait)
     #[arg(long, requires = "wait")]
     pub throttle: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BrokerCommand {
+    /// No new replicas on these brokers (CreateTopics, CreatePartitions, rebalance); what they hold stays
+    Cordon {
+        #[arg(required = true, value_delimiter = ',')]
+        broker_ids: Vec<i32>,
+    },
+    /// Lets these brokers receive new replicas again
+    Uncordon {
+        #[arg(required = true, value_delimiter = ',')]
+        broker_ids: Vec<i32>,
+    },
 }
 
 #[derive(Args, Debug)]

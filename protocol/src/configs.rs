@@ -240,6 +240,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Bytes per second a leader sends to throttled followers (replicas being added by a reassignment)."),
     def!("follower.replication.throttled.rate", Long, Some(LONG_MAX), Validator::Range(0.0, I64_MAX), true,
         "Bytes per second a follower fetches for throttled replicas (replicas being added by a reassignment)."),
+    def!("cordoned.log.dirs", List, Some(""), Validator::None, true,
+        "Log directories that receive no new replicas (KIP-1066); a broker has one log directory, so any value cordons the broker: CreateTopics, CreatePartitions and the balancer place nothing new on it, and what it holds stays."),
     def!("replica.alter.log.dirs.io.max.bytes.per.second", Long, Some(LONG_MAX), Validator::Range(0.0, I64_MAX), true,
         "Throttle of moves between log directories; accepted for Kafka's tools (a broker has one log directory, so there are no such moves)."),
     def!("auto.leader.rebalance.enable", Boolean, Some("true"), Validator::None, false,

@@ -182,12 +182,16 @@ async fn ensure_topic(
 }
 
 /// Creates a compacted coordinator topic. The replication factor is capped
-/// at the live brokers, so a single node works without configuration; the
-/// cap is logged.
+/// at the live brokers that take new replicas (not cordoned), so a single
+/// node works without configuration; the cap is logged.
 async fn create_topic(broker: &Broker, topic: &CoordinatorTopic) -> Result<(), ApiError> {
     let wanted = topic.replication_factor;
     let image = broker.image();
-    let brokers = image.brokers.keys().filter(|b| image.is_live(**b)).count() as i64;
+    let brokers = image
+        .brokers
+        .keys()
+        .filter(|b| image.is_live(**b) && !image.is_cordoned(**b))
+        .count() as i64;
     let replication = wanted.min(brokers).max(1);
     if replication < wanted {
         tracing::warn!(

@@ -115,13 +115,14 @@ impl Controller {
         self.image().brokers.keys().copied().collect()
     }
 
-    /// Brokers new replicas are placed on: registered and not fenced.
+    /// Brokers new replicas are placed on: registered, not fenced and not
+    /// cordoned.
     fn placement_candidates(&self) -> Vec<Candidate> {
         let image = self.image();
         image
             .brokers
             .values()
-            .filter(|b| image.is_live(b.broker_id))
+            .filter(|b| image.is_live(b.broker_id) && !image.is_cordoned(b.broker_id))
             .map(|b| Candidate {
                 id: b.broker_id,
                 rack: b.rack.clone(),

@@ -58,6 +58,13 @@ impl MetadataImage {
             .map(String::as_str)
     }
 
+    /// A cordoned broker (`cordoned.log.dirs` set, KIP-1066) keeps its
+    /// replicas but is given no new ones.
+    pub fn is_cordoned(&self, node_id: i32) -> bool {
+        self.dynamic_config(node_id, "cordoned.log.dirs")
+            .is_some_and(|dirs| !dirs.trim().is_empty())
+    }
+
     pub fn configs_of(&self, resource: &ConfigResource) -> Option<&BTreeMap<String, String>> {
         match resource {
             ConfigResource::Topic(name) => self.topics.get(name).map(|t| &t.configs),

@@ -238,7 +238,11 @@ impl TxnMetadata {
     /// again.
     pub fn fence_and_abort(&self, now_ms: i64) -> TxnMetadata {
         let mut next = self.with(TxnState::PrepareAbort, now_ms);
-        next.value.producer_epoch = next.value.producer_epoch.saturating_add(1);
+        // Transaction version 2 bumps once more for the abort itself, as
+        // Kafka does: the fenced producer is then two epochs behind, so its
+        // EndTxn cannot pass for the retry of a bumping one.
+        let bump = if self.value.client_version >= 2 { 2 } else { 1 };
+        next.value.producer_epoch = next.value.producer_epoch.saturating_add(bump);
         next.last_producer_epoch = NO_PRODUCER_EPOCH;
         next
     }
@@ -653,6 +657,19 @@ mod tests {
             replayed(&c).end_txn(100, i16::MAX - 1, false, true, None, 12),
             Ok(EndOutcome::AlreadyDone),
             "a retry with the old id after the rotation"
+        );
+        // A version 2 transaction aborted by its timeout: the producer is
+        // fenced, not mistaken for a retry.
+        let open = prepared(m.end_txn(100, 0, true, true, None, 20))
+            .complete(21)
+            .add_partitions(100, 1, &parts(&[("a", 0)]), 22)
+            .unwrap()
+            .unwrap();
+        let timed_out = open.fence_and_abort(90_000).complete(90_001);
+        assert_eq!(timed_out.value.producer_epoch, 3);
+        assert_eq!(
+            timed_out.end_txn(100, 1, true, true, None, 90_002),
+            Err(ResponseError::ProducerFenced)
         );
     }
 

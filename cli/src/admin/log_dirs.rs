@@ -51,4 +51,17 @@ impl Admin {
         }
         Ok(sizes)
     }
+
+    /// The log directories `broker` reports (DescribeLogDirs with no
+    /// topics asks for the directories alone).
+    pub async fn log_dir_names(&mut self, broker: i32) -> Result<Vec<String>> {
+        let mut request = DescribeLogDirsRequest::default();
+        request.topics = Some(Vec::new());
+        let response = self.call(Target::Broker(broker), &request, 4).await?;
+        Ok(response
+            .results
+            .into_iter()
+            .map(|dir| dir.log_dir.to_string())
+            .collect())
+    }
 }

@@ -1,5 +1,6 @@
 //! One module per area of the command line.
 
+mod broker;
 mod cluster;
 mod consume;
 mod group;
@@ -23,6 +24,7 @@ pub async fn run(context: &mut Context, command: Command) -> Result<i32> {
         Command::Partition(c) => partition::run(context, c).await,
         Command::Txn(c) => txn::run(context, c).await,
         Command::Rebalance(args) => rebalance::run(context, args).await,
+        Command::Broker(c) => broker::run(context, c).await,
         Command::Completion { .. } => unreachable!("handled before connecting"),
     }
 }

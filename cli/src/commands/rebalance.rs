@@ -6,8 +6,8 @@
 //!
 //! A partition's produce rate is how fast its leader's replica grows over
 //! `--load-window` seconds (two DescribeLogDirs), which any Kafka cluster
-//! answers. Fenced brokers are treated as cordoned: they keep what they
-//! hold but receive nothing.
+//! answers. Cordoned brokers (`tideline broker cordon`) and fenced ones
+//! keep what they hold but receive nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -15,7 +15,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tideline_balancer::{Broker, Cluster, Partition, Settings};
 
+use super::broker::CORDON_KEY;
 use super::partition::{parse_rate, throttle, wait_for_moves};
+use crate::admin::configs::Resource;
 use crate::admin::offsets::TopicPartition;
 use crate::admin::partitions::ElectionType;
 use crate::admin::pause;
@@ -65,6 +67,19 @@ pub async fn run(context: &mut Context, args: RebalanceArgs) -> Result<i32> {
         ));
     }
     let throttle_rate = args.throttle.as_deref().map(parse_rate).transpose()?;
+    // A plan made while moves run would see their replica lists half-way
+    // (adding and removing replicas both listed), and would start a second
+    // plan over the first.
+    let running = context.admin().await?.list_reassignments().await?;
+    if !running.is_empty() {
+        return Err(CliError::failed(
+            format!(
+                "{} partition move(s) are already in progress",
+                running.len()
+            ),
+            "wait for them (`tideline partition reassignments`) or cancel them, then plan again",
+        ));
+    }
     let window = Duration::from_secs(args.load_window);
     let cluster = read_cluster(context, window, &args.drain).await?;
     let leaving: BTreeSet<i32> = args.drain.iter().copied().collect();
@@ -174,18 +189,30 @@ async fn read_cluster(context: &mut Context, window: Duration, drain: &[i32]) ->
         *size = (*size).max(bytes.max(0) as u64);
     }
     let (_, _, described) = admin.describe_cluster().await?;
-    let fenced: BTreeSet<i32> = described
+    // Fenced and cordoned brokers receive nothing.
+    let mut closed: BTreeSet<i32> = described
         .iter()
         .filter(|b| b.fenced)
         .map(|b| b.id)
         .collect();
+    for &id in &broker_ids {
+        let entries = admin
+            .describe_configs(&Resource::Broker(id), &[CORDON_KEY.to_string()])
+            .await?;
+        if entries
+            .iter()
+            .any(|e| e.name == CORDON_KEY && e.value.as_deref().is_some_and(|v| !v.is_empty()))
+        {
+            closed.insert(id);
+        }
+    }
     let brokers = metadata
         .brokers
         .iter()
         .map(|b| Broker {
             id: b.id,
             rack: b.rack.clone(),
-            cordoned: fenced.contains(&b.id),
+            cordoned: closed.contains(&b.id),
         })
         .collect();
     let partitions = metadata
