@@ -407,13 +407,21 @@ pub struct ReassignArgs {
     /// The new replica list, preferred leader first: 1,2,3
     #[arg(long, value_delimiter = ',', requires_all = ["topic", "partition"])]
     pub replicas: Option<Vec<i32>>,
+    #[command(flatten)]
+    pub moves: MoveArgs,
+}
+
+/// How started moves are followed: shared by `partition reassign` and
+/// `rebalance`.
+#[derive(Args, Debug)]
+pub struct MoveArgs {
     /// Wait until every move has finished, showing progress
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits, in seconds
     #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
-    /// Throttle the moves to this many bytes/s while waiting, and clear it after (with --wait)
+    /// Throttle the moves to this many bytes/s (K, M, G: powers of 1024) while waiting, and clear it after (with --wait)
     #[arg(long, requires = "wait")]
     pub throttle: Option<String>,
 }
@@ -440,15 +448,10 @@ pub struct RebalanceArgs {
     /// Move every replica off these brokers first: 4,5
     #[arg(long, value_delimiter = ',', value_name = "BROKER_IDS")]
     pub drain: Vec<i32>,
-    /// Wait until every move has finished, then elect the preferred leaders
-    #[arg(long)]
-    pub wait: bool,
-    /// How long --wait waits, in seconds
-    #[arg(long, default_value_t = 3600)]
-    pub timeout: u64,
-    /// Throttle the moves to this many bytes/s (K, M, G: powers of 1024) while waiting, and clear it after; the plan's time is estimated at it
-    #[arg(long, requires = "wait")]
-    pub throttle: Option<String>,
+    /// --wait also elects the preferred leaders at the end, and the plan's
+    /// time is estimated at --throttle
+    #[command(flatten)]
+    pub moves: MoveArgs,
     /// Disk use per broker may differ from the mean by this percentage
     #[arg(long, default_value_t = 10.0)]
     pub disk_tolerance: f64,

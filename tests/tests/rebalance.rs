@@ -57,6 +57,15 @@ fn spread(counts: &BTreeMap<i32, usize>) -> usize {
     counts.values().max().unwrap() - counts.values().min().unwrap()
 }
 
+/// `tideline rebalance --dry-run --format json` with `flags`: the plan.
+fn dry_run(bootstrap: &str, flags: &[&str]) -> serde_json::Value {
+    let args: Vec<&str> = ["rebalance", "--dry-run", "--format", "json"]
+        .into_iter()
+        .chain(flags.iter().copied())
+        .collect();
+    tideline(bootstrap, &args).ok().json()
+}
+
 fn replica_lists(bootstrap: &str) -> Vec<Vec<i32>> {
     assignment(bootstrap).into_iter().map(|(r, _)| r).collect()
 }
@@ -87,19 +96,7 @@ fn rebalance_spreads_a_crowded_topic_drains_a_broker_and_refuses_an_impossible_d
 
     // --dry-run prints the plan and changes nothing. The load measured
     // over the window is on the two crowded brokers, and moves off them.
-    let dry = tideline(
-        &b,
-        &[
-            "rebalance",
-            "--dry-run",
-            "--load-window",
-            "2",
-            "--format",
-            "json",
-        ],
-    )
-    .ok()
-    .json();
+    let dry = dry_run(&b, &["--load-window", "2"]);
     let moves = dry["moves"].as_array().expect("moves");
     assert!(!moves.is_empty(), "{dry}");
     assert!(dry["bytes_to_move"].as_u64().unwrap() > 0, "{dry}");
@@ -130,21 +127,7 @@ fn rebalance_spreads_a_crowded_topic_drains_a_broker_and_refuses_an_impossible_d
     // The load keeps the partitions growing, so the disk goal would see
     // new sizes; with it out of the way, the replica and leader goals give
     // a second plan that is empty.
-    let again = tideline(
-        &b,
-        &[
-            "rebalance",
-            "--dry-run",
-            "--disk-tolerance",
-            "1000",
-            "--load-window",
-            "0",
-            "--format",
-            "json",
-        ],
-    )
-    .ok()
-    .json();
+    let again = dry_run(&b, &["--disk-tolerance", "1000", "--load-window", "0"]);
     assert_eq!(
         again["moves"],
         serde_json::json!([]),
@@ -249,19 +232,7 @@ fn a_cordoned_broker_gets_no_new_replicas_until_it_is_uncordoned() {
     let avoiding = replicas_of(&b, "avoiding");
     assert!(avoiding.iter().all(|r| !r.contains(&3)), "{avoiding:?}");
     // The balancer would even out replicas onto broker 3, but gives it none.
-    let plan = tideline(
-        &b,
-        &[
-            "rebalance",
-            "--dry-run",
-            "--load-window",
-            "0",
-            "--format",
-            "json",
-        ],
-    )
-    .ok()
-    .json();
+    let plan = dry_run(&b, &["--load-window", "0"]);
     for m in plan["moves"].as_array().unwrap() {
         let (from, to) = (&m["from"], &m["to"]);
         let gains_3 = to.as_array().unwrap().contains(&3.into())

@@ -10,7 +10,7 @@ use crate::admin::configs::{Change, Resource};
 use crate::admin::offsets::TopicPartition;
 use crate::admin::partitions::{ElectionType, Reassignment};
 use crate::admin::{pause, Admin};
-use crate::args::{ElectKind, PartitionCommand, ReassignArgs, ThrottleCommand};
+use crate::args::{ElectKind, MoveArgs, PartitionCommand, ReassignArgs, ThrottleCommand};
 use crate::error::{CliError, Result, EXIT_OK};
 use crate::output::{emit, human_bytes, ids, progress, progress_done, Table};
 use crate::Context;
@@ -138,6 +138,18 @@ async fn reassign(context: &mut Context, args: ReassignArgs) -> Result<i32> {
         }
         (None, None) => unreachable!("clap requires --plan or --replicas"),
     };
+    start_moves(context, &moves, &args.moves).await?;
+    Ok(EXIT_OK)
+}
+
+/// Starts `moves` (AlterPartitionReassignments); with `--wait`, follows
+/// them under the optional throttle, which is cleared after. Returns
+/// whether it waited for them to finish.
+pub(super) async fn start_moves(
+    context: &mut Context,
+    moves: &BTreeMap<TopicPartition, Vec<i32>>,
+    args: &MoveArgs,
+) -> Result<bool> {
     let throttle_rate = args.throttle.as_deref().map(parse_rate).transpose()?;
     if let Some(rate) = throttle_rate {
         throttle(context, &[], Some(rate)).await?;
@@ -149,17 +161,17 @@ async fn reassign(context: &mut Context, args: ReassignArgs) -> Result<i32> {
     context.admin().await?.alter_reassignments(&request).await?;
     eprintln!("started {} move(s)", moves.len());
     if !args.wait {
-        return Ok(EXIT_OK);
+        return Ok(false);
     }
-    let result = wait_for_moves(context, &moves, Duration::from_secs(args.timeout)).await;
+    let result = wait_for_moves(context, moves, Duration::from_secs(args.timeout)).await;
     if throttle_rate.is_some() {
         throttle(context, &[], None).await?;
     }
     result?;
-    Ok(EXIT_OK)
+    Ok(true)
 }
 
-pub(super) async fn wait_for_moves(
+async fn wait_for_moves(
     context: &mut Context,
     moves: &BTreeMap<TopicPartition, Vec<i32>>,
     timeout: Duration,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tideline_balancer::{Broker, Cluster, Partition, Settings};
 
 use super::broker::CORDON_KEY;
-use super::partition::{parse_rate, throttle, wait_for_moves};
+use super::partition::{parse_rate, start_moves};
 use crate::admin::configs::Resource;
 use crate::admin::offsets::TopicPartition;
 use crate::admin::partitions::ElectionType;
@@ -66,7 +66,7 @@ pub async fn run(context: &mut Context, args: RebalanceArgs) -> Result<i32> {
             "give a number of percent, such as --disk-tolerance 10",
         ));
     }
-    let throttle_rate = args.throttle.as_deref().map(parse_rate).transpose()?;
+    let throttle_rate = args.moves.throttle.as_deref().map(parse_rate).transpose()?;
     // A plan made while moves run would see their replica lists half-way
     // (adding and removing replicas both listed), and would start a second
     // plan over the first.
@@ -123,23 +123,9 @@ pub async fn run(context: &mut Context, args: RebalanceArgs) -> Result<i32> {
         .iter()
         .map(|r| ((r.topic.clone(), r.partition), r.to.clone()))
         .collect();
-    if let Some(rate) = throttle_rate {
-        throttle(context, &[], Some(rate)).await?;
-    }
-    let request: BTreeMap<TopicPartition, Option<Vec<i32>>> = moves
-        .iter()
-        .map(|(tp, r)| (tp.clone(), Some(r.clone())))
-        .collect();
-    context.admin().await?.alter_reassignments(&request).await?;
-    eprintln!("started {} move(s)", moves.len());
-    if !args.wait {
+    if !start_moves(context, &moves, &args.moves).await? {
         return Ok(EXIT_OK);
     }
-    let waited = wait_for_moves(context, &moves, Duration::from_secs(args.timeout)).await;
-    if throttle_rate.is_some() {
-        throttle(context, &[], None).await?;
-    }
-    waited?;
     let partitions: Vec<TopicPartition> = moves.keys().cloned().collect();
     let elected = context
         .admin()
