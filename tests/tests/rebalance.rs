@@ -67,7 +67,7 @@ fn dry_run(bootstrap: &str, flags: &[&str]) -> serde_json::Value {
 }
 
 fn replica_lists(bootstrap: &str) -> Vec<Vec<i32>> {
-    assignment(bootstrap).into_iter().map(|(r, _)| r).collect()
+    replicas_of(bootstrap, TOPIC)
 }
 
 #[test]
