@@ -9,7 +9,7 @@
 //! The checker then reads every partition from its start to its high
 //! watermark and reports:
 //! - **lost**: acknowledged but absent;
-//! - **duplicated**: present more than once;
+//! - **duplicated**: present more than once (reported with the partition and offsets it was read at, to tell a stored duplicate from a re-read);
 //! - **reordered**: a producer's values out of sequence order within a
 //!   partition (the idempotent producer keeps per-partition order).
 
@@ -66,7 +66,19 @@ impl std::fmt::Display for Report {
             self.lost.len(),
             self.duplicated.len(),
             self.reordered.len()
-        )
+        )?;
+        // The first few of each anomaly, so a failure says where to look.
+        for (kind, list) in [
+            ("lost", &self.lost),
+            ("duplicated", &self.duplicated),
+            ("reordered", &self.reordered),
+        ] {
+            if !list.is_empty() {
+                let shown = &list[..list.len().min(5)];
+                write!(f, "; {kind}: {}", shown.join(", "))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -165,7 +177,8 @@ pub fn check(bootstrap: &str, topic: &str, partitions: i32, history: &History) -
         indeterminate: history.indeterminate,
         ..Report::default()
     };
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    // Value → where it was read (partition, offset).
+    let mut seen: HashMap<String, Vec<(i32, i64)>> = HashMap::new();
     for (partition, records) in &consumed {
         // Producer → last sequence seen in this partition.
         let mut last: HashMap<String, u64> = HashMap::new();
@@ -177,7 +190,9 @@ pub fn check(bootstrap: &str, topic: &str, partitions: i32, history: &History) -
             let Some((producer, sequence)) = parse_value(&value) else {
                 continue;
             };
-            *seen.entry(value.clone()).or_default() += 1;
+            seen.entry(value.clone())
+                .or_default()
+                .push((*partition, r.offset));
             if let Some(previous) = last.insert(producer.to_string(), sequence) {
                 if sequence <= previous {
                     report.reordered.push(format!(
@@ -187,9 +202,11 @@ pub fn check(bootstrap: &str, topic: &str, partitions: i32, history: &History) -
             }
         }
     }
-    for (value, count) in &seen {
-        if *count > 1 {
-            report.duplicated.push(value.clone());
+    for (value, places) in &seen {
+        if places.len() > 1 {
+            report
+                .duplicated
+                .push(format!("{value} at (partition, offset) {places:?}"));
         }
     }
     for value in history.acknowledged.keys() {
