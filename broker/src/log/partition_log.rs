@@ -855,12 +855,11 @@ impl PartitionLog {
     }
 
     fn after_truncation(&mut self, offset: i64) -> io::Result<()> {
-        if self.producers.has_seen_transactions() {
-            // The truncation may have removed a marker, reopening its
-            // transaction: only the log itself tells.
+        // A truncation that removed a marker reopens its transaction, and
+        // one that removed all of a producer's tracked batches hides its
+        // last sequence: in both cases only the log itself tells.
+        if self.producers.has_seen_transactions() || !self.producers.truncate_to(offset) {
             self.rebuild_producer_state(false)?;
-        } else {
-            self.producers.truncate_to(offset);
         }
         self.recovery_point = self.recovery_point().min(self.log_end_offset());
         self.roll_flushes.invalidate();
@@ -1380,6 +1379,27 @@ mod tests {
             log.append(&gap, 0, AppendOrigin::Client, 0),
             Err(AppendError::OutOfOrderSequence { .. })
         ));
+    }
+
+    #[test]
+    fn a_truncation_that_removes_every_tracked_batch_of_a_producer_keeps_its_older_ones_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = PartitionLog::open_for_test(dir.path(), config(), true);
+        // Ten one-record batches of producer 5: only the last five are tracked.
+        let batches: Vec<Vec<u8>> = (0..10).map(|seq| batch(&[b"v"], 0, (5, 0, seq))).collect();
+        for (offset, b) in batches.iter().enumerate() {
+            let info = log.append(b, 0, AppendOrigin::Client, 0).unwrap();
+            assert_eq!(info.base_offset, offset as i64);
+        }
+        // A new leader had only the first five: the tracked ones go.
+        log.truncate_to(5).unwrap();
+        // A retry of a batch that stayed is recognised, not stored twice.
+        let again = log.append(&batches[4], 0, AppendOrigin::Client, 0).unwrap();
+        assert!(again.duplicate, "seq 4 is still in the log at offset 4");
+        assert_eq!((again.base_offset, log.log_end_offset()), (4, 5));
+        // And the sequence goes on from it.
+        let next = log.append(&batches[5], 0, AppendOrigin::Client, 0).unwrap();
+        assert_eq!((next.base_offset, next.duplicate), (5, false));
     }
 
     fn append_one(log: &mut PartitionLog, value: &[u8]) -> AppendInfo {

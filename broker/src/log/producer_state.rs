@@ -306,12 +306,23 @@ impl ProducerState {
     /// Forgets batches at or after `offset` (the log was truncated there).
     /// Only for a state that has seen no transactions (see
     /// `has_seen_transactions`); one that has is rebuilt from the log.
-    pub fn truncate_to(&mut self, offset: i64) {
+    ///
+    /// Returns false when the state no longer describes the log: a
+    /// producer lost every batch it had tracked, yet may have older ones
+    /// below `offset` (only the last five are kept, and an epoch bump
+    /// forgets the old epoch's). Forgetting it would let it in again at
+    /// any sequence, so a retry of a batch still in the log would be
+    /// stored twice; the caller must rebuild the state from the log.
+    pub fn truncate_to(&mut self, offset: i64) -> bool {
         debug_assert!(!self.transactional);
+        let mut exact = true;
         for entry in self.producers.values_mut() {
+            let had_batches = !entry.batches.is_empty();
             entry.batches.retain(|b| b.last_offset < offset);
+            exact &= !(had_batches && entry.batches.is_empty());
         }
         self.producers.retain(|_, e| !e.batches.is_empty());
+        exact
     }
 
     /// How many producers have state in this partition.
