@@ -52,7 +52,7 @@ pub enum Command {
     Txn(TxnCommand),
     /// Balances replicas, disk and leaders across the brokers, or drains brokers: plans, then moves
     Rebalance(RebalanceArgs),
-    /// Brokers: cordon (no new replicas) and uncordon
+    /// Brokers: cordon (no new replicas), uncordon, unregister (removed for good)
     #[command(subcommand)]
     Broker(BrokerCommand),
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -437,6 +437,14 @@ pub enum BrokerCommand {
     Uncordon {
         #[arg(required = true, value_delimiter = ',')]
         broker_ids: Vec<i32>,
+    },
+    /// Removes stopped, drained brokers from the cluster: Metadata and DescribeCluster no longer list them
+    Unregister {
+        #[arg(required = true, value_delimiter = ',')]
+        broker_ids: Vec<i32>,
+        /// Unregister even a broker that still runs or still holds replicas
+        #[arg(long)]
+        force: bool,
     },
 }
 

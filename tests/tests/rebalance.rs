@@ -7,18 +7,22 @@
 //! anything, and no acknowledged record is lost (duplicates are not
 //! asserted yet: see the end of the first test). A cordoned broker
 //! (`tideline broker cordon`) receives no new replicas from CreateTopics,
-//! CreatePartitions or the balancer until it is uncordoned.
+//! CreatePartitions or the balancer until it is uncordoned. A drained,
+//! stopped broker is unregistered (`tideline broker unregister`) and no
+//! longer listed.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, UnregisterBrokerRequest};
 use rdkafka::admin::{AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 use tideline_tests::cli::tideline;
 use tideline_tests::clients::{consumer, create_replicated_topic, produce_n, wait_for_topic};
 use tideline_tests::cluster::Cluster;
 use tideline_tests::jepsen::{check, Workload};
-use tideline_tests::{admin_client, block_on, consumer_config, TestRecord};
+use tideline_tests::wire::RawConn;
+use tideline_tests::{admin_client, block_on, consume_all, consumer_config, TestRecord};
 
 const FAST: &[(&str, &str)] = &[
     ("broker.heartbeat.interval.ms", "300"),
@@ -175,11 +179,15 @@ fn rebalance_spreads_a_crowded_topic_drains_a_broker_and_refuses_an_impossible_d
     println!("checker: {report}");
     assert!(report.lost.is_empty(), "{report}");
     assert!(report.acknowledged > 0);
-    // Not asserted yet: in one run of four, moves that replace both of a
-    // partition's replicas under this load left a few records duplicated
-    // and reordered (3 and 2 of ~16,000) although the producers are
-    // idempotent. It is an open bug, recorded in the session note, not an
-    // accepted behaviour; this line becomes an assertion once it is fixed.
+    // Not asserted yet: in about one run of ten, moves that replace both
+    // of a partition's replicas under this load leave a record stored
+    // twice although the producers are idempotent. The copies seen so far
+    // are the same message under the producer's next epoch at sequence 0:
+    // librdkafka bumped its epoch (producer-wide) and renumbered a retry
+    // that the broker had already stored. What in the broker's answers
+    // makes it bump is not found yet. It is an open bug, recorded in the
+    // session note, not an accepted behaviour; this line becomes an
+    // assertion once it is fixed.
     if !(report.duplicated.is_empty() && report.reordered.is_empty()) {
         eprintln!("KNOWN BUG (duplicates after a full replica replacement): {report}");
     }
@@ -284,4 +292,107 @@ fn a_cordoned_broker_gets_no_new_replicas_until_it_is_uncordoned() {
     )
     .ok();
     tideline(&b, &["partition", "throttle", "clear"]).ok();
+}
+
+/// Whether DescribeCluster v2 lists broker `id`, and as fenced.
+fn listed(bootstrap: &str, id: i32) -> Option<bool> {
+    let address = bootstrap.split(',').next().unwrap().parse().unwrap();
+    let mut request = DescribeClusterRequest::default();
+    request.include_fenced_brokers = true;
+    let response = RawConn::connect(address)
+        .request(&request, 2)
+        .expect("DescribeCluster");
+    response
+        .brokers
+        .iter()
+        .find(|b| b.broker_id.0 == id)
+        .map(|b| b.is_fenced)
+}
+
+/// A scale-down by hand: `tideline broker unregister` refuses a broker
+/// that still runs or still holds replicas; once it is drained and
+/// stopped, UnregisterBroker removes it, so Metadata and DescribeCluster
+/// no longer list it, and nothing it had held is lost. Started again, the
+/// broker registers afresh.
+#[test]
+fn a_drained_stopped_broker_is_unregistered_and_no_longer_listed() {
+    let mut cluster = Cluster::start_mixed(3, 4, FAST);
+    let b = cluster.bootstrap();
+    // Four partitions at RF=2 over four brokers: broker 4 holds two.
+    create_replicated_topic(&b, "kept", 4, 2, &[]);
+    assert!(replicas_of(&b, "kept").iter().any(|r| r.contains(&4)));
+    let (records, _) = produce_n(&b, "kept", 400, |i| TestRecord::indexed(i, 100, 4));
+
+    let running = tideline(&b, &["broker", "unregister", "4"]);
+    assert_eq!(running.code, 2, "{}", running.stderr);
+    assert!(
+        running.stderr.contains("broker 4 is still running"),
+        "{}",
+        running.stderr
+    );
+    cluster.node(4).stop();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while listed(&b, 4) != Some(true) {
+        assert!(Instant::now() < deadline, "broker 4 never shows as fenced");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let holding = tideline(&b, &["broker", "unregister", "4"]);
+    assert_eq!(holding.code, 2, "{}", holding.stderr);
+    assert!(
+        holding.stderr.contains("broker 4 still holds") && holding.stderr.contains("--drain 4"),
+        "{}",
+        holding.stderr
+    );
+    assert_eq!(listed(&b, 4), Some(true), "a refusal changes nothing");
+
+    // Drain it (its replicas are copied from the live ones), then unregister.
+    tideline(
+        &b,
+        &["rebalance", "--drain", "4", "--wait", "--timeout", "120"],
+    )
+    .ok();
+    assert!(replicas_of(&b, "kept").iter().all(|r| !r.contains(&4)));
+    tideline(&b, &["broker", "unregister", "4"]).ok();
+    assert_eq!(listed(&b, 4), None, "DescribeCluster no longer lists it");
+    let md = consumer(&consumer_config(&b))
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let ids: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
+    assert_eq!(ids.len(), 3, "Metadata lists {ids:?}");
+    assert!(!ids.contains(&4), "{ids:?}");
+    let gone = tideline(&b, &["broker", "unregister", "4"]);
+    assert_eq!(gone.code, 2, "{}", gone.stderr);
+    // The API itself answers Kafka's BROKER_ID_NOT_REGISTERED.
+    let address = b.split(',').next().unwrap().parse().unwrap();
+    let mut request = UnregisterBrokerRequest::default();
+    request.broker_id = BrokerId(4);
+    let response = RawConn::connect(address)
+        .request(&request, 0)
+        .expect("UnregisterBroker");
+    assert_eq!(response.error_code, 102, "{response:?}");
+
+    let reader = consumer(&consumer_config(&b));
+    let ends: Vec<(i32, i64)> = (0..4)
+        .map(|p| {
+            let (_, high) = reader
+                .fetch_watermarks("kept", p, Duration::from_secs(10))
+                .expect("watermarks");
+            (p, high)
+        })
+        .filter(|(_, high)| *high > 0)
+        .collect();
+    let read = consume_all(&b, "kept", &ends);
+    assert_eq!(
+        read.values().map(Vec::len).sum::<usize>(),
+        records.len(),
+        "every record is still there"
+    );
+
+    // Started again, it registers afresh and is back in the cluster.
+    cluster.node(4).restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while listed(&b, 4) != Some(false) {
+        assert!(Instant::now() < deadline, "broker 4 never registers again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -1,9 +1,13 @@
-//! DescribeCluster, and the broker list shared with Metadata.
+//! DescribeCluster and UnregisterBroker, and the broker list shared with
+//! Metadata.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, UnregisterBrokerRequest,
+    UnregisterBrokerResponse,
+};
 
-use super::str_bytes;
+use super::{message, str_bytes};
 use crate::broker::Broker;
 use crate::error::ResponseError;
 
@@ -94,6 +98,36 @@ pub fn describe_cluster(
         brokers.sort_by_key(|b| b.broker_id.0);
     }
     response.brokers = brokers;
+    response
+}
+
+/// UnregisterBroker (KIP-631): a broker that left the cluster for good is
+/// no longer listed. Meant for a broker that was drained and stopped; one
+/// still running is unregistered too (as in Kafka), and is back in the
+/// cluster when it restarts.
+pub async fn unregister_broker(
+    broker: &Broker,
+    request: UnregisterBrokerRequest,
+) -> UnregisterBrokerResponse {
+    let mut response = UnregisterBrokerResponse::default();
+    let id = request.broker_id.0;
+    let still_running = broker.image().is_live(id);
+    match broker.controller.unregister_broker(id).await {
+        Ok(()) => {
+            if still_running {
+                tracing::warn!(
+                    broker = id,
+                    "unregistered a broker that is still running: clients are no longer sent to it until it restarts"
+                );
+            } else {
+                tracing::info!(broker = id, "broker unregistered");
+            }
+        }
+        Err(e) => {
+            response.error_code = e.kind.code();
+            response.error_message = message(&e);
+        }
+    }
     response
 }
 

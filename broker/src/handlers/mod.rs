@@ -70,6 +70,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListTransactions, 0, 2),
     (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::UnregisterBroker, 0, 0),
 ];
 
 pub fn is_supported(api_key: ApiKey, version: i16) -> bool {
@@ -163,6 +164,7 @@ pub async fn handle(
             describe_producers::describe_producers(broker, r).into()
         }
         RequestKind::WriteTxnMarkers(r) => txn_markers::write_txn_markers(broker, r).await.into(),
+        RequestKind::UnregisterBroker(r) => cluster::unregister_broker(broker, r).await.into(),
         other => {
             // `is_supported` filters requests before decoding, so this is a bug.
             tracing::error!(request = ?std::mem::discriminant(&other), "request without a handler");

@@ -58,6 +58,13 @@ fn quorum_error(e: QuorumError) -> ApiError {
     }
 }
 
+fn not_registered(broker_id: i32) -> ApiError {
+    ApiError::new(
+        ResponseError::BrokerIdNotRegistered,
+        format!("broker {broker_id} is not registered"),
+    )
+}
+
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     let invalid = |why: &str| {
         Err(ApiError::new(
@@ -483,6 +490,25 @@ impl Controller {
             }]))
             .await
             .map_err(quorum_error)?;
+        Ok(())
+    }
+
+    /// UnregisterBroker: removes a broker that left the cluster from the
+    /// metadata (Kafka's BROKER_ID_NOT_REGISTERED if it is not there).
+    pub async fn unregister_broker(&self, broker_id: i32) -> Result<(), ApiError> {
+        if !self.image().brokers.contains_key(&broker_id) {
+            return Err(not_registered(broker_id));
+        }
+        self.quorum
+            .propose(RecordBatch(vec![MetadataRecord::UnregisterBroker {
+                broker_id,
+            }]))
+            .await
+            .map_err(|e| match e {
+                // Unregistered meanwhile by another request.
+                QuorumError::Rejected(_) => not_registered(broker_id),
+                other => quorum_error(other),
+            })?;
         Ok(())
     }
 

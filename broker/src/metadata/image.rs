@@ -173,6 +173,16 @@ impl MetadataImage {
                 self.shut_down_brokers.insert(*broker_id);
                 self.move_leadership_off(*broker_id);
             }
+            MetadataRecord::UnregisterBroker { broker_id } => {
+                if !self.brokers.contains_key(broker_id) {
+                    return Err(format!("broker {broker_id} is not registered"));
+                }
+                self.move_leadership_off(*broker_id);
+                self.brokers.remove(broker_id);
+                self.fenced_brokers.remove(broker_id);
+                self.shut_down_brokers.remove(broker_id);
+                self.unwritable_log_dirs.remove(broker_id);
+            }
             MetadataRecord::ChangePartition(change) => self.change_partition(change)?,
             MetadataRecord::UnfenceBroker { broker_id } => {
                 self.fenced_brokers.remove(broker_id);
@@ -490,6 +500,43 @@ mod tests {
         assert!(!image.can_lead(3));
         image.apply(&RecordBatch(vec![register(3)]));
         assert!(image.can_lead(3));
+    }
+
+    #[test]
+    fn an_unregistered_broker_is_no_longer_listed_leads_nothing_and_may_register_again() {
+        let mut image = MetadataImage::default();
+        image.apply(&RecordBatch(vec![
+            register(1),
+            register(2),
+            MetadataRecord::CreateTopic {
+                name: "t".into(),
+                topic_id: Uuid::new_v4(),
+                partitions: vec![
+                    PartitionRecord::new(vec![2, 1]),
+                    PartitionRecord::new(vec![2]),
+                ],
+                configs: BTreeMap::new(),
+            },
+            MetadataRecord::ShutdownBroker { broker_id: 2 },
+        ]));
+        let unregister = RecordBatch(vec![MetadataRecord::UnregisterBroker { broker_id: 2 }]);
+        assert!(image.apply(&unregister).error.is_none());
+        assert!(!image.brokers.contains_key(&2) && !image.is_live(2));
+        assert!(image.fenced_brokers.is_empty() && image.shut_down_brokers.is_empty());
+        let p = &image.topics["t"].partitions;
+        assert_eq!((p[0].leader, p[0].isr.clone()), (1, vec![1]));
+        assert_eq!(p[0].replicas, vec![2, 1], "replica lists keep it");
+        assert_eq!(
+            (p[1].leader, p[1].isr.clone()),
+            (-1, vec![2]),
+            "its only replica stays offline, not lost"
+        );
+        assert_eq!(
+            image.apply(&unregister).error.as_deref(),
+            Some("broker 2 is not registered")
+        );
+        image.apply(&RecordBatch(vec![register(2)]));
+        assert!(image.is_live(2));
     }
 
     #[test]

@@ -146,6 +146,15 @@ pub enum MetadataRecord {
     ShutdownBroker {
         broker_id: i32,
     },
+    /// A broker left the cluster for good (UnregisterBroker, after a
+    /// scale-down): Metadata and DescribeCluster no longer list it, it
+    /// leads nothing and leaves every ISR it shares with others, as when
+    /// fenced. Replica lists keep naming it until a reassignment moves
+    /// its replicas; a process that starts again with its id registers
+    /// afresh and gets them back.
+    UnregisterBroker {
+        broker_id: i32,
+    },
     /// A broker's log directory stopped or started taking writes (full, or
     /// offline after a write failure). While it cannot, the broker leads
     /// only partitions no other live in-sync replica can take, leaves every

@@ -1,8 +1,10 @@
-//! Metadata and DescribeCluster: brokers, the controller, topics and their
-//! partitions.
+//! Metadata, DescribeCluster and UnregisterBroker: brokers, the
+//! controller, topics and their partitions.
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{DescribeClusterRequest, MetadataRequest, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, MetadataRequest, TopicName, UnregisterBrokerRequest,
+};
 use serde::Serialize;
 
 use super::{name, Admin, Target};
@@ -175,6 +177,19 @@ impl Admin {
             response.controller_id.0,
             brokers,
         ))
+    }
+
+    /// Removes a broker from the cluster's metadata (UnregisterBroker).
+    pub async fn unregister_broker(&mut self, broker_id: i32) -> Result<()> {
+        let mut request = UnregisterBrokerRequest::default();
+        request.broker_id = BrokerId(broker_id);
+        let response = self.call(Target::Any, &request, 0).await?;
+        self.check(
+            Target::Any,
+            || format!("unregistering broker {broker_id}"),
+            response.error_code,
+            response.error_message.as_ref(),
+        )
     }
 
     /// The named topics, each known to the cluster; an unknown one is an

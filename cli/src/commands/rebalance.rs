@@ -143,13 +143,17 @@ pub async fn run(context: &mut Context, args: RebalanceArgs) -> Result<i32> {
 async fn read_cluster(context: &mut Context, window: Duration, drain: &[i32]) -> Result<Cluster> {
     let admin = context.admin().await?;
     let metadata = admin.metadata(None).await?;
-    let broker_ids: Vec<i32> = metadata.brokers.iter().map(|b| b.id).collect();
-    if let Some(unknown) = drain.iter().find(|b| !broker_ids.contains(b)) {
+    // Every registered broker, fenced (stopped) ones too: a stopped broker
+    // may be drained, from the copies on the live ones.
+    let (_, _, described) = admin.describe_cluster().await?;
+    let registered: Vec<i32> = described.iter().map(|b| b.id).collect();
+    if let Some(unknown) = drain.iter().find(|b| !registered.contains(b)) {
         return Err(CliError::usage(
             format!("--drain {unknown}: the cluster has no broker {unknown}"),
-            format!("the brokers are {}", ids(&broker_ids)),
+            format!("the brokers are {}", ids(&registered)),
         ));
     }
+    let broker_ids: Vec<i32> = metadata.brokers.iter().map(|b| b.id).collect();
     let first = admin.replica_sizes(&metadata.topics, &broker_ids).await?;
     let mut rate_of: BTreeMap<(String, i32), f64> = BTreeMap::new();
     let sizes = if window.is_zero() {
@@ -174,7 +178,6 @@ async fn read_cluster(context: &mut Context, window: Duration, drain: &[i32]) ->
         let size = size_of.entry((topic, partition)).or_default();
         *size = (*size).max(bytes.max(0) as u64);
     }
-    let (_, _, described) = admin.describe_cluster().await?;
     // Fenced and cordoned brokers receive nothing.
     let mut closed: BTreeSet<i32> = described
         .iter()
@@ -192,9 +195,11 @@ async fn read_cluster(context: &mut Context, window: Duration, drain: &[i32]) ->
             closed.insert(id);
         }
     }
-    let brokers = metadata
-        .brokers
+    // A fenced broker counts only when it is drained; otherwise it is
+    // left out, as down for now, not gone.
+    let brokers = described
         .iter()
+        .filter(|b| !b.fenced || drain.contains(&b.id))
         .map(|b| Broker {
             id: b.id,
             rack: b.rack.clone(),
