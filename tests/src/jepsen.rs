@@ -9,7 +9,9 @@
 //! The checker then reads every partition from its start to its high
 //! watermark and reports:
 //! - **lost**: acknowledged but absent;
-//! - **duplicated**: present more than once (reported with the partition and offsets it was read at, to tell a stored duplicate from a re-read);
+//! - **duplicated**: present more than once (reported with the partition
+//!   and offsets it was read at, to tell a stored duplicate from a
+//!   re-read);
 //! - **reordered**: a producer's values out of sequence order within a
 //!   partition (the idempotent producer keeps per-partition order).
 
